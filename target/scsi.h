@@ -1,0 +1,115 @@
+/*
+ * SCSI command decoding and emulation (SPC-4 / SBC-3 subset), independent of iSCSI and of I/O.
+ *
+ * The transport hands a CDB to scsi_plan_command(). Commands that touch the medium come back as
+ * an action (READ, WRITE, SYNC) with an LBA range the caller performs on the backing store;
+ * everything else is answered at once: status, sense and any Data-In bytes written into the
+ * caller's buffer (already clipped to the CDB's allocation length).
+ */
+#ifndef TGT_SCSI_H
+#define TGT_SCSI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* SAM status codes */
+#define SCSI_STATUS_GOOD                 0x00
+#define SCSI_STATUS_CHECK_CONDITION      0x02
+#define SCSI_STATUS_BUSY                 0x08
+#define SCSI_STATUS_RESERVATION_CONFLICT 0x18
+#define SCSI_STATUS_TASK_SET_FULL        0x28
+#define SCSI_STATUS_TASK_ABORTED         0x40
+
+/* Sense keys */
+#define SCSI_SENSE_NO_SENSE        0x0
+#define SCSI_SENSE_NOT_READY       0x2
+#define SCSI_SENSE_MEDIUM_ERROR    0x3
+#define SCSI_SENSE_HARDWARE_ERROR  0x4
+#define SCSI_SENSE_ILLEGAL_REQUEST 0x5
+#define SCSI_SENSE_UNIT_ATTENTION  0x6
+#define SCSI_SENSE_DATA_PROTECT    0x7
+#define SCSI_SENSE_ABORTED_COMMAND 0xb
+
+/* Additional sense codes as (asc << 8 | ascq) */
+#define SCSI_ASC_NONE                      0x0000
+#define SCSI_ASC_INVALID_OPCODE            0x2000
+#define SCSI_ASC_LBA_OUT_OF_RANGE          0x2100
+#define SCSI_ASC_INVALID_FIELD_IN_CDB      0x2400
+#define SCSI_ASC_LUN_NOT_SUPPORTED         0x2500
+#define SCSI_ASC_INVALID_FIELD_IN_PARAM    0x2600
+#define SCSI_ASC_PARAM_LIST_LENGTH_ERROR   0x1a00
+#define SCSI_ASC_WRITE_ERROR               0x0c00
+#define SCSI_ASC_READ_ERROR                0x1100
+#define SCSI_ASC_POWER_ON_RESET            0x2900
+#define SCSI_ASC_INTERNAL_TARGET_FAILURE   0x4400
+#define SCSI_ASC_DATA_PHASE_ERROR          0x4b00 /* iSCSI: protocol service CRC / data errors */
+#define SCSI_ASC_DIGEST_ERROR              0x4703 /* INFORMATION UNIT iuCRC ERROR DETECTED */
+#define SCSI_ASC_SPACE_ALLOC_FAILED        0x2707 /* SPACE ALLOCATION FAILED WRITE PROTECT */
+#define SCSI_ASC_COMMANDS_CLEARED_BY_OTHER 0x2f00
+
+#define SCSI_SENSE_FIXED_LEN 18
+
+/* What the SCSI layer knows about one logical unit. Filled by the target from config and the
+ * backing store; read-only here. */
+struct scsi_lun {
+    uint32_t id;
+    uint64_t block_count;
+    uint32_t block_size;     /* 512 or 4096 */
+    bool thin;               /* thin provisioned (sparse file); reported in VPD 0xB2 later */
+    bool write_cache;        /* WCE in the caching mode page: writes are cached unless FUA */
+    char serial[33];         /* VPD 0x80, NUL terminated, at most 32 chars */
+    uint8_t naa[16];         /* VPD 0x83 NAA type 6 (IEEE registered extended) designator */
+    uint32_t max_transfer_blocks; /* reported as block limits; 0 = no limit */
+};
+
+/* What the SCSI layer knows about the target and the nexus the command came in on. */
+struct scsi_target_view {
+    const char *target_name;      /* iSCSI target name (VPD 0x83 SCSI name string) */
+    uint16_t relative_port_id;    /* VPD 0x83 relative target port identifier */
+    uint16_t target_port_group;   /* VPD 0x83 target port group */
+    const uint32_t *lun_ids;      /* all LUNs of the target, for REPORT LUNS */
+    size_t lun_count;
+};
+
+enum scsi_action {
+    SCSI_ACTION_COMPLETE = 0, /* status/sense/data are final */
+    SCSI_ACTION_READ,         /* read blocks [lba, lba+blocks) and return them as Data-In */
+    SCSI_ACTION_WRITE,        /* receive blocks*block_size bytes of Data-Out, write them */
+    SCSI_ACTION_SYNC,         /* make [lba, lba+blocks) durable (blocks 0 = whole LUN) */
+};
+
+struct scsi_plan {
+    enum scsi_action action;
+    /* media actions */
+    uint64_t lba;
+    uint32_t blocks;
+    bool fua;                 /* write reaches stable storage before completion */
+    /* COMPLETE */
+    uint8_t status;
+    uint32_t data_len;        /* Data-In bytes placed in the caller's buffer */
+    uint8_t sense[SCSI_SENSE_FIXED_LEN];
+    uint8_t sense_len;        /* 0 when no sense */
+};
+
+/* Decodes and plans one command. lun is NULL when the LUN does not exist (INQUIRY then reports
+ * peripheral qualifier 3, REPORT LUNS and REQUEST SENSE still work, everything else fails with
+ * LOGICAL UNIT NOT SUPPORTED). buf receives Data-In for emulated commands (buflen >= 4096 is
+ * always enough for this layer). Never fails: a bad CDB yields a CHECK CONDITION plan. */
+void scsi_plan_command(const struct scsi_lun *lun, const struct scsi_target_view *view,
+                       const uint8_t *cdb, size_t cdb_len, uint8_t *buf, size_t buflen,
+                       struct scsi_plan *plan);
+
+/* Sets plan to COMPLETE with CHECK CONDITION and fixed-format sense (key, asc_ascq as above). */
+void scsi_plan_check_condition(struct scsi_plan *plan, uint8_t key, uint16_t asc_ascq);
+/* Same, with the INFORMATION field set (VALID bit) e.g. the failing LBA. */
+void scsi_plan_check_condition_info(struct scsi_plan *plan, uint8_t key, uint16_t asc_ascq,
+                                    uint64_t info);
+/* Builds fixed-format sense data (18 bytes) into out. */
+void scsi_sense_build_fixed(uint8_t out[SCSI_SENSE_FIXED_LEN], uint8_t key, uint16_t asc_ascq);
+
+/* Fills lun->naa from a stable identity (target name + LUN id) so both nodes of a pair can
+ * derive the same identifiers later. */
+void scsi_lun_derive_ids(struct scsi_lun *lun, const char *target_name);
+
+#endif
