@@ -47,6 +47,7 @@
 #define SCSI_ASC_DIGEST_ERROR              0x4703 /* INFORMATION UNIT iuCRC ERROR DETECTED */
 #define SCSI_ASC_SPACE_ALLOC_FAILED        0x2707 /* SPACE ALLOCATION FAILED WRITE PROTECT */
 #define SCSI_ASC_COMMANDS_CLEARED_BY_OTHER 0x2f00
+#define SCSI_ASC_SAVING_PARAMS_UNSUPPORTED 0x3900
 
 #define SCSI_SENSE_FIXED_LEN 18
 
@@ -76,7 +77,7 @@ enum scsi_action {
     SCSI_ACTION_COMPLETE = 0, /* status/sense/data are final */
     SCSI_ACTION_READ,         /* read blocks [lba, lba+blocks) and return them as Data-In */
     SCSI_ACTION_WRITE,        /* receive blocks*block_size bytes of Data-Out, write them */
-    SCSI_ACTION_SYNC,         /* make [lba, lba+blocks) durable (blocks 0 = whole LUN) */
+    SCSI_ACTION_SYNC,         /* make [lba, lba+blocks) durable (blocks 0 = lba to the end) */
 };
 
 struct scsi_plan {
