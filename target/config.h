@@ -15,23 +15,26 @@
 #define TGT_NAME_MAX   224 /* iSCSI names are at most 223 bytes (RFC 7143 6.1) */
 #define TGT_SECRET_MAX 256
 
+/* Where LUN files with relative paths live unless node.state_dir says otherwise. */
+#define TGT_CONFIG_DEFAULT_STATE_DIR "/var/lib/twinlun"
+
 struct tgt_chap_config {
-    bool required;                           /* CHAP must be used; None is refused */
-    char username[TGT_NAME_MAX];             /* name the initiator must present */
-    char secret[TGT_SECRET_MAX];             /* 12..255 bytes; compared, never logged */
-    bool mutual;                             /* target authenticates itself too */
-    char mutual_username[TGT_NAME_MAX];      /* name the target presents */
-    char mutual_secret[TGT_SECRET_MAX];      /* must differ from secret */
+    bool required;                      /* CHAP must be used; None is refused */
+    char username[TGT_NAME_MAX];        /* name the initiator must present */
+    char secret[TGT_SECRET_MAX];        /* 12..255 bytes; compared, never logged */
+    bool mutual;                        /* target authenticates itself too */
+    char mutual_username[TGT_NAME_MAX]; /* name the target presents */
+    char mutual_secret[TGT_SECRET_MAX]; /* must differ from secret */
 };
 
 struct tgt_lun_config {
-    uint32_t id;            /* LUN number, 0..255 */
-    char path[PATH_MAX];    /* regular file or block device */
-    uint64_t size_bytes;    /* for files: created/extended sparse to this size; 0 = use file size */
-    uint32_t block_size;    /* 512 or 4096 */
-    bool direct;            /* O_DIRECT */
-    bool create;            /* create the file (sparse) if missing */
-    char serial[33];        /* unit serial number; default derived from target+lun */
+    uint32_t id;         /* LUN number, 0..255 */
+    char path[PATH_MAX]; /* regular file or block device */
+    uint64_t size_bytes; /* for files: created/extended sparse to this size; 0 = use file size */
+    uint32_t block_size; /* 512 or 4096 */
+    bool direct;         /* O_DIRECT */
+    bool create;         /* create the file (sparse) if missing */
+    char serial[33];     /* unit serial number; default derived from target+lun */
 };
 
 struct tgt_target_config {
@@ -50,22 +53,23 @@ struct tgt_iscsi_params {
     bool initial_r2t;
     bool immediate_data;
     uint32_t max_outstanding_r2t;
-    bool header_digest;   /* offer/accept CRC32C */
-    bool data_digest;     /* offer/accept CRC32C */
+    bool header_digest; /* offer/accept CRC32C */
+    bool data_digest;   /* offer/accept CRC32C */
     uint32_t default_time2wait;
     uint32_t default_time2retain;
-    uint32_t cmd_window;  /* commands outstanding per session (MaxCmdSN - ExpCmdSN + 1) */
+    uint32_t cmd_window; /* commands outstanding per session (MaxCmdSN - ExpCmdSN + 1) */
 };
 
 struct tgt_config {
-    char source[PATH_MAX];          /* file name, or "<built-in default>" */
+    char source[PATH_MAX]; /* file name, or "<built-in default>" */
     char node_name[64];
     char state_dir[PATH_MAX];
-    char listen_host[64];           /* IPv4/IPv6 literal or host name */
+    char listen_host[64]; /* IPv4/IPv6 literal or host name */
     uint16_t listen_port;
-    uint32_t threads;               /* network threads; 0 = number of CPUs */
-    uint32_t nop_interval_s;        /* ping an idle initiator after this long; 0 = never */
-    uint32_t nop_timeout_s;         /* drop the connection if the ping is not answered */
+    uint32_t threads;        /* network threads; 0 in the file = number of CPUs, resolved
+                                at load, so never 0 here */
+    uint32_t nop_interval_s; /* ping an idle initiator after this long; 0 = never */
+    uint32_t nop_timeout_s;  /* drop the connection if the ping is not answered */
     char log_level[16];
     struct tgt_chap_config discovery_chap;
     struct tgt_iscsi_params iscsi;
@@ -74,7 +78,7 @@ struct tgt_config {
 };
 
 /* The built-in default: one target with a 1 GiB thin LUN 0 at STATE_DIR/lun0.img on
- * 127.0.0.1:3260. state_dir replaces "@STATE_DIR@". */
+ * 127.0.0.1:3260. state_dir replaces "@STATE_DIR@" (NULL: TGT_CONFIG_DEFAULT_STATE_DIR). */
 extern const char tgt_config_default_text[];
 
 /* Loads path. On error returns -EINVAL (or -errno for I/O) and writes a one-line message
