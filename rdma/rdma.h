@@ -1,0 +1,153 @@
+/*
+ * twinlun rdma: the replication backplane (seed).
+ *
+ * All public names are prefixed twl_rdma_ (librdmacm already owns rdma_).
+ *
+ * A connection is one RC queue pair set up with rdma_cm between two nodes. Each side registers
+ * an inflight ring that its peer writes into with one-sided RDMA WRITEs, and a small control
+ * block the peer writes heartbeats and consumed positions into. The sender places a record
+ * (64-byte header + payload, 64-byte aligned, never straddling the ring's end) at its tail:
+ * the payload with an RDMA WRITE, then the header with an RDMA WRITE_WITH_IMM whose immediate
+ * is the record's ring offset / 64. RC ordering makes the payload visible before the receiver
+ * polls the immediate's completion. The receiver verifies the header and payload CRC32C,
+ * hands the record to the caller, and publishes how far it has consumed with a one-sided
+ * write into the sender's control block; the sender never overruns the ring or the receiver's
+ * posted receives.
+ *
+ * A dead peer is reported within a bounded time by either the transport (retry_count <= 6:
+ * IBV_WC_RETRY_EXC_ERR after a few hundred ms on rxe) or the heartbeat timeout.
+ *
+ * Errors are negative errno values; each is logged once, with context, where it happens.
+ * Not thread-safe: one thread drives a connection.
+ */
+#ifndef TWL_RDMA_H
+#define TWL_RDMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- ring placement and wire formats (pure functions, unit-tested) ---- */
+
+#define TWL_RDMA_REC_ALIGN   64u
+#define TWL_RDMA_REC_HDR_LEN 64u
+#define TWL_RDMA_INFO_LEN    40u /* fits rdma_cm's 56-byte connect private data */
+
+#define TWL_RDMA_REC_END 0x1u /* record flag: last record of a stream (application-defined) */
+
+/* Bytes a record with payload_len bytes occupies in the ring (header + payload, aligned). */
+uint64_t twl_rdma_rec_len(uint32_t payload_len);
+
+/*
+ * Ring position (monotonic byte count; offset = pos % ring_size) where a record of rec_len bytes
+ * starts when the previous record ended at pos: pos itself, or the next multiple of ring_size
+ * when it would straddle the end (the bytes skipped count as used). ring_size is a power of two
+ * >= rec_len.
+ */
+uint64_t twl_rdma_ring_place(uint64_t ring_size, uint64_t pos, uint64_t rec_len);
+
+/* True when a record starting at start with rec_len bytes fits given the peer consumed up to
+ * consumed (all positions monotonic). */
+bool twl_rdma_ring_fits(uint64_t ring_size, uint64_t consumed, uint64_t start, uint64_t rec_len);
+
+/* Record header as written into the ring (big-endian on the wire, with its own CRC). */
+struct twl_rdma_rec_hdr {
+    uint32_t flags;
+    uint64_t seq;         /* 0, 1, 2, ... per direction */
+    uint32_t len;         /* payload bytes */
+    uint32_t payload_crc; /* twl_crc32c of the payload */
+};
+void twl_rdma_rec_hdr_encode(uint8_t out[TWL_RDMA_REC_HDR_LEN], const struct twl_rdma_rec_hdr *h);
+/* -EBADMSG on a wrong magic or header CRC. */
+int twl_rdma_rec_hdr_decode(const uint8_t in[TWL_RDMA_REC_HDR_LEN], struct twl_rdma_rec_hdr *h);
+
+/* What each side tells the other in the rdma_cm connect/accept private data. */
+struct twl_rdma_info {
+    uint64_t ring_addr;
+    uint32_t ring_rkey;
+    uint32_t ring_size; /* power of two */
+    uint64_t ctrl_addr;
+    uint32_t ctrl_rkey;
+    uint32_t recv_depth; /* receives kept posted: the peer's credit for records in flight */
+};
+void twl_rdma_info_encode(uint8_t out[TWL_RDMA_INFO_LEN], const struct twl_rdma_info *info);
+/* -EPROTO when len is short, the magic or the version is wrong, or ring_size is not a power of
+ * two. */
+int twl_rdma_info_decode(const uint8_t *in, size_t len, struct twl_rdma_info *info);
+
+/* ---- connection ---- */
+
+struct twl_rdma_conn;
+struct twl_rdma_buf;
+
+struct twl_rdma_opts {
+    const char *addr;       /* listen: local address to bind; connect: the peer's address */
+    const char *port;       /* rdma_cm port space TCP; e.g. "7471" */
+    bool listen;            /* true: wait for one peer to connect; false: connect */
+    uint32_t ring_size;     /* local ring the peer writes into, power of two (default 4 MiB) */
+    int connect_timeout_ms; /* keep retrying / waiting this long (default 30000) */
+    int heartbeat_ms;       /* heartbeat period (default 200) */
+    int dead_ms;            /* no heartbeat for this long = dead peer (default 2000) */
+    uint8_t retry_count;    /* transport retries, <= 6 or rxe never gives up (default 6) */
+};
+
+/* Sets up one connection (listen and accept one peer, or connect with retries). */
+int twl_rdma_conn_open(struct twl_rdma_conn **out, const struct twl_rdma_opts *opts);
+/* Disconnects (when still connected) and releases everything. NULL is fine. */
+void twl_rdma_conn_close(struct twl_rdma_conn *c);
+
+/* Registers caller memory to send from; valid until conn_close. Returns a handle or NULL. */
+struct twl_rdma_buf *twl_rdma_buf_reg(struct twl_rdma_conn *c, void *addr, size_t len);
+
+/*
+ * Sends one record (payload inside a registered buffer, unchanged until its TX_DONE event).
+ * Returns the record's sequence number (>= 0); -EAGAIN when the peer's ring or receive credit
+ * or the send queue is full (poll, then retry); -ENOTCONN once the peer is dead or gone.
+ */
+int64_t twl_rdma_send(struct twl_rdma_conn *c, struct twl_rdma_buf *buf, const void *payload,
+                      uint32_t len, uint32_t flags);
+
+enum twl_rdma_ev_type {
+    TWL_RDMA_EV_REC = 1,      /* a record arrived: data/len/seq/flags; valid until rx_release */
+    TWL_RDMA_EV_TX_DONE,      /* the record seq was placed in the peer's ring */
+    TWL_RDMA_EV_PEER_DEAD,    /* transport error or heartbeat timeout; the connection is over */
+    TWL_RDMA_EV_DISCONNECTED, /* the peer disconnected (rdma_cm) */
+};
+
+enum twl_rdma_dead_reason {
+    TWL_RDMA_DEAD_WC_ERROR = 1, /* a work completion failed: wc_status */
+    TWL_RDMA_DEAD_HEARTBEAT,    /* no heartbeat for dead_ms */
+};
+
+struct twl_rdma_event {
+    enum twl_rdma_ev_type type;
+    uint64_t seq;
+    uint32_t flags;
+    uint32_t len;
+    const void *data;
+    enum twl_rdma_dead_reason reason;
+    int wc_status;      /* enum ibv_wc_status for TWL_RDMA_DEAD_WC_ERROR */
+    uint64_t silent_ms; /* time since the peer's last heartbeat arrived */
+};
+
+/*
+ * Runs the connection for up to timeout_ms (heartbeats, completions, consumed-position
+ * publication) and returns the number of events stored (0 on timeout), or a negative errno.
+ */
+int twl_rdma_poll(struct twl_rdma_conn *c, struct twl_rdma_event *ev, int max, int timeout_ms);
+
+/* The caller is done with every record delivered so far: their ring space goes back to the
+ * peer (published on the next poll). */
+void twl_rdma_rx_release(struct twl_rdma_conn *c);
+
+/* True when every record sent has completed and the peer has consumed it. */
+bool twl_rdma_tx_idle(const struct twl_rdma_conn *c);
+
+struct twl_rdma_stats {
+    uint64_t tx_records, tx_bytes, tx_completions;
+    uint64_t rx_records, rx_bytes, rx_completions;
+    uint64_t heartbeats_sent, heartbeats_seen;
+};
+void twl_rdma_get_stats(const struct twl_rdma_conn *c, struct twl_rdma_stats *st);
+
+#endif

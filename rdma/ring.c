@@ -1,0 +1,85 @@
+/* Ring placement and the wire formats of records and connection info. */
+#include "rdma.h"
+
+#include "twl_common.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define REC_MAGIC  0x54574c72u /* "TWLr" */
+#define INFO_MAGIC 0x54574c49u /* "TWLI" */
+#define INFO_VER   1u
+
+uint64_t twl_rdma_rec_len(uint32_t payload_len)
+{
+    uint64_t n = (uint64_t)TWL_RDMA_REC_HDR_LEN + payload_len;
+    return (n + TWL_RDMA_REC_ALIGN - 1) & ~(uint64_t)(TWL_RDMA_REC_ALIGN - 1);
+}
+
+uint64_t twl_rdma_ring_place(uint64_t ring_size, uint64_t pos, uint64_t rec_len)
+{
+    uint64_t off = pos & (ring_size - 1);
+    if (off + rec_len > ring_size)
+        return pos - off + ring_size;
+    return pos;
+}
+
+bool twl_rdma_ring_fits(uint64_t ring_size, uint64_t consumed, uint64_t start, uint64_t rec_len)
+{
+    return start >= consumed && start + rec_len - consumed <= ring_size;
+}
+
+/* Header layout: magic 0, flags 4, seq 8, len 16, payload_crc 20, zero 24..59, hdr_crc 60. */
+void twl_rdma_rec_hdr_encode(uint8_t out[TWL_RDMA_REC_HDR_LEN], const struct twl_rdma_rec_hdr *h)
+{
+    memset(out, 0, TWL_RDMA_REC_HDR_LEN);
+    twl_put_be32(out, REC_MAGIC);
+    twl_put_be32(out + 4, h->flags);
+    twl_put_be64(out + 8, h->seq);
+    twl_put_be32(out + 16, h->len);
+    twl_put_be32(out + 20, h->payload_crc);
+    twl_put_be32(out + 60, twl_crc32c(out, 60));
+}
+
+int twl_rdma_rec_hdr_decode(const uint8_t in[TWL_RDMA_REC_HDR_LEN], struct twl_rdma_rec_hdr *h)
+{
+    if (twl_get_be32(in) != REC_MAGIC || twl_get_be32(in + 60) != twl_crc32c(in, 60))
+        return -EBADMSG;
+    h->flags = twl_get_be32(in + 4);
+    h->seq = twl_get_be64(in + 8);
+    h->len = twl_get_be32(in + 16);
+    h->payload_crc = twl_get_be32(in + 20);
+    return 0;
+}
+
+/* Info layout: magic 0, version 4 (16 bits), reserved 6, ring_addr 8, ring_rkey 16,
+ * ring_size 20, ctrl_addr 24, ctrl_rkey 32, recv_depth 36. */
+void twl_rdma_info_encode(uint8_t out[TWL_RDMA_INFO_LEN], const struct twl_rdma_info *info)
+{
+    memset(out, 0, TWL_RDMA_INFO_LEN);
+    twl_put_be32(out, INFO_MAGIC);
+    twl_put_be16(out + 4, INFO_VER);
+    twl_put_be64(out + 8, info->ring_addr);
+    twl_put_be32(out + 16, info->ring_rkey);
+    twl_put_be32(out + 20, info->ring_size);
+    twl_put_be64(out + 24, info->ctrl_addr);
+    twl_put_be32(out + 32, info->ctrl_rkey);
+    twl_put_be32(out + 36, info->recv_depth);
+}
+
+int twl_rdma_info_decode(const uint8_t *in, size_t len, struct twl_rdma_info *info)
+{
+    if (in == NULL || len < TWL_RDMA_INFO_LEN || twl_get_be32(in) != INFO_MAGIC ||
+        twl_get_be16(in + 4) != INFO_VER)
+        return -EPROTO;
+    info->ring_addr = twl_get_be64(in + 8);
+    info->ring_rkey = twl_get_be32(in + 16);
+    info->ring_size = twl_get_be32(in + 20);
+    info->ctrl_addr = twl_get_be64(in + 24);
+    info->ctrl_rkey = twl_get_be32(in + 32);
+    info->recv_depth = twl_get_be32(in + 36);
+    if (info->ring_size < 2 * TWL_RDMA_REC_ALIGN || (info->ring_size & (info->ring_size - 1)) != 0 ||
+        info->recv_depth == 0)
+        return -EPROTO;
+    return 0;
+}

@@ -1,0 +1,219 @@
+#include "backing.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "twl_common.h"
+
+#define PART "backing"
+
+int backing_open(const struct tgt_lun_config *cfg, struct backing *b)
+{
+    memset(b, 0, sizeof(*b));
+    b->fd = -1;
+    snprintf(b->path, sizeof(b->path), "%s", cfg->path);
+    b->block_size = cfg->block_size;
+    b->direct = cfg->direct;
+    int flags = O_RDWR | O_CLOEXEC | (cfg->direct ? O_DIRECT : 0);
+    int fd = open(cfg->path, flags);
+    if (fd < 0 && errno == ENOENT && cfg->create)
+        fd = open(cfg->path, flags | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+        int err = -errno;
+        TWL_ERROR(PART, "LUN %u: cannot open %s: %s", cfg->id, cfg->path, strerror(-err));
+        return err;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        goto fail_errno;
+    if (S_ISBLK(st.st_mode)) {
+        uint64_t bytes = 0;
+        if (ioctl(fd, BLKGETSIZE64, &bytes) < 0)
+            goto fail_errno;
+        b->block_device = true;
+        b->size = cfg->size_bytes ? cfg->size_bytes : bytes;
+        if (b->size > bytes) {
+            TWL_ERROR(PART, "LUN %u: %s holds %llu bytes, config asks for %llu", cfg->id,
+                      cfg->path, (unsigned long long)bytes, (unsigned long long)b->size);
+            close(fd);
+            return -ENOSPC;
+        }
+    } else if (S_ISREG(st.st_mode)) {
+        uint64_t want = cfg->size_bytes ? cfg->size_bytes : (uint64_t)st.st_size;
+        if ((uint64_t)st.st_size > want) {
+            TWL_ERROR(PART, "LUN %u: %s is %llu bytes, larger than the configured %llu; refusing "
+                      "to hide data (fix size in the config)",
+                      cfg->id, cfg->path, (unsigned long long)st.st_size, (unsigned long long)want);
+            close(fd);
+            return -EFBIG;
+        }
+        if ((uint64_t)st.st_size < want && ftruncate(fd, (off_t)want) < 0)
+            goto fail_errno;
+        b->size = want;
+        b->thin = true;
+    } else {
+        TWL_ERROR(PART, "LUN %u: %s is neither a regular file nor a block device", cfg->id,
+                  cfg->path);
+        close(fd);
+        return -EINVAL;
+    }
+    if (b->size == 0 || b->size % b->block_size != 0) {
+        TWL_ERROR(PART, "LUN %u: %s size %llu is not a positive multiple of the block size %u",
+                  cfg->id, cfg->path, (unsigned long long)b->size, b->block_size);
+        close(fd);
+        return -EINVAL;
+    }
+    b->fd = fd;
+    return 0;
+fail_errno: {
+    int err = -errno;
+    TWL_ERROR(PART, "LUN %u: %s: %s", cfg->id, cfg->path, strerror(-err));
+    close(fd);
+    return err;
+}
+}
+
+void backing_close(struct backing *b)
+{
+    if (b->fd >= 0)
+        close(b->fd);
+    b->fd = -1;
+}
+
+int backing_sync(struct backing *b)
+{
+    if (b->fd >= 0 && fdatasync(b->fd) < 0) {
+        int err = -errno;
+        TWL_ERROR(PART, "fdatasync %s: %s", b->path, strerror(-err));
+        return err;
+    }
+    return 0;
+}
+
+int backing_ring_init(struct backing_ring *r, unsigned depth)
+{
+    memset(r, 0, sizeof(*r));
+    int rc = io_uring_queue_init(depth, &r->ring, 0);
+    if (rc < 0) {
+        TWL_ERROR(PART, "io_uring_queue_init(%u): %s", depth, strerror(-rc));
+        return rc;
+    }
+    r->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (r->event_fd < 0) {
+        rc = -errno;
+        goto fail_ring;
+    }
+    rc = io_uring_register_eventfd(&r->ring, r->event_fd);
+    if (rc < 0)
+        goto fail_eventfd;
+    return 0;
+fail_eventfd:
+    close(r->event_fd);
+fail_ring:
+    io_uring_queue_exit(&r->ring);
+    TWL_ERROR(PART, "io_uring eventfd setup: %s", strerror(-rc));
+    return rc;
+}
+
+void backing_ring_exit(struct backing_ring *r)
+{
+    io_uring_queue_exit(&r->ring);
+    close(r->event_fd);
+}
+
+static bool prep(struct backing_ring *r, struct backing_io *io)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+    if (sqe == NULL)
+        return false;
+    switch (io->op) {
+    case BACKING_READ:
+        io_uring_prep_read(sqe, io->store->fd, io->buf + io->done_bytes,
+                           io->len - io->done_bytes, io->offset + io->done_bytes);
+        break;
+    case BACKING_WRITE:
+        io_uring_prep_write(sqe, io->store->fd, io->buf + io->done_bytes,
+                            io->len - io->done_bytes, io->offset + io->done_bytes);
+        if (io->fua)
+            sqe->rw_flags = RWF_DSYNC; /* FUA: durable before completion */
+        break;
+    case BACKING_FLUSH:
+        io_uring_prep_fsync(sqe, io->store->fd, IORING_FSYNC_DATASYNC);
+        break;
+    }
+    io_uring_sqe_set_data(sqe, io);
+    r->inflight++;
+    r->unsubmitted++;
+    return true;
+}
+
+void backing_ring_queue(struct backing_ring *r, struct backing_io *io)
+{
+    io->next = NULL;
+    if (r->wait_head == NULL && prep(r, io))
+        return;
+    if (r->wait_tail)
+        r->wait_tail->next = io;
+    else
+        r->wait_head = io;
+    r->wait_tail = io;
+}
+
+void backing_ring_submit(struct backing_ring *r)
+{
+    while (r->wait_head) {
+        if (!prep(r, r->wait_head)) {
+            if (r->unsubmitted == 0)
+                break;
+            io_uring_submit(&r->ring);
+            r->unsubmitted = 0;
+            continue;
+        }
+        r->wait_head = r->wait_head->next;
+        if (r->wait_head == NULL)
+            r->wait_tail = NULL;
+    }
+    if (r->unsubmitted) {
+        io_uring_submit(&r->ring);
+        r->unsubmitted = 0;
+    }
+}
+
+void backing_ring_reap(struct backing_ring *r)
+{
+    uint64_t ignored;
+    if (read(r->event_fd, &ignored, sizeof(ignored)) < 0 && errno != EAGAIN)
+        TWL_WARN(PART, "eventfd read: %s", strerror(errno));
+    struct io_uring_cqe *cqes[64];
+    for (;;) {
+        unsigned n = io_uring_peek_batch_cqe(&r->ring, cqes, 64);
+        if (n == 0)
+            break;
+        for (unsigned i = 0; i < n; i++) {
+            struct backing_io *io = io_uring_cqe_get_data(cqes[i]);
+            int res = cqes[i]->res;
+            io_uring_cqe_seen(&r->ring, cqes[i]);
+            r->inflight--;
+            if (res > 0 && io->op != BACKING_FLUSH) {
+                io->done_bytes += (uint32_t)res;
+                if (io->done_bytes < io->len) { /* short transfer: carry on from there */
+                    backing_ring_queue(r, io);
+                    continue;
+                }
+                res = 0;
+            } else if (res == 0 && io->op != BACKING_FLUSH && io->len > 0) {
+                res = -EIO; /* end of file inside the LUN: the store shrank under us */
+            }
+            io->complete(io, res < 0 ? res : 0);
+        }
+    }
+    backing_ring_submit(r);
+}

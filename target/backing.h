@@ -1,0 +1,66 @@
+/*
+ * Backing store of a LUN: a regular file (created sparse = thin) or a block device, driven
+ * asynchronously through one io_uring per network thread. Completions are delivered on the
+ * thread that owns the ring, through an eventfd the thread polls.
+ */
+#ifndef TGT_BACKING_H
+#define TGT_BACKING_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct backing {
+    int fd;
+    uint64_t size;
+    uint32_t block_size;
+    bool direct;
+    bool block_device;
+    bool thin; /* a sparse regular file */
+    char path[PATH_MAX];
+};
+
+/* Opens (and, when cfg->create, creates or extends sparsely) the LUN's store. An existing file
+ * smaller than the configured size is extended; a larger one is refused (data would be hidden).
+ * Returns 0 or -errno, logged with the path. */
+int backing_open(const struct tgt_lun_config *cfg, struct backing *b);
+void backing_close(struct backing *b);
+/* Makes everything written durable (used at shutdown). */
+int backing_sync(struct backing *b);
+
+enum backing_op { BACKING_READ, BACKING_WRITE, BACKING_FLUSH };
+
+struct backing_io {
+    enum backing_op op;
+    struct backing *store;
+    uint8_t *buf;
+    uint32_t len;
+    uint64_t offset;
+    bool fua;
+    uint32_t done_bytes;
+    /* called on the ring's thread with 0 or -errno */
+    void (*complete)(struct backing_io *io, int result);
+    struct backing_io *next; /* waiting for a free submission slot */
+};
+
+struct backing_ring {
+    struct io_uring ring;
+    int event_fd;
+    unsigned inflight;
+    unsigned unsubmitted;
+    struct backing_io *wait_head;
+    struct backing_io *wait_tail;
+};
+
+int backing_ring_init(struct backing_ring *r, unsigned depth);
+void backing_ring_exit(struct backing_ring *r);
+/* Queues io; it is sent to the kernel at the next backing_ring_submit(). */
+void backing_ring_queue(struct backing_ring *r, struct backing_io *io);
+/* Sends queued requests; call once per event-loop turn so requests are batched. */
+void backing_ring_submit(struct backing_ring *r);
+/* Reaps completions (after the eventfd fired), calling each io's complete(). */
+void backing_ring_reap(struct backing_ring *r);
+
+#endif

@@ -1,0 +1,1147 @@
+/*
+ * The full feature phase (RFC 7143 sections 3-4, 11): SCSI commands with immediate,
+ * unsolicited and solicited (R2T) Data-Out, Data-In with status in the last PDU, SCSI Response
+ * with sense, NOP both ways, Task Management, Text (SendTargets), Logout, Reject and Async.
+ *
+ * A task's write data lands straight in its buffer from the socket (see rx_take in server.c);
+ * a read's buffer goes to the socket through iovecs: no copies of data on the target.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "server_internal.h"
+
+enum task_state {
+    TASK_RECEIVING, /* waiting for Data-Out */
+    TASK_EXECUTING, /* local I/O (and replica) in flight */
+    TASK_DONE,      /* response queued */
+};
+
+struct r2t_seq {
+    uint32_t ttt;
+    uint32_t offset;
+    uint32_t len;
+};
+
+struct tmf_wait {
+    uint32_t itt;
+    uint32_t remaining;
+    struct conn *conn;
+};
+
+struct tgt_task {
+    struct conn *conn;
+    struct tgt_task *hnext;
+    int refs;
+    enum task_state state;
+    uint32_t itt;
+    uint32_t cmdsn;
+    uint32_t edtl;
+    bool immediate;
+    bool counts_slot;
+    uint8_t flags;
+    uint32_t lun_id;
+    struct tgt_lun *lun;
+    uint8_t cdb[16];
+    struct scsi_plan plan;
+    uint8_t *buf;
+    uint32_t xfer;        /* bytes the command moves on the medium (or emulated data) */
+    uint32_t want;        /* write bytes expected from the initiator: min(edtl, xfer) */
+    uint32_t next_offset; /* write data received in order so far */
+    uint32_t unsol_end;   /* end of immediate + unsolicited data */
+    uint32_t unsol_datasn;
+    uint32_t r2t_next;    /* offset the next R2T asks for */
+    uint32_t r2tsn;
+    struct r2t_seq r2t[MAX_R2T_TRACKED];
+    uint32_t r2t_count;   /* outstanding R2T sequences, oldest first */
+    uint32_t r2t_datasn;  /* DataSN expected in the oldest sequence */
+    uint32_t datain_count;
+    bool failed;          /* data phase failed: respond with fail_* after data ends */
+    uint8_t fail_key;
+    uint16_t fail_asc;
+    bool aborted;
+    struct tmf_wait *tmf;
+    int pending;          /* local write + replica */
+    int first_error;
+    struct backing_io io;
+};
+
+static struct conn *task_conn(struct tgt_task *t)
+{
+    return t->conn;
+}
+
+/* ---------------- PDU output ---------------- */
+
+static void fill_sn(struct conn *c, uint8_t *hdr, bool advance_statsn)
+{
+    twl_put_be32(hdr + 24, advance_statsn ? c->stat_sn++ : c->stat_sn);
+    twl_put_be32(hdr + 28, c->win.exp_cmdsn);
+    twl_put_be32(hdr + 32, c->win.max_cmdsn);
+}
+
+void iscsi_send_pdu(struct conn *c, uint8_t *hdr, uint8_t *data, uint32_t len, uint8_t *owned,
+                    struct tgt_task *task)
+{
+    struct tx_item *it = malloc(sizeof(*it));
+    if (it == NULL) {
+        free(owned);
+        conn_close(c, "out of memory");
+        return;
+    }
+    memset(it, 0, offsetof(struct tx_item, hdr));
+    memcpy(it->hdr, hdr, ISCSI_BHS_LEN);
+    pdu_set_data_len(it->hdr, len);
+    bool full = c->phase == PHASE_FULL;
+    uint32_t hlen = ISCSI_BHS_LEN;
+    if (full && c->params.header_digest) {
+        pdu_digest_put(it->hdr + ISCSI_BHS_LEN, twl_crc32c(it->hdr, ISCSI_BHS_LEN));
+        hlen += ISCSI_DIGEST_LEN;
+    }
+    it->iov[it->iovcnt++] = (struct iovec){it->hdr, hlen};
+    if (len) {
+        it->iov[it->iovcnt++] = (struct iovec){data, len};
+        uint32_t pad = pdu_pad(len);
+        uint32_t tl = pad;
+        memset(it->trailer, 0, sizeof(it->trailer));
+        if (full && c->params.data_digest) {
+            uint32_t crc = twl_crc32c(data, len);
+            static const uint8_t zeros[3];
+            crc = twl_crc32c_update(crc, zeros, pad);
+            pdu_digest_put(it->trailer + pad, crc);
+            tl += ISCSI_DIGEST_LEN;
+        }
+        if (tl)
+            it->iov[it->iovcnt++] = (struct iovec){it->trailer, tl};
+    }
+    it->owned = owned;
+    it->task = task;
+    if (task)
+        task->refs++;
+    conn_queue_tx(c, it);
+}
+
+void iscsi_send_reject(struct conn *c, const uint8_t *bhs, uint8_t reason)
+{
+    uint8_t hdr[ISCSI_BHS_LEN] = {0};
+    uint8_t *copy = malloc(ISCSI_BHS_LEN);
+    if (copy == NULL) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    memcpy(copy, bhs, ISCSI_BHS_LEN);
+    hdr[0] = ISCSI_OP_REJECT;
+    hdr[1] = ISCSI_FLAG_FINAL;
+    hdr[2] = reason;
+    twl_put_be32(hdr + 16, ISCSI_RSVD_TAG);
+    fill_sn(c, hdr, true);
+    iscsi_send_pdu(c, hdr, copy, ISCSI_BHS_LEN, copy, NULL);
+}
+
+void iscsi_send_async_logout(struct conn *c, uint16_t seconds)
+{
+    uint8_t hdr[ISCSI_BHS_LEN] = {0};
+    hdr[0] = ISCSI_OP_ASYNC;
+    hdr[1] = ISCSI_FLAG_FINAL;
+    twl_put_be32(hdr + 16, ISCSI_RSVD_TAG);
+    fill_sn(c, hdr, true);
+    hdr[36] = 1; /* AsyncEvent: target requests logout */
+    twl_put_be16(hdr + 42, seconds); /* Parameter3: time to logout */
+    iscsi_send_pdu(c, hdr, NULL, 0, NULL, NULL);
+}
+
+void iscsi_send_ping(struct conn *c)
+{
+    uint8_t hdr[ISCSI_BHS_LEN] = {0};
+    hdr[0] = ISCSI_OP_NOP_IN;
+    hdr[1] = ISCSI_FLAG_FINAL;
+    twl_put_be32(hdr + 16, ISCSI_RSVD_TAG);
+    if (++c->next_ttt == ISCSI_RSVD_TAG)
+        c->next_ttt = 1;
+    c->ping_ttt = c->next_ttt;
+    c->ping_sent_ns = twl_now_ns();
+    twl_put_be32(hdr + 20, c->ping_ttt);
+    fill_sn(c, hdr, false);
+    iscsi_send_pdu(c, hdr, NULL, 0, NULL, NULL);
+}
+
+/* ---------------- tasks ---------------- */
+
+static struct tgt_task *task_find(struct conn *c, uint32_t itt)
+{
+    for (struct tgt_task *t = c->tasks[itt % TASK_HASH_SIZE]; t; t = t->hnext)
+        if (t->itt == itt)
+            return t;
+    return NULL;
+}
+
+static void task_unhash(struct tgt_task *t)
+{
+    struct conn *c = t->conn;
+    for (struct tgt_task **pp = &c->tasks[t->itt % TASK_HASH_SIZE]; *pp; pp = &(*pp)->hnext) {
+        if (*pp == t) {
+            *pp = t->hnext;
+            return;
+        }
+    }
+}
+
+static void tmf_task_gone(struct tmf_wait *w);
+
+void iscsi_task_put(struct tgt_task *t)
+{
+    if (--t->refs > 0)
+        return;
+    struct conn *c = t->conn;
+    task_unhash(t);
+    if (t->counts_slot)
+        cmdsn_complete(&c->win);
+    if (t->tmf)
+        tmf_task_gone(t->tmf);
+    c->task_count--;
+    free(t->buf);
+    free(t);
+}
+
+/* The task will send nothing more: drop the table's reference. */
+static void task_finish(struct tgt_task *t)
+{
+    t->state = TASK_DONE;
+    iscsi_task_put(t);
+}
+
+static uint8_t *alloc_buf(uint32_t len)
+{
+    size_t size = ((size_t)len + 4095) & ~(size_t)4095;
+    return aligned_alloc(4096, size ? size : 4096);
+}
+
+/* ---------------- responses ---------------- */
+
+static void set_residual(uint8_t *hdr, uint32_t edtl, uint32_t moved, uint8_t over, uint8_t under)
+{
+    if (edtl > moved) {
+        hdr[1] |= under;
+        twl_put_be32(hdr + 44, edtl - moved);
+    } else if (edtl < moved) {
+        hdr[1] |= over;
+        twl_put_be32(hdr + 44, moved - edtl);
+    }
+}
+
+static void send_scsi_response(struct tgt_task *t, uint32_t moved)
+{
+    struct conn *c = task_conn(t);
+    uint8_t hdr[ISCSI_BHS_LEN] = {0};
+    hdr[0] = ISCSI_OP_SCSI_RSP;
+    hdr[1] = ISCSI_FLAG_FINAL;
+    hdr[2] = 0; /* command completed at target */
+    hdr[3] = t->plan.status;
+    twl_put_be32(hdr + 16, t->itt);
+    twl_put_be32(hdr + 36, t->datain_count + t->r2tsn);
+    if (t->plan.status == SCSI_STATUS_GOOD || t->plan.sense_len == 0)
+        set_residual(hdr, t->edtl, moved, ISCSI_RSP_OVERFLOW, ISCSI_RSP_UNDERFLOW);
+    uint8_t *sense = NULL;
+    uint32_t len = 0;
+    if (t->plan.sense_len) {
+        len = 2u + t->plan.sense_len;
+        sense = malloc(len);
+        if (sense == NULL) {
+            conn_close(c, "out of memory");
+            return;
+        }
+        twl_put_be16(sense, t->plan.sense_len);
+        memcpy(sense + 2, t->plan.sense, t->plan.sense_len);
+    }
+    fill_sn(c, hdr, true);
+    iscsi_send_pdu(c, hdr, sense, len, sense, NULL);
+}
+
+/* Sends len bytes of t->buf as Data-In, the status riding on the last PDU when it is GOOD. */
+static void send_data_in(struct tgt_task *t, uint32_t avail)
+{
+    struct conn *c = task_conn(t);
+    uint32_t len = avail < t->edtl ? avail : t->edtl;
+    if (len == 0 || t->plan.status != SCSI_STATUS_GOOD) {
+        send_scsi_response(t, avail);
+        return;
+    }
+    uint32_t seg_max = c->params.max_xmit_dsl;
+    uint32_t burst = c->params.max_burst;
+    for (uint32_t off = 0; off < len;) {
+        uint32_t burst_end = (off / burst + 1) * burst;
+        uint32_t seg = len - off;
+        if (seg > seg_max)
+            seg = seg_max;
+        if (off + seg > burst_end)
+            seg = burst_end - off;
+        bool last = off + seg == len;
+        uint8_t hdr[ISCSI_BHS_LEN] = {0};
+        hdr[0] = ISCSI_OP_DATA_IN;
+        if (last || off + seg == burst_end)
+            hdr[1] |= ISCSI_FLAG_FINAL;
+        pdu_set_lun(hdr, t->lun_id);
+        twl_put_be32(hdr + 16, t->itt);
+        twl_put_be32(hdr + 20, ISCSI_RSVD_TAG);
+        if (last) {
+            hdr[1] |= ISCSI_DATAIN_STATUS;
+            hdr[3] = t->plan.status;
+            set_residual(hdr, t->edtl, avail, ISCSI_DATAIN_OVERFLOW, ISCSI_DATAIN_UNDERFLOW);
+            fill_sn(c, hdr, true);
+        } else {
+            twl_put_be32(hdr + 28, c->win.exp_cmdsn);
+            twl_put_be32(hdr + 32, c->win.max_cmdsn);
+        }
+        twl_put_be32(hdr + 36, t->datain_count++);
+        twl_put_be32(hdr + 40, off);
+        iscsi_send_pdu(c, hdr, t->buf + off, seg, NULL, t);
+        off += seg;
+    }
+}
+
+static void complete_with_check(struct tgt_task *t, uint8_t key, uint16_t asc)
+{
+    scsi_plan_check_condition(&t->plan, key, asc);
+    send_scsi_response(t, t->xfer);
+    task_finish(t);
+}
+
+/* ---------------- media I/O ---------------- */
+
+static void task_io_finished(struct tgt_task *t)
+{
+    struct conn *c = task_conn(t);
+    if (t->aborted || c->fd < 0) {
+        task_finish(t);
+        return;
+    }
+    if (t->first_error) {
+        bool wr = t->plan.action == SCSI_ACTION_WRITE;
+        TWL_ERROR(PART, "%s: LUN %u %s LBA %llu+%u failed: %s", c->peer, t->lun_id,
+                  wr ? "write" : t->plan.action == SCSI_ACTION_READ ? "read" : "sync",
+                  (unsigned long long)t->plan.lba, t->plan.blocks, strerror(-t->first_error));
+        uint16_t asc = wr ? SCSI_ASC_WRITE_ERROR : SCSI_ASC_READ_ERROR;
+        uint8_t key = SCSI_SENSE_MEDIUM_ERROR;
+        if (t->first_error == -ENOSPC) {
+            key = SCSI_SENSE_DATA_PROTECT;
+            asc = SCSI_ASC_SPACE_ALLOC_FAILED;
+        } else if (t->plan.action == SCSI_ACTION_SYNC) {
+            key = SCSI_SENSE_HARDWARE_ERROR;
+            asc = SCSI_ASC_INTERNAL_TARGET_FAILURE;
+        }
+        scsi_plan_check_condition_info(&t->plan, key, asc, t->plan.lba);
+        send_scsi_response(t, t->xfer);
+        task_finish(t);
+        return;
+    }
+    t->plan.status = SCSI_STATUS_GOOD;
+    t->plan.sense_len = 0;
+    if (t->plan.action == SCSI_ACTION_READ)
+        send_data_in(t, t->xfer);
+    else
+        send_scsi_response(t, t->xfer);
+    task_finish(t);
+}
+
+static void task_part_done(struct tgt_task *t, int err)
+{
+    if (err && !t->first_error)
+        t->first_error = err;
+    if (--t->pending == 0)
+        task_io_finished(t);
+    iscsi_task_put(t); /* the reference the sub-operation held */
+}
+
+static void backing_done(struct backing_io *io, int result)
+{
+    struct tgt_task *t = (struct tgt_task *)((uint8_t *)io - offsetof(struct tgt_task, io));
+    task_part_done(t, result);
+}
+
+static void replica_done(void *cookie, int err)
+{
+    task_part_done(cookie, err);
+}
+
+static void task_start_io(struct tgt_task *t)
+{
+    struct conn *c = task_conn(t);
+    struct tgt_lun *lun = t->lun;
+    t->state = TASK_EXECUTING;
+    t->io.store = &lun->store;
+    t->io.buf = t->buf;
+    t->io.len = t->xfer;
+    t->io.offset = t->plan.lba * lun->info.block_size;
+    t->io.fua = t->plan.fua;
+    t->io.done_bytes = 0;
+    t->io.complete = backing_done;
+    switch (t->plan.action) {
+    case SCSI_ACTION_READ:
+        t->io.op = BACKING_READ;
+        break;
+    case SCSI_ACTION_WRITE:
+        t->io.op = BACKING_WRITE;
+        break;
+    default:
+        t->io.op = BACKING_FLUSH;
+        break;
+    }
+    t->pending = 1;
+    t->refs++;
+    const struct tgt_replicator *rep = &c->thr->srv->replicator;
+    if (t->plan.action == SCSI_ACTION_WRITE && rep->replicate) {
+        struct tgt_write w = {.target_name = c->target->cfg->iqn,
+                              .lun = t->lun_id,
+                              .lba = t->plan.lba,
+                              .blocks = t->plan.blocks,
+                              .block_size = lun->info.block_size,
+                              .data = t->buf,
+                              .fua = t->plan.fua};
+        t->pending++;
+        t->refs++;
+        int rc = rep->replicate(rep->ctx, &w, replica_done, t);
+        if (rc) {
+            t->pending--;
+            t->refs--;
+            t->first_error = rc;
+        }
+    }
+    backing_ring_queue(&c->thr->ring, &t->io);
+}
+
+/* ---------------- write data ---------------- */
+
+static void send_r2ts(struct tgt_task *t)
+{
+    struct conn *c = task_conn(t);
+    uint32_t limit = c->params.max_outstanding_r2t;
+    if (limit > MAX_R2T_TRACKED)
+        limit = MAX_R2T_TRACKED;
+    while (t->r2t_count < limit && t->r2t_next < t->want) {
+        uint32_t len = t->want - t->r2t_next;
+        if (len > c->params.max_burst)
+            len = c->params.max_burst;
+        if (++c->next_ttt == ISCSI_RSVD_TAG)
+            c->next_ttt = 1;
+        struct r2t_seq *s = &t->r2t[t->r2t_count++];
+        s->ttt = c->next_ttt;
+        s->offset = t->r2t_next;
+        s->len = len;
+        uint8_t hdr[ISCSI_BHS_LEN] = {0};
+        hdr[0] = ISCSI_OP_R2T;
+        hdr[1] = ISCSI_FLAG_FINAL;
+        pdu_set_lun(hdr, t->lun_id);
+        twl_put_be32(hdr + 16, t->itt);
+        twl_put_be32(hdr + 20, s->ttt);
+        fill_sn(c, hdr, false);
+        twl_put_be32(hdr + 36, t->r2tsn++);
+        twl_put_be32(hdr + 40, s->offset);
+        twl_put_be32(hdr + 44, s->len);
+        iscsi_send_pdu(c, hdr, NULL, 0, NULL, NULL);
+        t->r2t_next += len;
+    }
+}
+
+/* All write data is in: write it, or fail the command the data phase broke. */
+static void task_data_complete(struct tgt_task *t)
+{
+    if (t->failed) {
+        complete_with_check(t, t->fail_key, t->fail_asc);
+        return;
+    }
+    if (t->edtl < t->xfer) {
+        /* the initiator did not send what the CDB asks for */
+        complete_with_check(t, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
+        return;
+    }
+    task_start_io(t);
+}
+
+static void fail_data_phase(struct tgt_task *t, uint8_t key, uint16_t asc)
+{
+    if (!t->failed) {
+        t->failed = true;
+        t->fail_key = key;
+        t->fail_asc = asc;
+    }
+}
+
+/* ---------------- commands ---------------- */
+
+static const struct scsi_target_view *target_view(struct conn *c, struct scsi_target_view *v)
+{
+    v->target_name = c->target->cfg->iqn;
+    v->relative_port_id = 1;
+    v->target_port_group = 1;
+    v->lun_ids = c->target->lun_ids;
+    v->lun_count = c->target->lun_count;
+    return v;
+}
+
+static bool check_ahs(struct conn *c, const uint8_t *bhs, struct tgt_task *t)
+{
+    uint32_t total = pdu_ahs_len(bhs);
+    const uint8_t *p = bhs + ISCSI_BHS_LEN;
+    uint32_t off = 0;
+    while (off < total) {
+        if (total - off < 4)
+            return false;
+        uint32_t alen = twl_get_be16(p + off);
+        uint8_t type = p[off + 2];
+        uint32_t step = (alen + 3 + 3) & ~3u;
+        if (alen == 0 || off + step > total)
+            return false;
+        if (type == 1 || type == 2) {
+            /* extended CDB or bidirectional read length: not supported by this target */
+            scsi_plan_check_condition(&t->plan, SCSI_SENSE_ILLEGAL_REQUEST,
+                                      SCSI_ASC_INVALID_FIELD_IN_CDB);
+            t->failed = true;
+        }
+        off += step;
+    }
+    (void)c;
+    return true;
+}
+
+/* Header of a SCSI Command: create the task and point the receive path at its buffer. */
+static void scsi_cmd_header(struct conn *c)
+{
+    const uint8_t *bhs = c->hdr;
+    if (c->discovery) {
+        TWL_WARN(PART, "%s: SCSI command in a discovery session", c->peer);
+        iscsi_send_reject(c, bhs, ISCSI_REJECT_PROTOCOL_ERROR);
+        return;
+    }
+    uint32_t itt = pdu_itt(bhs);
+    if (itt == ISCSI_RSVD_TAG || task_find(c, itt)) {
+        TWL_WARN(PART, "%s: SCSI command with ITT 0x%08x %s", c->peer, itt,
+                 itt == ISCSI_RSVD_TAG ? "reserved" : "already in use");
+        iscsi_send_reject(c, bhs, itt == ISCSI_RSVD_TAG ? ISCSI_REJECT_INVALID_PDU_FIELD
+                                                        : ISCSI_REJECT_TASK_IN_PROGRESS);
+        return;
+    }
+    bool immediate = pdu_immediate(bhs);
+    uint32_t cmdsn = twl_get_be32(bhs + 24);
+    enum cmdsn_verdict v = cmdsn_check(&c->win, cmdsn, immediate, !immediate);
+    if (v != CMDSN_ACCEPT) {
+        TWL_WARN(PART, "%s: dropping command ITT 0x%08x: CmdSN %u outside [%u, %u]", c->peer, itt,
+                 cmdsn, c->win.exp_cmdsn, c->win.max_cmdsn);
+        return;
+    }
+    struct tgt_task *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    t->conn = c;
+    t->refs = 1;
+    t->itt = itt;
+    t->cmdsn = cmdsn;
+    t->immediate = immediate;
+    t->counts_slot = !immediate;
+    t->flags = bhs[1];
+    t->edtl = twl_get_be32(bhs + 20);
+    t->lun_id = pdu_lun(bhs);
+    t->lun = target_find_lun(c->target, t->lun_id);
+    memcpy(t->cdb, bhs + 32, 16);
+    t->hnext = c->tasks[itt % TASK_HASH_SIZE];
+    c->tasks[itt % TASK_HASH_SIZE] = t;
+    c->task_count++;
+    c->rx_task = t;
+
+    if (!check_ahs(c, bhs, t)) {
+        task_finish(t);
+        c->rx_task = NULL;
+        iscsi_send_reject(c, bhs, ISCSI_REJECT_INVALID_PDU_FIELD);
+        return;
+    }
+    if (!t->failed) {
+        struct scsi_target_view view;
+        uint8_t scratch[EMULATED_BUF];
+        scsi_plan_command(t->lun ? &t->lun->info : NULL, target_view(c, &view), t->cdb, 16,
+                          scratch, sizeof(scratch), &t->plan);
+        if (t->plan.action == SCSI_ACTION_COMPLETE && t->plan.data_len) {
+            t->buf = alloc_buf(t->plan.data_len);
+            if (t->buf == NULL) {
+                conn_close(c, "out of memory");
+                return;
+            }
+            memcpy(t->buf, scratch, t->plan.data_len);
+            t->xfer = t->plan.data_len;
+        }
+    }
+    bool wbit = (t->flags & ISCSI_CMD_WRITE) != 0;
+    if (!t->failed && t->plan.action == SCSI_ACTION_WRITE) {
+        t->xfer = t->plan.blocks * t->lun->info.block_size;
+        if (!wbit || t->edtl == 0) {
+            /* data for a WRITE the initiator does not intend to send */
+            scsi_plan_check_condition(&t->plan, SCSI_SENSE_ILLEGAL_REQUEST,
+                                      SCSI_ASC_INVALID_FIELD_IN_CDB);
+            t->failed = true;
+        } else {
+            t->want = t->edtl < t->xfer ? t->edtl : t->xfer;
+            t->buf = alloc_buf(t->xfer > t->edtl ? t->xfer : t->edtl);
+            if (t->buf == NULL) {
+                conn_close(c, "out of memory");
+                return;
+            }
+        }
+    } else if (!t->failed && t->plan.action != SCSI_ACTION_COMPLETE) {
+        t->xfer = t->plan.action == SCSI_ACTION_READ ? t->plan.blocks * t->lun->info.block_size : 0;
+    }
+    if (wbit && t->edtl) {
+        /* Unsolicited data ends at min(FirstBurstLength, EDTL) (RFC 7143 13.14). */
+        uint32_t first = c->params.first_burst;
+        uint32_t unsol = 0;
+        if (c->params.immediate_data)
+            unsol = c->data_len;
+        if (!c->params.initial_r2t)
+            unsol = first;
+        if (unsol > t->edtl)
+            unsol = t->edtl;
+        if (c->data_len > unsol || (c->data_len && !c->params.immediate_data)) {
+            TWL_WARN(PART, "%s: ITT 0x%08x carries %u bytes of immediate data (allowed %u)",
+                     c->peer, itt, c->data_len, c->params.immediate_data ? unsol : 0);
+            fail_data_phase(t, SCSI_SENSE_ABORTED_COMMAND, SCSI_ASC_DATA_PHASE_ERROR);
+            unsol = c->data_len < t->edtl ? c->data_len : t->edtl;
+        }
+        t->unsol_end = unsol;
+        t->r2t_next = unsol;
+    } else if (c->data_len) {
+        TWL_WARN(PART, "%s: ITT 0x%08x carries data without the W bit", c->peer, itt);
+        fail_data_phase(t, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
+    }
+    if (c->data_len && t->buf && !t->failed && t->plan.action == SCSI_ACTION_WRITE &&
+        c->data_len <= t->want) {
+        c->data_dst = t->buf;
+        c->rx_data_to_task = true;
+    } else if (c->data_len) {
+        c->data_dst = NULL; /* discarded */
+        c->rx_data_to_task = true;
+    }
+}
+
+/* The whole SCSI Command PDU (with any immediate data) is in. */
+static void scsi_cmd_pdu(struct conn *c)
+{
+    struct tgt_task *t = c->rx_task;
+    c->rx_task = NULL;
+    if (t == NULL)
+        return;
+    if (c->data_len && c->params.data_digest) {
+        uint32_t crc = t->buf && c->data_dst ? twl_crc32c(c->data_dst, c->data_len) : 0;
+        crc = twl_crc32c_update(crc, (const uint8_t *)"\0\0\0", pdu_pad(c->data_len));
+        if (!c->data_dst || !pdu_digest_matches(c->trailer + pdu_pad(c->data_len), crc)) {
+            if (c->data_dst) {
+                TWL_WARN(PART, "%s: data digest error in SCSI command ITT 0x%08x", c->peer, t->itt);
+                iscsi_send_reject(c, c->hdr, ISCSI_REJECT_DATA_DIGEST);
+                fail_data_phase(t, SCSI_SENSE_ABORTED_COMMAND, SCSI_ASC_DIGEST_ERROR);
+            }
+        }
+    }
+    if (t->plan.action != SCSI_ACTION_WRITE || t->failed) {
+        /* Anything the initiator still sends unsolicited for it is dropped on arrival. */
+        if (t->failed && t->plan.status == SCSI_STATUS_GOOD)
+            scsi_plan_check_condition(&t->plan, t->fail_key, t->fail_asc);
+        if (t->plan.action == SCSI_ACTION_COMPLETE || t->failed) {
+            if (t->plan.status == SCSI_STATUS_GOOD && t->plan.data_len)
+                send_data_in(t, t->xfer);
+            else
+                send_scsi_response(t, t->xfer);
+            task_finish(t);
+            return;
+        }
+        task_start_io(t);
+        return;
+    }
+    t->next_offset = c->data_len;
+    if (t->next_offset >= t->want) {
+        task_data_complete(t);
+        return;
+    }
+    t->state = TASK_RECEIVING;
+    send_r2ts(t);
+}
+
+/* Header of a Data-Out: find the task, check the offset and DataSN, aim the data. */
+static void data_out_header(struct conn *c)
+{
+    const uint8_t *bhs = c->hdr;
+    uint32_t itt = pdu_itt(bhs);
+    uint32_t ttt = twl_get_be32(bhs + 20);
+    uint32_t datasn = twl_get_be32(bhs + 36);
+    uint32_t offset = twl_get_be32(bhs + 40);
+    uint32_t len = c->data_len;
+    c->rx_data_to_task = true;
+    c->data_dst = NULL;
+    struct tgt_task *t = task_find(c, itt);
+    if (t == NULL || t->state != TASK_RECEIVING) {
+        if (ttt == ISCSI_RSVD_TAG) {
+            /* unsolicited data of a command already answered (it failed early): drop */
+            TWL_DEBUG(PART, "%s: dropping unsolicited Data-Out for ITT 0x%08x", c->peer, itt);
+            return;
+        }
+        TWL_WARN(PART, "%s: Data-Out for unknown ITT 0x%08x TTT 0x%08x", c->peer, itt, ttt);
+        iscsi_send_reject(c, bhs, ISCSI_REJECT_INVALID_PDU_FIELD);
+        return;
+    }
+    c->rx_task = t;
+    const char *problem = NULL;
+    if (ttt == ISCSI_RSVD_TAG) {
+        if (offset < t->next_offset || offset + len > t->unsol_end)
+            problem = "unsolicited data outside the first burst";
+        else if (datasn != t->unsol_datasn)
+            problem = "DataSN out of order";
+        else
+            t->unsol_datasn++;
+    } else {
+        if (t->r2t_count == 0 || t->r2t[0].ttt != ttt)
+            problem = "Target Transfer Tag of no outstanding R2T";
+        else if (offset + len > t->r2t[0].offset + t->r2t[0].len)
+            problem = "data beyond the R2T's desired length";
+        else if (datasn != t->r2t_datasn)
+            problem = "DataSN out of order";
+        else
+            t->r2t_datasn++;
+    }
+    if (problem == NULL && offset != t->next_offset)
+        problem = "buffer offset out of order";
+    if (problem == NULL && (uint64_t)offset + len > t->edtl)
+        problem = "data beyond the expected data transfer length";
+    if (problem) {
+        TWL_WARN(PART, "%s: Data-Out ITT 0x%08x offset %u len %u DataSN %u: %s", c->peer, itt,
+                 offset, len, datasn, problem);
+        iscsi_send_reject(c, bhs, ISCSI_REJECT_INVALID_PDU_FIELD);
+        fail_data_phase(t, SCSI_SENSE_ABORTED_COMMAND, SCSI_ASC_DATA_PHASE_ERROR);
+        /* the data still has to be consumed; keep counting so the command can end */
+        t->next_offset = offset + len > t->next_offset ? offset + len : t->next_offset;
+        if (ttt != ISCSI_RSVD_TAG)
+            t->r2t_datasn = datasn + 1;
+        return;
+    }
+    if (!t->failed && offset + len <= t->want)
+        c->data_dst = t->buf + offset;
+}
+
+static void data_out_pdu(struct conn *c)
+{
+    struct tgt_task *t = c->rx_task;
+    c->rx_task = NULL;
+    if (t == NULL)
+        return;
+    const uint8_t *bhs = c->hdr;
+    uint32_t ttt = twl_get_be32(bhs + 20);
+    uint32_t offset = twl_get_be32(bhs + 40);
+    uint32_t len = c->data_len;
+    if (c->params.data_digest && len && c->data_dst) {
+        uint32_t crc = twl_crc32c(c->data_dst, len);
+        crc = twl_crc32c_update(crc, (const uint8_t *)"\0\0\0", pdu_pad(len));
+        if (!pdu_digest_matches(c->trailer + pdu_pad(len), crc)) {
+            TWL_WARN(PART, "%s: data digest error in Data-Out ITT 0x%08x offset %u", c->peer,
+                     t->itt, offset);
+            iscsi_send_reject(c, bhs, ISCSI_REJECT_DATA_DIGEST);
+            fail_data_phase(t, SCSI_SENSE_ABORTED_COMMAND, SCSI_ASC_DIGEST_ERROR);
+        }
+    }
+    if (offset == t->next_offset)
+        t->next_offset = offset + len;
+    if (ttt != ISCSI_RSVD_TAG && t->r2t_count && t->r2t[0].ttt == ttt &&
+        t->next_offset >= t->r2t[0].offset + t->r2t[0].len) {
+        /* this R2T's sequence is complete; DataSN restarts for the next one */
+        memmove(&t->r2t[0], &t->r2t[1], sizeof(t->r2t[0]) * (t->r2t_count - 1));
+        t->r2t_count--;
+        t->r2t_datasn = 0;
+    }
+    bool all_in = t->next_offset >= t->want;
+    if (t->failed && (bhs[1] & ISCSI_FLAG_FINAL) && t->r2t_count == 0 &&
+        (t->r2t_next >= t->want || ttt == ISCSI_RSVD_TAG))
+        all_in = true;
+    if (all_in) {
+        task_data_complete(t);
+        return;
+    }
+    if (!t->failed)
+        send_r2ts(t);
+}
+
+/* ---------------- other requests ---------------- */
+
+static bool take_cmdsn(struct conn *c, const uint8_t *bhs)
+{
+    uint32_t cmdsn = twl_get_be32(bhs + 24);
+    enum cmdsn_verdict v = cmdsn_check(&c->win, cmdsn, pdu_immediate(bhs), false);
+    if (v != CMDSN_ACCEPT) {
+        TWL_WARN(PART, "%s: dropping opcode 0x%02x: CmdSN %u outside [%u, %u]", c->peer,
+                 pdu_opcode(bhs), cmdsn, c->win.exp_cmdsn, c->win.max_cmdsn);
+        return false;
+    }
+    return true;
+}
+
+static void handle_nop_out(struct conn *c)
+{
+    const uint8_t *bhs = c->hdr;
+    uint32_t itt = pdu_itt(bhs);
+    uint32_t ttt = twl_get_be32(bhs + 20);
+    if (ttt != ISCSI_RSVD_TAG) {
+        if (ttt == c->ping_ttt)
+            c->ping_ttt = 0; /* the answer to our ping */
+        return;
+    }
+    if (itt == ISCSI_RSVD_TAG) {
+        if (!pdu_immediate(bhs)) {
+            iscsi_send_reject(c, bhs, ISCSI_REJECT_PROTOCOL_ERROR);
+            return;
+        }
+        take_cmdsn(c, bhs);
+        return; /* a ping that wants no answer */
+    }
+    if (!take_cmdsn(c, bhs))
+        return;
+    uint8_t hdr[ISCSI_BHS_LEN] = {0};
+    hdr[0] = ISCSI_OP_NOP_IN;
+    hdr[1] = ISCSI_FLAG_FINAL;
+    memcpy(hdr + 8, bhs + 8, 8);
+    twl_put_be32(hdr + 16, itt);
+    twl_put_be32(hdr + 20, ISCSI_RSVD_TAG);
+    fill_sn(c, hdr, true);
+    uint8_t *echo = NULL;
+    if (c->data_len) {
+        echo = malloc(c->data_len);
+        if (echo == NULL) {
+            conn_close(c, "out of memory");
+            return;
+        }
+        memcpy(echo, c->pdu_data, c->data_len);
+    }
+    iscsi_send_pdu(c, hdr, echo, c->data_len, echo, NULL);
+}
+
+static void format_portal(struct conn *c, char *out, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[64] = "127.0.0.1";
+    if (getsockname(c->fd, (struct sockaddr *)&ss, &sl) == 0)
+        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST);
+    if (strchr(host, ':'))
+        snprintf(out, len, "[%s]:%u,1", host, c->thr->srv->port);
+    else
+        snprintf(out, len, "%s:%u,1", host, c->thr->srv->port);
+}
+
+static void handle_text(struct conn *c)
+{
+    const uint8_t *bhs = c->hdr;
+    if (!take_cmdsn(c, bhs))
+        return;
+    if (bhs[1] & 0x40) {
+        /* continued text is not needed by any key this target answers */
+        iscsi_send_reject(c, bhs, ISCSI_REJECT_CMD_NOT_SUPPORTED);
+        return;
+    }
+    struct pdu_kv kvs[32];
+    char *text = malloc(c->data_len + 1);
+    if (text == NULL) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    memcpy(text, c->pdu_data, c->data_len);
+    text[c->data_len] = '\0';
+    int n = c->data_len ? pdu_text_parse(text, c->data_len, kvs, 32) : 0;
+    if (n < 0) {
+        free(text);
+        TWL_WARN(PART, "%s: malformed Text request", c->peer);
+        iscsi_send_reject(c, bhs, ISCSI_REJECT_PROTOCOL_ERROR);
+        return;
+    }
+    struct pdu_text out = {0};
+    char portal[96];
+    format_portal(c, portal, sizeof(portal));
+    const struct tgt_server *srv = c->thr->srv;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(kvs[i].key, "SendTargets") == 0) {
+            const char *want = kvs[i].value;
+            for (size_t j = 0; j < srv->target_count; j++) {
+                const char *iqn = srv->targets[j].cfg->iqn;
+                bool all = strcmp(want, "All") == 0 && c->discovery;
+                bool own = want[0] == '\0' && !c->discovery && c->target == &srv->targets[j];
+                if (all || own || strcmp(want, iqn) == 0) {
+                    pdu_text_add(&out, "TargetName", iqn);
+                    pdu_text_add(&out, "TargetAddress", portal);
+                }
+            }
+        } else {
+            pdu_text_add(&out, kvs[i].key, "NotUnderstood");
+        }
+    }
+    free(text);
+    uint8_t hdr[ISCSI_BHS_LEN] = {0};
+    hdr[0] = ISCSI_OP_TEXT_RSP;
+    hdr[1] = ISCSI_FLAG_FINAL;
+    memcpy(hdr + 8, bhs + 8, 8);
+    twl_put_be32(hdr + 16, pdu_itt(bhs));
+    twl_put_be32(hdr + 20, ISCSI_RSVD_TAG);
+    fill_sn(c, hdr, true);
+    iscsi_send_pdu(c, hdr, (uint8_t *)out.buf, (uint32_t)out.len, (uint8_t *)out.buf, NULL);
+}
+
+static void handle_logout(struct conn *c)
+{
+    const uint8_t *bhs = c->hdr;
+    if (!take_cmdsn(c, bhs))
+        return;
+    uint8_t hdr[ISCSI_BHS_LEN] = {0};
+    hdr[0] = ISCSI_OP_LOGOUT_RSP;
+    hdr[1] = ISCSI_FLAG_FINAL;
+    uint8_t reason = bhs[1] & 0x7f;
+    /* 2 = remove the connection for recovery: this target has no connection recovery */
+    hdr[2] = reason == 2 ? 2 : 0;
+    twl_put_be32(hdr + 16, pdu_itt(bhs));
+    fill_sn(c, hdr, true);
+    twl_put_be16(hdr + 40, (uint16_t)c->params.time2wait);
+    twl_put_be16(hdr + 42, (uint16_t)c->params.time2retain);
+    iscsi_send_pdu(c, hdr, NULL, 0, NULL, NULL);
+    if (reason != 2) {
+        TWL_INFO(PART, "%s: logout (reason %u)", c->peer, reason);
+        c->close_after_tx = true;
+    }
+}
+
+/* ---------------- task management ---------------- */
+
+static void send_tmf_response(struct conn *c, uint32_t itt, uint8_t response)
+{
+    uint8_t hdr[ISCSI_BHS_LEN] = {0};
+    hdr[0] = ISCSI_OP_TMF_RSP;
+    hdr[1] = ISCSI_FLAG_FINAL;
+    hdr[2] = response;
+    twl_put_be32(hdr + 16, itt);
+    fill_sn(c, hdr, true);
+    iscsi_send_pdu(c, hdr, NULL, 0, NULL, NULL);
+}
+
+static void tmf_task_gone(struct tmf_wait *w)
+{
+    if (--w->remaining > 0)
+        return;
+    if (w->conn->fd >= 0)
+        send_tmf_response(w->conn, w->itt, ISCSI_TMF_RSP_COMPLETE);
+    free(w);
+}
+
+/* Aborts t: no response will be sent for it. Tasks with I/O in flight end when it completes;
+ * the TMF response waits for them (so the initiator may reuse the ITT and the blocks). */
+static void abort_task(struct tgt_task *t, struct tmf_wait *w)
+{
+    if (t->aborted)
+        return;
+    t->aborted = true;
+    if (w && t->state != TASK_DONE) {
+        t->tmf = w;
+        w->remaining++;
+    }
+    if (t->state == TASK_RECEIVING) {
+        t->state = TASK_DONE;
+        iscsi_task_put(t);
+    }
+}
+
+static void handle_tmf(struct conn *c)
+{
+    const uint8_t *bhs = c->hdr;
+    if (!take_cmdsn(c, bhs))
+        return;
+    uint8_t function = bhs[1] & 0x7f;
+    uint32_t itt = pdu_itt(bhs);
+    uint32_t rtt = twl_get_be32(bhs + 20);
+    uint32_t ref_cmdsn = twl_get_be32(bhs + 32);
+    uint32_t lun = pdu_lun(bhs);
+    bool lun_exists = c->target && target_find_lun(c->target, lun) != NULL;
+    if (c->discovery) {
+        iscsi_send_reject(c, bhs, ISCSI_REJECT_PROTOCOL_ERROR);
+        return;
+    }
+    struct tmf_wait *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    w->itt = itt;
+    w->conn = c;
+    w->remaining = 1; /* released below, after every abort was issued */
+    uint8_t response = ISCSI_TMF_RSP_COMPLETE;
+    switch (function) {
+    case ISCSI_TMF_ABORT_TASK: {
+        struct tgt_task *t = task_find(c, rtt);
+        if (t && t->lun_id == lun && !t->aborted) {
+            abort_task(t, w);
+        } else if (t == NULL && !sn_lt(ref_cmdsn, c->win.exp_cmdsn)) {
+            /* never received: RFC 7143 11.5.1 */
+            response = ISCSI_TMF_RSP_NO_TASK;
+        }
+        break;
+    }
+    case ISCSI_TMF_ABORT_TASK_SET:
+    case ISCSI_TMF_CLEAR_TASK_SET:
+    case ISCSI_TMF_LUN_RESET:
+        if (!lun_exists) {
+            response = ISCSI_TMF_RSP_NO_LUN;
+            break;
+        }
+        /* fall through */
+    case ISCSI_TMF_TARGET_WARM_RESET:
+    case ISCSI_TMF_TARGET_COLD_RESET:
+        for (unsigned b = 0; b < TASK_HASH_SIZE; b++) {
+            for (struct tgt_task *t = c->tasks[b], *next; t; t = next) {
+                next = t->hnext;
+                bool whole_target = function == ISCSI_TMF_TARGET_WARM_RESET ||
+                                    function == ISCSI_TMF_TARGET_COLD_RESET;
+                if (whole_target || t->lun_id == lun)
+                    abort_task(t, w);
+            }
+        }
+        TWL_INFO(PART, "%s: task management function %u on LUN %u", c->peer, function, lun);
+        break;
+    case ISCSI_TMF_CLEAR_ACA:
+    case ISCSI_TMF_TASK_REASSIGN:
+    default:
+        response = function == ISCSI_TMF_TASK_REASSIGN || function == ISCSI_TMF_CLEAR_ACA
+                       ? ISCSI_TMF_RSP_NOT_SUPPORTED
+                       : ISCSI_TMF_RSP_REJECTED;
+        break;
+    }
+    if (response != ISCSI_TMF_RSP_COMPLETE) {
+        w->remaining--;
+        if (w->remaining == 0)
+            free(w);
+        send_tmf_response(c, itt, response);
+        return;
+    }
+    if (function == ISCSI_TMF_TARGET_COLD_RESET) {
+        /* the response goes out, then the connection closes (RFC 7143 11.5.1) */
+        tmf_task_gone(w);
+        c->close_after_tx = true;
+        return;
+    }
+    tmf_task_gone(w);
+}
+
+/* ---------------- dispatch ---------------- */
+
+void iscsi_on_header(struct conn *c)
+{
+    const uint8_t *bhs = c->hdr;
+    uint8_t op = pdu_opcode(bhs);
+    if (!pdu_is_initiator_opcode(op)) {
+        TWL_WARN(PART, "%s: unknown opcode 0x%02x", c->peer, op);
+        iscsi_send_reject(c, bhs, ISCSI_REJECT_PROTOCOL_ERROR);
+        c->rx_data_to_task = true; /* discard any data */
+        return;
+    }
+    if (pdu_ahs_len(bhs) && op != ISCSI_OP_SCSI_CMD) {
+        TWL_WARN(PART, "%s: AHS on opcode 0x%02x", c->peer, op);
+        iscsi_send_reject(c, bhs, ISCSI_REJECT_INVALID_PDU_FIELD);
+        c->rx_data_to_task = true;
+        return;
+    }
+    if (c->data_len > c->params.max_recv_dsl) {
+        TWL_WARN(PART, "%s: opcode 0x%02x with %u data bytes, above MaxRecvDataSegmentLength %u",
+                 c->peer, op, c->data_len, c->params.max_recv_dsl);
+        iscsi_send_reject(c, bhs, ISCSI_REJECT_PROTOCOL_ERROR);
+        c->rx_data_to_task = true;
+        if (op == ISCSI_OP_DATA_OUT) {
+            struct tgt_task *t = task_find(c, pdu_itt(bhs));
+            if (t && t->state == TASK_RECEIVING)
+                fail_data_phase(t, SCSI_SENSE_ABORTED_COMMAND, SCSI_ASC_DATA_PHASE_ERROR);
+        }
+        c->rx_task = NULL;
+        return;
+    }
+    c->rx_task = NULL;
+    if (op == ISCSI_OP_SCSI_CMD)
+        scsi_cmd_header(c);
+    else if (op == ISCSI_OP_DATA_OUT)
+        data_out_header(c);
+    if ((op == ISCSI_OP_SCSI_CMD || op == ISCSI_OP_DATA_OUT) && c->rx_task == NULL)
+        c->rx_data_to_task = true; /* nothing takes the data: discard */
+}
+
+void iscsi_on_pdu(struct conn *c)
+{
+    const uint8_t *bhs = c->hdr;
+    uint8_t op = pdu_opcode(bhs);
+    bool rejected = !pdu_is_initiator_opcode(op) || (pdu_ahs_len(bhs) && op != ISCSI_OP_SCSI_CMD) ||
+                    c->data_len > c->params.max_recv_dsl;
+    if (rejected)
+        return;
+    if (c->data_len && op != ISCSI_OP_SCSI_CMD && op != ISCSI_OP_DATA_OUT && c->params.data_digest) {
+        uint32_t crc = twl_crc32c(c->pdu_data, c->data_len);
+        crc = twl_crc32c_update(crc, (const uint8_t *)"\0\0\0", pdu_pad(c->data_len));
+        if (!pdu_digest_matches(c->trailer + pdu_pad(c->data_len), crc)) {
+            TWL_WARN(PART, "%s: data digest error on opcode 0x%02x", c->peer, op);
+            iscsi_send_reject(c, bhs, ISCSI_REJECT_DATA_DIGEST);
+            return;
+        }
+    }
+    switch (op) {
+    case ISCSI_OP_SCSI_CMD:
+        scsi_cmd_pdu(c);
+        break;
+    case ISCSI_OP_DATA_OUT:
+        data_out_pdu(c);
+        break;
+    case ISCSI_OP_NOP_OUT:
+        handle_nop_out(c);
+        break;
+    case ISCSI_OP_TEXT_REQ:
+        handle_text(c);
+        break;
+    case ISCSI_OP_LOGOUT_REQ:
+        handle_logout(c);
+        break;
+    case ISCSI_OP_TMF_REQ:
+        handle_tmf(c);
+        break;
+    case ISCSI_OP_LOGIN_REQ:
+        TWL_WARN(PART, "%s: Login request in full feature phase", c->peer);
+        iscsi_send_reject(c, bhs, ISCSI_REJECT_PROTOCOL_ERROR);
+        break;
+    case ISCSI_OP_SNACK:
+        /* error recovery level 0: no SNACK support (RFC 7143 11.16) */
+        iscsi_send_reject(c, bhs, ISCSI_REJECT_CMD_NOT_SUPPORTED);
+        break;
+    default:
+        break;
+    }
+}
+
+bool iscsi_conn_idle(const struct conn *c)
+{
+    return c->task_count == 0;
+}
+
+/* The connection is gone: tasks without I/O in flight end now, the others when it completes. */
+void iscsi_conn_release_tasks(struct conn *c)
+{
+    for (unsigned b = 0; b < TASK_HASH_SIZE; b++) {
+        for (struct tgt_task *t = c->tasks[b], *next; t; t = next) {
+            next = t->hnext;
+            if (t->tmf) {
+                t->tmf = NULL;
+            }
+            if (!t->aborted) {
+                t->aborted = true;
+                if (t->state == TASK_RECEIVING) {
+                    t->state = TASK_DONE;
+                    iscsi_task_put(t);
+                }
+            }
+        }
+    }
+}

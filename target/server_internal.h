@@ -1,0 +1,183 @@
+/*
+ * Internals of the target server shared by server.c (threads, sockets, sessions) and iscsi.c
+ * (full feature phase: commands, data transfer, task management).
+ */
+#ifndef TGT_SERVER_INTERNAL_H
+#define TGT_SERVER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "backing.h"
+#include "config.h"
+#include "login.h"
+#include "pdu.h"
+#include "scsi.h"
+#include "session.h"
+#include "target.h"
+
+#define PART "iscsi"
+
+#define RBUF_CAP        (64 * 1024)
+#define TASK_HASH_SIZE  256
+#define MAX_R2T_TRACKED 16
+#define MAX_IO_BYTES    (8u * 1024 * 1024) /* largest transfer of one command */
+#define EMULATED_BUF    8192
+
+struct tgt_lun {
+    struct scsi_lun info;
+    struct backing store;
+    const struct tgt_lun_config *cfg;
+};
+
+struct tgt_target {
+    const struct tgt_target_config *cfg;
+    struct tgt_lun *luns;
+    size_t lun_count;
+    uint32_t *lun_ids;
+};
+
+enum poll_kind { POLL_LISTEN, POLL_WAKE, POLL_RING, POLL_CONN };
+
+struct poll_src {
+    enum poll_kind kind;
+};
+
+struct conn;
+
+struct net_thread {
+    struct tgt_server *srv;
+    unsigned index;
+    pthread_t tid;
+    int epoll_fd;
+    struct poll_src wake_src;
+    int wake_fd;
+    struct poll_src ring_src;
+    struct backing_ring ring;
+    pthread_mutex_t handoff_lock;
+    int *handoff;
+    size_t handoff_count;
+    size_t handoff_cap;
+    atomic_uint conn_count;
+    struct conn *conns;       /* all connections of this thread */
+    struct conn *dirty;       /* connections with output to flush this turn */
+    uint8_t *discard;         /* scratch for data we drop */
+    bool stopping;
+    uint64_t stop_deadline_ns;
+    uint64_t last_timer_ns;
+};
+
+struct tgt_server {
+    const struct tgt_config *cfg;
+    struct tgt_target *targets;
+    size_t target_count;
+    int listen_fd;
+    uint16_t port;
+    struct poll_src listen_src;
+    struct net_thread *threads;
+    unsigned thread_count;
+    atomic_bool stop_requested;
+    struct tgt_replicator replicator;
+    pthread_mutex_t sessions_lock;
+    struct conn *sessions; /* full-feature connections, by (initiator, ISID, target) */
+    uint16_t next_tsih;
+};
+
+struct tgt_task;
+struct tmf_wait;
+
+enum rx_state { RX_BHS, RX_AHS, RX_DATA, RX_TRAILER };
+enum conn_phase { PHASE_LOGIN, PHASE_FULL, PHASE_CLOSING };
+
+struct tx_item {
+    struct tx_item *next;
+    struct iovec iov[4];
+    int iovcnt;
+    uint8_t hdr[ISCSI_BHS_LEN + ISCSI_DIGEST_LEN];
+    uint8_t trailer[3 + ISCSI_DIGEST_LEN];
+    uint8_t *owned;          /* freed once sent */
+    struct tgt_task *task;   /* reference released once sent */
+};
+
+struct conn {
+    struct poll_src src;
+    struct net_thread *thr;
+    struct conn *next;       /* in thr->conns */
+    struct conn *dirty_next;
+    bool in_dirty;
+    int fd;
+    char peer[80];
+    enum conn_phase phase;
+    bool close_after_tx;
+    bool registered;         /* in srv->sessions */
+    bool evicted;            /* reinstated by a newer login */
+    bool async_logout_sent;
+
+    /* login and session */
+    struct login_ctx login;
+    struct login_params params;
+    bool discovery;
+    char initiator[TGT_NAME_MAX];
+    uint8_t isid[6];
+    uint16_t tsih;
+    struct tgt_target *target;
+    struct cmdsn_window win;
+    uint32_t stat_sn;
+    struct conn *sess_next;
+
+    /* receive */
+    enum rx_state rx_state;
+    uint8_t rbuf[RBUF_CAP];
+    uint32_t rstart;
+    uint32_t rend;
+    uint8_t hdr[ISCSI_BHS_LEN + 1020 + ISCSI_DIGEST_LEN];
+    uint32_t rx_got;
+    uint32_t rx_need;
+    uint8_t *data_dst;       /* NULL: discard */
+    uint32_t data_len;
+    uint8_t trailer[3 + ISCSI_DIGEST_LEN];
+    uint32_t trailer_len;
+    uint8_t *pdu_data;       /* data of non-SCSI PDUs */
+    uint32_t pdu_data_cap;
+    struct tgt_task *rx_task; /* task receiving this PDU's data */
+    bool rx_data_to_task;
+    uint64_t last_rx_ns;
+
+    /* transmit */
+    struct tx_item *tx_head;
+    struct tx_item *tx_tail;
+    bool tx_blocked;
+
+    /* tasks */
+    struct tgt_task *tasks[TASK_HASH_SIZE];
+    uint32_t task_count;
+    uint32_t next_ttt;
+
+    /* target-initiated ping */
+    uint32_t ping_ttt;
+    uint64_t ping_sent_ns;
+};
+
+/* server.c */
+void conn_mark_dirty(struct conn *c);
+void conn_close(struct conn *c, const char *why);
+void conn_queue_tx(struct conn *c, struct tx_item *it);
+int conn_register_session(struct conn *c);
+struct tgt_lun *target_find_lun(struct tgt_target *t, uint32_t id);
+
+/* iscsi.c: the full feature phase */
+void iscsi_on_header(struct conn *c);         /* BHS (+AHS) read and checked; set data_dst */
+void iscsi_on_pdu(struct conn *c);            /* whole PDU read */
+void iscsi_send_pdu(struct conn *c, uint8_t *hdr, uint8_t *data, uint32_t len, uint8_t *owned,
+                    struct tgt_task *task);
+void iscsi_send_reject(struct conn *c, const uint8_t *bhs, uint8_t reason);
+void iscsi_send_async_logout(struct conn *c, uint16_t seconds);
+void iscsi_send_ping(struct conn *c);
+void iscsi_conn_release_tasks(struct conn *c);
+void iscsi_task_put(struct tgt_task *t);
+bool iscsi_conn_idle(const struct conn *c);
+
+#endif
