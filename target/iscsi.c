@@ -52,6 +52,7 @@ struct tgt_task {
     uint8_t *buf;
     uint32_t xfer;        /* bytes the command moves on the medium (or emulated data) */
     uint32_t want;        /* write bytes expected from the initiator: min(edtl, xfer) */
+    uint32_t io_bytes;    /* bytes the backing store moves */
     uint32_t next_offset; /* write data received in order so far */
     uint32_t unsol_end;   /* end of immediate + unsolicited data */
     uint32_t unsol_datasn;
@@ -375,7 +376,7 @@ static void task_start_io(struct tgt_task *t)
     t->state = TASK_EXECUTING;
     t->io.store = &lun->store;
     t->io.buf = t->buf;
-    t->io.len = t->xfer;
+    t->io.len = t->io_bytes;
     t->io.offset = t->plan.lba * lun->info.block_size;
     t->io.fua = t->plan.fua;
     t->io.done_bytes = 0;
@@ -454,11 +455,17 @@ static void task_data_complete(struct tgt_task *t)
         complete_with_check(t, t->fail_key, t->fail_asc);
         return;
     }
-    if (t->edtl < t->xfer) {
-        /* the initiator did not send what the CDB asks for */
-        complete_with_check(t, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
+    /* With EDTL below the CDB's length only the whole blocks that arrived are written; the
+     * response reports the rest as residual overflow. */
+    uint32_t bytes = t->want < t->xfer ? t->want : t->xfer;
+    t->io_bytes = bytes / t->lun->info.block_size * t->lun->info.block_size;
+    if (t->io_bytes == 0) {
+        t->plan.status = SCSI_STATUS_GOOD;
+        send_scsi_response(t, t->xfer);
+        task_finish(t);
         return;
     }
+    t->plan.blocks = t->io_bytes / t->lun->info.block_size;
     task_start_io(t);
 }
 
@@ -579,13 +586,17 @@ static void scsi_cmd_header(struct conn *c)
     if (!t->failed && t->plan.action == SCSI_ACTION_WRITE) {
         t->xfer = t->plan.blocks * t->lun->info.block_size;
         if (!wbit || t->edtl == 0) {
-            /* data for a WRITE the initiator does not intend to send */
+            /* No data comes: nothing is written and the whole transfer is reported as
+             * residual overflow (RFC 7143 11.4.5.2), as other targets do. */
+            t->want = 0;
+        } else if (t->edtl > MAX_IO_BYTES + t->xfer) {
             scsi_plan_check_condition(&t->plan, SCSI_SENSE_ILLEGAL_REQUEST,
                                       SCSI_ASC_INVALID_FIELD_IN_CDB);
             t->failed = true;
         } else {
-            t->want = t->edtl < t->xfer ? t->edtl : t->xfer;
-            t->buf = alloc_buf(t->xfer > t->edtl ? t->xfer : t->edtl);
+            /* everything the initiator sends is taken in; only the CDB's blocks are written */
+            t->want = t->edtl;
+            t->buf = alloc_buf(t->edtl);
             if (t->buf == NULL) {
                 conn_close(c, "out of memory");
                 return;
@@ -593,6 +604,14 @@ static void scsi_cmd_header(struct conn *c)
         }
     } else if (!t->failed && t->plan.action != SCSI_ACTION_COMPLETE) {
         t->xfer = t->plan.action == SCSI_ACTION_READ ? t->plan.blocks * t->lun->info.block_size : 0;
+        t->io_bytes = t->xfer;
+        if (t->xfer) {
+            t->buf = alloc_buf(t->xfer);
+            if (t->buf == NULL) {
+                conn_close(c, "out of memory");
+                return;
+            }
+        }
     }
     if (wbit && t->edtl) {
         /* Unsolicited data ends at min(FirstBurstLength, EDTL) (RFC 7143 13.14). */
@@ -981,10 +1000,12 @@ static void handle_tmf(struct conn *c)
         struct tgt_task *t = task_find(c, rtt);
         if (t && t->lun_id == lun && !t->aborted) {
             abort_task(t, w);
-        } else if (t == NULL && !sn_lt(ref_cmdsn, c->win.exp_cmdsn)) {
-            /* never received: RFC 7143 11.5.1 */
+        } else if (t == NULL && sn_lt(ref_cmdsn, c->win.exp_cmdsn)) {
+            /* received and already completed */
             response = ISCSI_TMF_RSP_NO_TASK;
         }
+        /* Not found and not yet received (RefCmdSN within the window): "function complete",
+         * RFC 7143 11.5.1. */
         break;
     }
     case ISCSI_TMF_ABORT_TASK_SET:
