@@ -78,8 +78,8 @@ int twl_rdma_info_decode(const uint8_t *in, size_t len, struct twl_rdma_info *in
     info->ctrl_addr = twl_get_be64(in + 24);
     info->ctrl_rkey = twl_get_be32(in + 32);
     info->recv_depth = twl_get_be32(in + 36);
-    if (info->ring_size < 2 * TWL_RDMA_REC_ALIGN || (info->ring_size & (info->ring_size - 1)) != 0 ||
-        info->recv_depth == 0)
+    if (info->ring_size < 2 * TWL_RDMA_REC_ALIGN ||
+        (info->ring_size & (info->ring_size - 1)) != 0 || info->recv_depth == 0)
         return -EPROTO;
     return 0;
 }
