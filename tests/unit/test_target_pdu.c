@@ -126,10 +126,14 @@ static void text_builds_pairs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(header_fields_decode), cmocka_unit_test(lun_encoding_round_trips),
-        cmocka_unit_test(padding),              cmocka_unit_test(initiator_opcodes),
-        cmocka_unit_test(digest_wire_order),    cmocka_unit_test(text_parses_pairs),
-        cmocka_unit_test(text_rejects_malformed), cmocka_unit_test(text_builds_pairs),
+        cmocka_unit_test(header_fields_decode),
+        cmocka_unit_test(lun_encoding_round_trips),
+        cmocka_unit_test(padding),
+        cmocka_unit_test(initiator_opcodes),
+        cmocka_unit_test(digest_wire_order),
+        cmocka_unit_test(text_parses_pairs),
+        cmocka_unit_test(text_rejects_malformed),
+        cmocka_unit_test(text_builds_pairs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
