@@ -1154,7 +1154,10 @@ void iscsi_conn_release_tasks(struct conn *c)
         for (struct tgt_task *t = c->tasks[b], *next; t; t = next) {
             next = t->hnext;
             if (t->tmf) {
+                /* no TMF response can go out any more; just release the wait */
+                struct tmf_wait *w = t->tmf;
                 t->tmf = NULL;
+                tmf_task_gone(w);
             }
             if (!t->aborted) {
                 t->aborted = true;

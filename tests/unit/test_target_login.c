@@ -302,6 +302,20 @@ static void hex16(const uint8_t *in, char *out)
         sprintf(out + 2 + 2 * i, "%02x", in[i]);
 }
 
+/* Runs CHAP to the challenge and formats "CHAP_R=..." answered with secret; returns the
+ * challenge in challenge (16 bytes). */
+static void chap_answer(struct login_ctx *lc, const char *secret, char rline[64],
+                        uint8_t *challenge)
+{
+    uint8_t id, digest[16];
+    int clen;
+    chap_until_challenge(lc, &id, challenge, &clen);
+    assert_int_equal(login_chap_md5(id, secret, challenge, (size_t)clen, digest), 0);
+    char r[40];
+    hex16(digest, r);
+    snprintf(rline, 64, "CHAP_R=%s", r);
+}
+
 static void chap_right_secret_passes(void **state)
 {
     (void)state;
@@ -309,15 +323,10 @@ static void chap_right_secret_passes(void **state)
     struct login_ctx lc;
     struct login_response rsp;
     login_init(&lc, &cfg, 1);
-    uint8_t id, challenge[64], digest[16];
-    int clen;
-    chap_until_challenge(&lc, &id, challenge, &clen);
-    assert_int_equal(login_chap_md5(id, SECRET, challenge, (size_t)clen, digest), 0);
-    char r[40], nline[64], rline[64];
-    hex16(digest, r);
-    snprintf(nline, sizeof(nline), "CHAP_N=alice");
-    snprintf(rline, sizeof(rline), "CHAP_R=%s", r);
-    const char *resp[] = {nline, rline, NULL};
+    uint8_t challenge[64];
+    char rline[64];
+    chap_answer(&lc, SECRET, rline, challenge);
+    const char *resp[] = {"CHAP_N=alice", rline, NULL};
     step(&lc, true, 0, 1, resp, &rsp);
     assert_int_equal(rsp.status, 0);
     assert_true(rsp.transit);
@@ -333,13 +342,9 @@ static void chap_wrong_secret_fails(void **state)
     struct login_ctx lc;
     struct login_response rsp;
     login_init(&lc, &cfg, 1);
-    uint8_t id, challenge[64], digest[16];
-    int clen;
-    chap_until_challenge(&lc, &id, challenge, &clen);
-    login_chap_md5(id, "not-the-secret-at-all", challenge, (size_t)clen, digest);
-    char r[40], rline[64];
-    hex16(digest, r);
-    snprintf(rline, sizeof(rline), "CHAP_R=%s", r);
+    uint8_t challenge[64];
+    char rline[64];
+    chap_answer(&lc, "not-the-secret-at-all", rline, challenge);
     const char *resp[] = {"CHAP_N=alice", rline, NULL};
     step(&lc, true, 0, 1, resp, &rsp);
     assert_int_equal(rsp.status, LOGIN_STATUS_AUTH_FAILED);
@@ -378,13 +383,9 @@ static void mutual_chap_answers_and_refuses_reflection(void **state)
     struct login_ctx lc;
     struct login_response rsp;
     login_init(&lc, &cfg, 1);
-    uint8_t id, challenge[64], digest[16];
-    int clen;
-    chap_until_challenge(&lc, &id, challenge, &clen);
-    login_chap_md5(id, SECRET, challenge, (size_t)clen, digest);
-    char r[40], rline[64];
-    hex16(digest, r);
-    snprintf(rline, sizeof(rline), "CHAP_R=%s", r);
+    uint8_t challenge[64];
+    char rline[64];
+    chap_answer(&lc, SECRET, rline, challenge);
     const char *resp[] = {"CHAP_N=alice", rline, "CHAP_I=77",
                           "CHAP_C=0x00112233445566778899aabbccddeeff", NULL};
     step(&lc, true, 0, 1, resp, &rsp);
@@ -401,10 +402,7 @@ static void mutual_chap_answers_and_refuses_reflection(void **state)
 
     /* the initiator hands our own challenge back */
     login_init(&lc, &cfg, 1);
-    chap_until_challenge(&lc, &id, challenge, &clen);
-    login_chap_md5(id, SECRET, challenge, (size_t)clen, digest);
-    hex16(digest, r);
-    snprintf(rline, sizeof(rline), "CHAP_R=%s", r);
+    chap_answer(&lc, SECRET, rline, challenge);
     char cline[64], reflected[40];
     hex16(challenge, reflected);
     snprintf(cline, sizeof(cline), "CHAP_C=%s", reflected);
