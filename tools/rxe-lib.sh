@@ -1,0 +1,172 @@
+# shellcheck shell=bash
+# rxe-lib.sh: pair-shape helpers for twinlun's RDMA tests. Source it: . tools/rxe-lib.sh
+#
+# Shape (a), two daemons on one rxe device in one guest (run inside `tools/rxe-vm`):
+#   rxe_node_start NAME DIR PORT -- CMD...   start CMD in the background as node NAME, with
+#                                            TWL_NODE_NAME/TWL_NODE_DIR/TWL_NODE_PORT set,
+#                                            cwd DIR (created), output in DIR/NAME.log
+#   rxe_node_pid NAME | rxe_node_kill NAME [SIG] | rxe_node_wait NAME (returns its status)
+#   NOTE: on one rxe device, traffic between the two processes takes rxe's internal loopback
+#   and never reaches netfilter or tc: backplane faults need the two-guest shape.
+#
+# Shape (b), two guests joined by a virtual link (run on the host):
+#   rxe_guest_start NAME IDX DIR -- CMD...   boot guest IDX (1 or 2) running CMD; its rxe0 runs
+#                                            on eth0 = 10.78.0.IDX/24, linked to the other index
+#                                            by UDP on 127.0.0.1 (ports TWL_RXE_LINK_PORT+IDX);
+#                                            output in DIR/NAME.out, QEMU pid in DIR/NAME.pid,
+#                                            monitor socket DIR/NAME.mon
+#   rxe_guest_ip IDX                         the guest's address (10.78.0.IDX)
+#   rxe_guest_kill NAME                      SIGKILL its QEMU: power loss
+#   rxe_guest_link NAME on|off               QEMU monitor set_link: cable pulled / plugged
+#   rxe_guest_monitor NAME CMD...            any QEMU monitor command
+#   rxe_guest_wait NAME                      wait for the guest; returns rxe-vm's status
+#   rxe_wait_file PATH TIMEOUT_S             wait until PATH exists (markers in a shared dir)
+#
+# Backplane-only faults (RoCE v2 = UDP 4791; iSCSI's TCP is untouched), inside a guest of the
+# two-guest shape, on the interface that carries RoCE (eth0; TWL_BP_DEV overrides):
+#   rxe_bp_cut | rxe_bp_uncut                iptables DROP of UDP 4791 in and out
+#   rxe_bp_delay MS [JITTER_MS]              netem delay on UDP 4791 egress
+#   rxe_bp_drop PERCENT                      netem loss on UDP 4791 egress
+#   rxe_bp_rate RATE                         rate limit UDP 4791 egress (tc rate, e.g. 2mbit)
+#   rxe_bp_clear                             remove all of the above
+#   rxe_bp_dev                               prints the interface that carries RoCE
+
+TWL_RXE_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+: "${TWL_RXE_LINK_PORT:=47900}"
+
+declare -gA _rxe_node_pid=()
+declare -gA _rxe_guest_pid=()
+declare -gA _rxe_guest_dir=()
+
+# ---- shape (a): two daemons in one guest ----
+
+rxe_node_start() {
+    local name=$1 dir=$2 port=$3
+    shift 3
+    [ "${1:-}" = -- ] && shift
+    mkdir -p "$dir"
+    (
+        cd "$dir" || exit 1
+        export TWL_NODE_NAME=$name TWL_NODE_DIR=$dir TWL_NODE_PORT=$port
+        exec "$@"
+    ) >"$dir/$name.log" 2>&1 &
+    _rxe_node_pid[$name]=$!
+}
+
+rxe_node_pid() { echo "${_rxe_node_pid[$1]}"; }
+
+rxe_node_kill() {
+    kill -"${2:-KILL}" "${_rxe_node_pid[$1]}" 2>/dev/null
+}
+
+rxe_node_wait() {
+    local rc=0
+    wait "${_rxe_node_pid[$1]}" || rc=$?
+    return $rc
+}
+
+# ---- shape (b): two guests ----
+
+rxe_guest_ip() { echo "10.78.0.$1"; }
+
+rxe_guest_start() {
+    local name=$1 idx=$2 dir=$3 other
+    shift 3
+    [ "${1:-}" = -- ] && shift
+    other=$((3 - idx))
+    mkdir -p "$dir"
+    rm -f "$dir/$name.pid" "$dir/$name.mon"
+    _rxe_guest_dir[$name]=$dir
+    "$TWL_RXE_LIB_DIR/rxe-vm" --name "$name" --cpus "${TWL_RXE_PAIR_CPUS:-1}" \
+        --mem "${TWL_RXE_PAIR_MEM:-1024}" --timeout "${TWL_RXE_PAIR_TIMEOUT:-300}" \
+        --ip "$(rxe_guest_ip "$idx")/24" \
+        --net-udp "$((TWL_RXE_LINK_PORT + idx)):$((TWL_RXE_LINK_PORT + other))" \
+        --monitor "$dir/$name.mon" --pidfile "$dir/$name.pid" \
+        --env "TWL_PEER_IP=$(rxe_guest_ip "$other")" -- "$@" >"$dir/$name.out" 2>&1 &
+    _rxe_guest_pid[$name]=$!
+}
+
+_rxe_qemu_pid() {
+    local f=${_rxe_guest_dir[$1]}/$1.pid i
+    for i in $(seq 50); do
+        [ -s "$f" ] && { cat "$f"; return 0; }
+        sleep 0.1
+    done
+    return 1
+}
+
+rxe_guest_kill() {
+    local pid
+    pid=$(_rxe_qemu_pid "$1") || return 1
+    kill -KILL "$pid"
+}
+
+rxe_guest_monitor() {
+    local name=$1
+    shift
+    printf '%s\n' "$*" | socat -t 1 - "UNIX-CONNECT:${_rxe_guest_dir[$name]}/$name.mon" >/dev/null
+}
+
+rxe_guest_link() {
+    rxe_guest_monitor "$1" set_link n0 "$2"
+}
+
+rxe_guest_wait() {
+    local rc=0
+    wait "${_rxe_guest_pid[$1]}" || rc=$?
+    return $rc
+}
+
+rxe_wait_file() {
+    local path=$1 tmo=$2 t0
+    t0=$(date +%s)
+    while [ ! -e "$path" ]; do
+        [ $(($(date +%s) - t0)) -ge "$tmo" ] && return 1
+        sleep 0.05
+    done
+}
+
+# ---- backplane faults (inside the guest) ----
+
+rxe_bp_dev() {
+    if [ -n "${TWL_BP_DEV:-}" ]; then
+        echo "$TWL_BP_DEV"
+        return
+    fi
+    rdma link show rxe0/1 2>/dev/null | sed -n 's/.* netdev \([^ ]*\).*/\1/p'
+}
+
+rxe_bp_cut() {
+    modprobe -q iptable_filter 2>/dev/null
+    iptables -I OUTPUT -p udp --dport 4791 -j DROP &&
+        iptables -I INPUT -p udp --dport 4791 -j DROP
+}
+
+rxe_bp_uncut() {
+    iptables -D OUTPUT -p udp --dport 4791 -j DROP 2>/dev/null
+    iptables -D INPUT -p udp --dport 4791 -j DROP 2>/dev/null
+    return 0
+}
+
+# A prio qdisc whose band 3 (1:3) gets UDP 4791; the netem/tbf goes on that band.
+_rxe_bp_qdisc() {
+    local dev
+    dev=$(rxe_bp_dev)
+    modprobe -q -a sch_prio sch_netem sch_tbf cls_u32 2>/dev/null
+    tc qdisc del dev "$dev" root 2>/dev/null
+    tc qdisc add dev "$dev" root handle 1: prio bands 3 priomap 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 &&
+        tc filter add dev "$dev" parent 1: protocol ip prio 1 u32 \
+            match ip protocol 17 0xff match ip dport 4791 0xffff flowid 1:3 &&
+        tc qdisc add dev "$dev" parent 1:3 handle 30: "$@"
+}
+
+rxe_bp_delay() { _rxe_bp_qdisc netem delay "${1}ms" ${2:+"${2}ms"}; }
+rxe_bp_drop() { _rxe_bp_qdisc netem loss "${1}%"; }
+rxe_bp_rate() { _rxe_bp_qdisc tbf rate "$1" burst 32kbit latency 400ms; }
+
+rxe_bp_clear() {
+    local dev
+    dev=$(rxe_bp_dev)
+    tc qdisc del dev "$dev" root 2>/dev/null
+    rxe_bp_uncut
+}
