@@ -364,9 +364,30 @@ static void backing_done(struct backing_io *io, int result)
     task_part_done(t, result);
 }
 
+void iscsi_task_replica_done(struct tgt_task *t, int err)
+{
+    task_part_done(t, err);
+}
+
+/* The replicator may finish on its own thread; the task's state belongs to its network
+ * thread, so the completion travels there. */
 static void replica_done(void *cookie, int err)
 {
-    task_part_done(cookie, err);
+    struct tgt_task *t = cookie;
+    struct net_thread *thr = t->conn->thr;
+    if (pthread_equal(pthread_self(), thr->tid)) {
+        task_part_done(t, err);
+        return;
+    }
+    struct remote_done *d = malloc(sizeof(*d));
+    if (d == NULL) {
+        /* cannot hand it over: losing the completion would hang the command forever */
+        TWL_ERROR(PART, "out of memory passing a replica completion; aborting");
+        abort();
+    }
+    d->task = t;
+    d->err = err;
+    thread_post_done(thr, d);
 }
 
 static void task_start_io(struct tgt_task *t)
@@ -562,6 +583,8 @@ static void scsi_cmd_header(struct conn *c)
     c->rx_task = t;
 
     if (!check_ahs(c, bhs, t)) {
+        TWL_WARN(PART, "%s: SCSI command ITT 0x%08x: AHS entries do not fit TotalAHSLength %u",
+                 c->peer, itt, pdu_ahs_len(bhs));
         task_finish(t);
         c->rx_task = NULL;
         iscsi_send_reject(c, bhs, ISCSI_REJECT_INVALID_PDU_FIELD);

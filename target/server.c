@@ -582,11 +582,36 @@ static void conn_on_readable(struct conn *c)
 
 /* ---------------- threads ---------------- */
 
+void thread_post_done(struct net_thread *thr, struct remote_done *d)
+{
+    d->next = NULL;
+    pthread_mutex_lock(&thr->handoff_lock);
+    if (thr->done_tail)
+        thr->done_tail->next = d;
+    else
+        thr->done_head = d;
+    thr->done_tail = d;
+    pthread_mutex_unlock(&thr->handoff_lock);
+    uint64_t one = 1;
+    if (write(thr->wake_fd, &one, sizeof(one)) < 0)
+        TWL_WARN(PART, "thread %u: wake write: %s", thr->index, strerror(errno));
+}
+
 static void thread_take_handoffs(struct net_thread *thr)
 {
     uint64_t v;
     if (read(thr->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
         TWL_WARN(PART, "thread %u: wake read: %s", thr->index, strerror(errno));
+    pthread_mutex_lock(&thr->handoff_lock);
+    struct remote_done *done = thr->done_head;
+    thr->done_head = thr->done_tail = NULL;
+    pthread_mutex_unlock(&thr->handoff_lock);
+    while (done) {
+        struct remote_done *next = done->next;
+        iscsi_task_replica_done(done->task, done->err);
+        free(done);
+        done = next;
+    }
     pthread_mutex_lock(&thr->handoff_lock);
     size_t n = thr->handoff_count;
     int fds[64];
@@ -683,7 +708,7 @@ static bool thread_drained(struct net_thread *thr)
     for (struct conn *c = thr->conns; c; c = c->next)
         if (c->fd >= 0)
             return false;
-    return thr->ring.inflight == 0;
+    return thr->ring.inflight == 0 && thr->conns == NULL;
 }
 
 static void *thread_main(void *arg)

@@ -47,6 +47,14 @@ struct poll_src {
 };
 
 struct conn;
+struct tgt_task;
+
+/* A replica completion handed from another thread to the task's network thread. */
+struct remote_done {
+    struct remote_done *next;
+    struct tgt_task *task;
+    int err;
+};
 
 struct net_thread {
     struct tgt_server *srv;
@@ -58,6 +66,8 @@ struct net_thread {
     struct poll_src ring_src;
     struct backing_ring ring;
     pthread_mutex_t handoff_lock;
+    struct remote_done *done_head; /* under handoff_lock */
+    struct remote_done *done_tail;
     int *handoff;
     size_t handoff_count;
     size_t handoff_cap;
@@ -178,6 +188,9 @@ void iscsi_send_async_logout(struct conn *c, uint16_t seconds);
 void iscsi_send_ping(struct conn *c);
 void iscsi_conn_release_tasks(struct conn *c);
 void iscsi_task_put(struct tgt_task *t);
+void iscsi_task_replica_done(struct tgt_task *t, int err);
+/* Queues a completion for thr and wakes it; safe from any thread. */
+void thread_post_done(struct net_thread *thr, struct remote_done *d);
 bool iscsi_conn_idle(const struct conn *c);
 
 #endif

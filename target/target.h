@@ -32,9 +32,10 @@ struct tgt_write {
 
 typedef void (*tgt_write_done_fn)(void *cookie, int err);
 
-/* The seam for the replication step. replicate() starts the replica in parallel with the
- * local write and calls done(cookie, err) exactly once, on the network thread that called it.
- * Returning non-zero means it did not start (done is then not called). */
+/* The seam for the replication step. replicate() is called on a network thread and starts the
+ * replica in parallel with the local write; it calls done(cookie, err) exactly once, from any
+ * thread (the completion is handed back to the command's network thread). Returning non-zero
+ * means it did not start (done is then not called) and the command fails. */
 struct tgt_replicator {
     void *ctx;
     int (*replicate)(void *ctx, const struct tgt_write *w, tgt_write_done_fn done, void *cookie);

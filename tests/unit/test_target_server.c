@@ -1,0 +1,201 @@
+/*
+ * The replication seam of the write path (DESIGN.md section 4): a real server and a real
+ * initiator (libiscsi), with a stand-in replicator that completes from its own thread after a
+ * delay. A WRITE must not complete before the replica does, must carry the exact blocks, and
+ * must fail when the replica fails; reads are never replicated.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <iscsi/iscsi.h>
+#include <iscsi/scsi-lowlevel.h>
+
+#include "target.h"
+
+#define REPLICA_DELAY_MS 150
+
+struct replica_log {
+    pthread_mutex_t lock;
+    int calls;
+    uint64_t lba;
+    uint32_t blocks;
+    uint8_t data[8192];
+    int fail_with; /* error the replica reports */
+    _Atomic uint64_t done_ns;
+};
+
+struct pending {
+    tgt_write_done_fn done;
+    void *cookie;
+    int err;
+    struct replica_log *log;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void *finish_later(void *arg)
+{
+    struct pending *p = arg;
+    usleep(REPLICA_DELAY_MS * 1000);
+    atomic_store(&p->log->done_ns, now_ns());
+    p->done(p->cookie, p->err);
+    free(p);
+    return NULL;
+}
+
+static int replicate(void *ctx, const struct tgt_write *w, tgt_write_done_fn done, void *cookie)
+{
+    struct replica_log *log = ctx;
+    pthread_mutex_lock(&log->lock);
+    log->calls++;
+    log->lba = w->lba;
+    log->blocks = w->blocks;
+    size_t bytes = (size_t)w->blocks * w->block_size;
+    memcpy(log->data, w->data, bytes < sizeof(log->data) ? bytes : sizeof(log->data));
+    pthread_mutex_unlock(&log->lock);
+    struct pending *p = malloc(sizeof(*p));
+    p->done = done;
+    p->cookie = cookie;
+    p->err = log->fail_with;
+    p->log = log;
+    pthread_t tid;
+    pthread_create(&tid, NULL, finish_later, p);
+    pthread_detach(tid);
+    return 0;
+}
+
+struct fixture {
+    char dir[64];
+    struct tgt_config cfg;
+    struct tgt_server *srv;
+    pthread_t runner;
+    struct replica_log log;
+    struct iscsi_context *iscsi;
+    int lun;
+};
+
+static void *run_server(void *arg)
+{
+    tgt_server_run(arg);
+    return NULL;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/twl-seam.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    char err[512];
+    assert_int_equal(tgt_config_load_default(f->dir, &f->cfg, err, sizeof(err)), 0);
+    f->cfg.listen_port = 0;
+    f->cfg.threads = 2;
+    assert_int_equal(tgt_server_create(&f->cfg, &f->srv), 0);
+    pthread_mutex_init(&f->log.lock, NULL);
+    struct tgt_replicator rep = {.ctx = &f->log, .replicate = replicate};
+    tgt_server_set_replicator(f->srv, &rep);
+    pthread_create(&f->runner, NULL, run_server, f->srv);
+
+    char url[256];
+    snprintf(url, sizeof(url), "iscsi://127.0.0.1:%u/iqn.2026-11.io.twinlun:default/0",
+             tgt_server_port(f->srv));
+    f->iscsi = iscsi_create_context("iqn.2026-11.io.twinlun:seam-test");
+    struct iscsi_url *u = iscsi_parse_full_url(f->iscsi, url);
+    assert_non_null(u);
+    iscsi_set_session_type(f->iscsi, ISCSI_SESSION_NORMAL);
+    iscsi_set_targetname(f->iscsi, u->target);
+    assert_int_equal(iscsi_full_connect_sync(f->iscsi, u->portal, u->lun), 0);
+    f->lun = u->lun;
+    iscsi_destroy_url(u);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    iscsi_logout_sync(f->iscsi);
+    iscsi_destroy_context(f->iscsi);
+    tgt_server_stop(f->srv);
+    pthread_join(f->runner, NULL);
+    tgt_server_destroy(f->srv);
+    tgt_config_free(&f->cfg);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/lun0.img", f->dir);
+    unlink(path);
+    rmdir(f->dir);
+    pthread_mutex_destroy(&f->log.lock);
+    free(f);
+    return 0;
+}
+
+static void write_completes_after_replica(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t buf[4096];
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (uint8_t)(i * 31 + 7);
+    uint64_t start = now_ns();
+    struct scsi_task *t =
+        iscsi_write10_sync(f->iscsi, f->lun, 1000, buf, sizeof(buf), 512, 0, 0, 0, 0, 0);
+    uint64_t end = now_ns();
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    scsi_free_scsi_task(t);
+    uint64_t done = atomic_load(&f->log.done_ns);
+    assert_int_not_equal(done, 0);
+    /* the response came after the replica reported done, i.e. at least the delay later */
+    assert_true(done <= end);
+    assert_true(end - start >= REPLICA_DELAY_MS * 1000000ull);
+    assert_int_equal(f->log.calls, 1);
+    assert_int_equal(f->log.lba, 1000);
+    assert_int_equal(f->log.blocks, 8);
+    assert_memory_equal(f->log.data, buf, sizeof(buf));
+
+    /* the local copy has the same bytes */
+    t = iscsi_read10_sync(f->iscsi, f->lun, 1000, sizeof(buf), 512, 0, 0, 0, 0, 0);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    assert_int_equal(t->datain.size, sizeof(buf));
+    assert_memory_equal(t->datain.data, buf, sizeof(buf));
+    scsi_free_scsi_task(t);
+    assert_int_equal(f->log.calls, 1); /* reads are not replicated */
+}
+
+static void failed_replica_fails_the_write(void **state)
+{
+    struct fixture *f = *state;
+    f->log.fail_with = -EIO;
+    uint8_t buf[512] = {1, 2, 3};
+    struct scsi_task *t =
+        iscsi_write10_sync(f->iscsi, f->lun, 7, buf, sizeof(buf), 512, 0, 0, 0, 0, 0);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_CHECK_CONDITION);
+    assert_int_equal(t->sense.key, SCSI_SENSE_MEDIUM_ERROR);
+    scsi_free_scsi_task(t);
+    assert_int_equal(f->log.calls, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(write_completes_after_replica, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_replica_fails_the_write, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
