@@ -617,9 +617,11 @@ static void thread_take_handoffs(struct net_thread *thr)
     int fds[64];
     if (n > 64)
         n = 64;
-    memcpy(fds, thr->handoff, n * sizeof(int));
-    memmove(thr->handoff, thr->handoff + n, (thr->handoff_count - n) * sizeof(int));
-    thr->handoff_count -= n;
+    if (n > 0) {
+        memcpy(fds, thr->handoff, n * sizeof(int));
+        memmove(thr->handoff, thr->handoff + n, (thr->handoff_count - n) * sizeof(int));
+        thr->handoff_count -= n;
+    }
     bool more = thr->handoff_count > 0;
     pthread_mutex_unlock(&thr->handoff_lock);
     for (size_t i = 0; i < n; i++)
