@@ -50,7 +50,7 @@ rxe_guest_wait a || rc_a=$?
 rc_b=0
 rxe_guest_wait b || rc_b=$?
 ms=$(((td - tk) / 1000000))
-grep -E '^(server|client):' "$dir/a.out" "$dir/b.out" | sed 's|^.*/||'
+grep -hE '^(server|client):' "$dir/a.out" "$dir/b.out"
 echo "two-guest: dead peer detected $ms ms after the kill ($(cut -d' ' -f2 "$dir/a.marker")); server exit $rc_a, killed guest $rc_b"
 [ "$rc_a" = 3 ] || fail "server exit $rc_a, expected 3 (peer dead)"
 [ "$rc_b" = 125 ] || fail "killed guest: rxe-vm exit $rc_b, expected 125 (no status)"
