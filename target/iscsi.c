@@ -746,6 +746,8 @@ static void data_out_header(struct conn *c)
             problem = "Target Transfer Tag of no outstanding R2T";
         else if (offset + len > t->r2t[0].offset + t->r2t[0].len)
             problem = "data beyond the R2T's desired length";
+        else if ((bhs[1] & ISCSI_FLAG_FINAL) && offset + len < t->r2t[0].offset + t->r2t[0].len)
+            problem = "sequence ends short of the R2T's desired length";
         else if (datasn != t->r2t_datasn)
             problem = "DataSN out of order";
         else
@@ -762,7 +764,8 @@ static void data_out_header(struct conn *c)
         fail_data_phase(t, SCSI_SENSE_ABORTED_COMMAND, SCSI_ASC_DATA_PHASE_ERROR);
         /* the data still has to be consumed; keep counting so the command can end */
         t->next_offset = offset + len > t->next_offset ? offset + len : t->next_offset;
-        if (ttt != ISCSI_RSVD_TAG)
+        /* a stray TTT says nothing about the DataSN of the sequence that is outstanding */
+        if (ttt != ISCSI_RSVD_TAG && t->r2t_count && t->r2t[0].ttt == ttt)
             t->r2t_datasn = datasn + 1;
         return;
     }
@@ -793,15 +796,18 @@ static void data_out_pdu(struct conn *c)
     if (offset == t->next_offset)
         t->next_offset = offset + len;
     if (ttt != ISCSI_RSVD_TAG && t->r2t_count && t->r2t[0].ttt == ttt &&
-        t->next_offset >= t->r2t[0].offset + t->r2t[0].len) {
-        /* this R2T's sequence is complete; DataSN restarts for the next one */
+        (t->next_offset >= t->r2t[0].offset + t->r2t[0].len || (bhs[1] & ISCSI_FLAG_FINAL))) {
+        /* this R2T's sequence is over (complete, or ended early by a faulty initiator, which
+         * data_out_header rejected); DataSN restarts for the next one */
         memmove(&t->r2t[0], &t->r2t[1], sizeof(t->r2t[0]) * (t->r2t_count - 1));
         t->r2t_count--;
         t->r2t_datasn = 0;
     }
     bool all_in = t->next_offset >= t->want;
-    if (t->failed && (bhs[1] & ISCSI_FLAG_FINAL) && t->r2t_count == 0 &&
-        (t->r2t_next >= t->want || ttt == ISCSI_RSVD_TAG))
+    /* A failed data phase sends no further R2Ts, so once the initiator has ended its current
+     * sequence and none is outstanding, nothing more will come: answer now (RFC 7143 11.17.1),
+     * or the command would hang. */
+    if (t->failed && (bhs[1] & ISCSI_FLAG_FINAL) && t->r2t_count == 0)
         all_in = true;
     if (all_in) {
         task_data_complete(t);
