@@ -88,7 +88,7 @@ rxe_guest_start() {
 
 _rxe_qemu_pid() {
     local f=${_rxe_guest_dir[$1]}/$1.pid i
-    for i in $(seq 50); do
+    for _ in $(seq 50); do
         [ -s "$f" ] && { cat "$f"; return 0; }
         sleep 0.1
     done

@@ -34,7 +34,7 @@ rxe_guest_start b 2 "$dir" -- "$prog" --client --addr "$(rxe_guest_ip 1)" --byte
     --linger 120 --marker "$dir/b.marker"
 rxe_wait_file "$dir/a.marker" 200 || fail "server did not finish the transfer"
 rxe_wait_file "$dir/b.marker" 30 || fail "client did not finish the transfer"
-grep -q done "$dir/a.marker" || fail "server: $(cat "$dir/a.marker")"
+grep -q "done" "$dir/a.marker" || fail "server: $(cat "$dir/a.marker")"
 t1=$(date +%s%N)
 echo "two-guest: transfer of $bytes done and verified, $(((t1 - t0) / 1000000)) ms from boot"
 
