@@ -1105,12 +1105,16 @@ void iscsi_on_header(struct conn *c)
                  c->peer, op, c->data_len, c->params.max_recv_dsl);
         iscsi_send_reject(c, bhs, ISCSI_REJECT_PROTOCOL_ERROR);
         c->rx_data_to_task = true;
+        c->rx_task = NULL;
         if (op == ISCSI_OP_DATA_OUT) {
             struct tgt_task *t = task_find(c, pdu_itt(bhs));
-            if (t && t->state == TASK_RECEIVING)
+            if (t && t->state == TASK_RECEIVING) {
                 fail_data_phase(t, SCSI_SENSE_ABORTED_COMMAND, SCSI_ASC_DATA_PHASE_ERROR);
+                /* Its data is dropped, but it may end the sequence: iscsi_on_pdu still counts
+                 * it, or the command would wait forever for a Final that already came. */
+                c->rx_task = t;
+            }
         }
-        c->rx_task = NULL;
         return;
     }
     c->rx_task = NULL;
@@ -1128,8 +1132,11 @@ void iscsi_on_pdu(struct conn *c)
     uint8_t op = pdu_opcode(bhs);
     bool rejected = !pdu_is_initiator_opcode(op) || (pdu_ahs_len(bhs) && op != ISCSI_OP_SCSI_CMD) ||
                     c->data_len > c->params.max_recv_dsl;
-    if (rejected)
+    if (rejected) {
+        if (op == ISCSI_OP_DATA_OUT && c->rx_task)
+            data_out_pdu(c); /* an oversized Data-Out: sequence bookkeeping only */
         return;
+    }
     if (c->data_len && op != ISCSI_OP_SCSI_CMD && op != ISCSI_OP_DATA_OUT && c->params.data_digest) {
         uint32_t crc = twl_crc32c(c->pdu_data, c->data_len);
         crc = twl_crc32c_update(crc, (const uint8_t *)"\0\0\0", pdu_pad(c->data_len));
@@ -1164,6 +1171,7 @@ void iscsi_on_pdu(struct conn *c)
         break;
     case ISCSI_OP_SNACK:
         /* error recovery level 0: no SNACK support (RFC 7143 11.16) */
+        TWL_WARN(PART, "%s: SNACK type %u at ErrorRecoveryLevel 0", c->peer, bhs[1] & 0x0f);
         iscsi_send_reject(c, bhs, ISCSI_REJECT_CMD_NOT_SUPPORTED);
         break;
     default:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 TARGET_IQN = "iqn.2026-11.io.twinlun:default"
 INITIATOR_IQN = "iqn.2026-11.io.twinlun:test-raw"
@@ -57,6 +58,11 @@ def run_main(fn):
         fn(args)
     except TestFailure as e:
         print("FAIL: %s" % e, file=sys.stderr)
+        sys.exit(1)
+    except (socket.timeout, ConnectionClosed, LoginFailed) as e:
+        traceback.print_exc()
+        print("FAIL: %s: %s (the target did not answer as expected)" % (type(e).__name__, e),
+              file=sys.stderr)
         sys.exit(1)
     print("PASS")
 

@@ -12,6 +12,7 @@ import struct
 from iscsi_raw import (BLOCK, KEY_ABORTED_COMMAND, KEY_ILLEGAL_REQUEST, LUN_BYTES, OP_R2T, RSVD,
                        STATUS_GOOD, Daemon, Initiator, bhs, cdb_rw16, check, count_lines,
                        expect_check_condition, expect_reject, run_main)
+from iscsi_raw import TestFailure
 
 REJECT_INVALID_FIELD = 0x09
 ASC_DATA_PHASE = 0x4B
@@ -131,6 +132,33 @@ def r2t_cases(d):
     ini.logout()
 
 
+def oversized_data_out(d):
+    """A Data-Out above MaxRecvDataSegmentLength is rejected, its data dropped; being the last
+    of its sequence, the command must still end (it once waited forever)."""
+    ini = Initiator(d.port)
+    ini.login(keys={"InitialR2T": "Yes", "ImmediateData": "No", "MaxBurstLength": "1048576"})
+    mrdsl = int(ini.answer["MaxRecvDataSegmentLength"])
+    n = 2 * mrdsl // BLOCK
+    lba = 7000
+    old = pattern(lba, n, b"old")
+    check(ini.write16(lba, old).status == STATUS_GOOD, "preparing write failed")
+    itt = ini.scsi_cmd(cdb_rw16(True, lba, n), edtl=n * BLOCK, write=True)
+    r2t = ini.expect(OP_R2T, what="WRITE of 2 x MaxRecvDataSegmentLength")
+    check(r2t.u32(44) == n * BLOCK, "R2T length %d, want %d" % (r2t.u32(44), n * BLOCK))
+    h = data_out_hdr(ini, itt, r2t.ttt, 0, 0, n * BLOCK, True)
+    ini.send_raw(h, data=pattern(lba, n, b"new"))
+    p = ini.recv()
+    check(p.opcode == 0x3F and p.reason in (0x04, 0x09) and p.data[:48] == bytes(h),
+          "Data-Out above MaxRecvDataSegmentLength: want Reject, got %r" % p)
+    p, _ = ini.response(itt)
+    expect_check_condition(p, KEY_ABORTED_COMMAND, ASC_DATA_PHASE,
+                           "Data-Out above MaxRecvDataSegmentLength")
+    p, got = ini.read16(lba, n)
+    check(got == old, "an oversized Data-Out changed the medium")
+    usable(ini, 7000, b"big")
+    ini.logout()
+
+
 def unsolicited_cases(d):
     ini = Initiator(d.port)
     ans = ini.login()
@@ -186,11 +214,14 @@ def main(args):
     d = Daemon(args.twinlund)
     try:
         d.start()
-        for case in (r2t_cases, unsolicited_cases):
+        for case in (r2t_cases, oversized_data_out, unsolicited_cases):
             try:
                 case(d)
-            except Exception as e:
-                raise type(e)("%s: %s" % (case.__name__, e)) from e
+            except TestFailure as e:
+                raise TestFailure("%s: %s" % (case.__name__, e)) from e
+            except Exception as e:  # timeouts, a dropped connection: name the case
+                raise TestFailure("%s: %s: %s\n%s" % (case.__name__, type(e).__name__, e,
+                                                      d.log())) from e
             check(d.alive(), "twinlund died during %s:\n%s" % (case.__name__, d.log()))
         log = d.log()
         for what in ("DataSN out of order", "buffer offset out of order",

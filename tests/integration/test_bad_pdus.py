@@ -12,6 +12,7 @@ from iscsi_raw import (BLOCK, KEY_ABORTED_COMMAND, KEY_ILLEGAL_REQUEST, OP_LOGIN
                        OP_R2T, OP_SCSI_CMD, OP_SNACK, RSVD, STATUS_GOOD, Daemon, Initiator,
                        bhs, cdb_rw16, check, count_lines, expect_check_condition, expect_reject,
                        run_main)
+from iscsi_raw import TestFailure
 
 REJECT_DATA_DIGEST = 0x02
 REJECT_PROTOCOL_ERROR = 0x04
@@ -223,6 +224,8 @@ def snack_and_login(d):
     expect_reject(ini, h, REJECT_PROTOCOL_ERROR, "Login request in full feature phase")
     ini.ping()
     ini.logout()
+    check(count_lines(d.log(), r"warn .*SNACK") == 1,
+          "want one log line for the SNACK:\n" + d.log())
     check(count_lines(d.log(), r"Login request in full feature phase") == 1,
           "want one log line for the Login in full feature phase:\n" + d.log())
 
@@ -235,8 +238,11 @@ def main(args):
                      snack_and_login):
             try:
                 case(d)
-            except Exception as e:
-                raise type(e)("%s: %s" % (case.__name__, e)) from e
+            except TestFailure as e:
+                raise TestFailure("%s: %s" % (case.__name__, e)) from e
+            except Exception as e:  # timeouts, a dropped connection: name the case
+                raise TestFailure("%s: %s: %s\n%s" % (case.__name__, type(e).__name__, e,
+                                                      d.log())) from e
             check(d.alive(), "twinlund died during %s:\n%s" % (case.__name__, d.log()))
         d.stop()
         bad = d.error_lines(allowed=[r"header digest error", r"data digest error"])

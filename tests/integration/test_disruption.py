@@ -77,6 +77,27 @@ def drop_cases(d):
     ini.logout()
 
 
+def pipelined(d):
+    """40 WRITEs sent back to back (within the CmdSN window), then their responses."""
+    ini = Initiator(d.port)
+    ini.login()
+    itts = {}
+    for i in range(40):
+        data = (b"pipe%04d" % i).ljust(BLOCK, b"-") * 8
+        itts[ini.scsi_cmd(cdb_rw16(True, 20000 + i * 8, 8), edtl=len(data), write=True,
+                          data=data)] = data
+    for _ in range(40):
+        p = ini.recv()
+        check(p.opcode == 0x21 and p.itt in itts and p.status == STATUS_GOOD,
+              "pipelined WRITE: %r status 0x%02x" % (p, p.status))
+        itts[p.itt] = None
+    check(all(v is None for v in itts.values()), "a pipelined WRITE got no response")
+    for i in range(40):
+        p, got = ini.read16(20000 + i * 8, 8)
+        check(got == (b"pipe%04d" % i).ljust(BLOCK, b"-") * 8, "pipelined WRITE %d lost" % i)
+    ini.logout()
+
+
 def parallel_io(d, stamp):
     # four sessions, four seeds, four disjoint ranges of the LUN (the last one ends at its end)
     quarter = (1 << 30) // BLOCK // 4
@@ -122,6 +143,7 @@ def main(args):
     try:
         d.start()
         drop_cases(d)
+        pipelined(d)
         parallel_io(d, args.stamp)
         drop_cases(d)  # and once more, on a daemon that has done real work
         check(d.alive(), "twinlund died:\n" + d.log())

@@ -10,7 +10,7 @@ import os
 import re
 
 from iscsi_raw import (Daemon, Initiator, LoginFailed, TestFailure, check, count_lines,
-                       make_text, bhs, run, run_main, write_config)
+                       bhs, run, run_main, write_config)
 
 OPEN = "iqn.2026-11.io.twinlun:open"
 SECURE = "iqn.2026-11.io.twinlun:secure"
