@@ -637,20 +637,19 @@ static void scsi_cmd_header(struct conn *c)
         }
     }
     if (wbit && t->edtl) {
-        /* Unsolicited data ends at min(FirstBurstLength, EDTL) (RFC 7143 13.14). */
-        uint32_t first = c->params.first_burst;
-        uint32_t unsol = 0;
-        if (c->params.immediate_data)
-            unsol = c->data_len;
-        if (!c->params.initial_r2t)
-            unsol = first;
-        if (unsol > t->edtl)
-            unsol = t->edtl;
-        if (c->data_len > unsol || (c->data_len && !c->params.immediate_data)) {
+        /* Unsolicited data (immediate, then Data-Out without R2T) ends at
+         * min(FirstBurstLength, EDTL) (RFC 7143 13.14); with the F bit on the command there is
+         * none beyond the immediate data. */
+        uint32_t first = c->params.first_burst < t->edtl ? c->params.first_burst : t->edtl;
+        bool final = (bhs[1] & ISCSI_FLAG_FINAL) != 0;
+        uint32_t unsol = c->data_len;
+        if (c->data_len && (!c->params.immediate_data || c->data_len > first)) {
             TWL_WARN(PART, "%s: ITT 0x%08x carries %u bytes of immediate data (allowed %u)",
-                     c->peer, itt, c->data_len, c->params.immediate_data ? unsol : 0);
+                     c->peer, itt, c->data_len, c->params.immediate_data ? first : 0);
             fail_data_phase(t, SCSI_SENSE_ABORTED_COMMAND, SCSI_ASC_DATA_PHASE_ERROR);
             unsol = c->data_len < t->edtl ? c->data_len : t->edtl;
+        } else if (!c->params.initial_r2t && !final) {
+            unsol = first;
         }
         t->unsol_end = unsol;
         t->r2t_next = unsol;
