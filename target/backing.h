@@ -18,7 +18,8 @@ struct backing {
     uint32_t block_size;
     bool direct;
     bool block_device;
-    bool thin; /* a sparse regular file */
+    bool thin;      /* a sparse regular file */
+    bool in_memory; /* tmpfs/ramfs without O_DIRECT: I/O is a memory copy, done inline */
     char path[PATH_MAX];
 };
 
@@ -40,6 +41,7 @@ struct backing_io {
     uint64_t offset;
     bool fua;
     uint32_t done_bytes;
+    int result; /* of an inline I/O, until delivered */
     /* called on the ring's thread with 0 or -errno */
     void (*complete)(struct backing_io *io, int result);
     struct backing_io *next; /* waiting for a free submission slot */
@@ -52,13 +54,17 @@ struct backing_ring {
     unsigned unsubmitted;
     struct backing_io *wait_head;
     struct backing_io *wait_tail;
+    struct backing_io *inline_head; /* done inline, completion not yet delivered */
+    struct backing_io *inline_tail;
+    int inline_result_pending;
 };
 
 int backing_ring_init(struct backing_ring *r, unsigned depth);
 void backing_ring_exit(struct backing_ring *r);
 /* Queues io; it is sent to the kernel at the next backing_ring_submit(). */
 void backing_ring_queue(struct backing_ring *r, struct backing_io *io);
-/* Sends queued requests; call once per event-loop turn so requests are batched. */
+/* Sends queued requests and delivers completions already there (inline ones, and those the
+ * kernel finished during submission); call once per event-loop turn so requests are batched. */
 void backing_ring_submit(struct backing_ring *r);
 /* Reaps completions (after the eventfd fired), calling each io's complete(). */
 void backing_ring_reap(struct backing_ring *r);

@@ -23,9 +23,12 @@
 
 #include "server_internal.h"
 
-#define RING_DEPTH     512
-#define DRAIN_SECONDS  3
-#define PORTAL_GROUP   1
+#define RING_DEPTH      512
+#define DIRECT_RECV_MIN 2048
+#define BIG_SEGMENT     16384
+#define SMALL_READAHEAD 1024
+#define DRAIN_SECONDS   3
+#define PORTAL_GROUP    1
 
 struct tgt_lun *target_find_lun(struct tgt_target *t, uint32_t id)
 {
@@ -109,7 +112,8 @@ static void conn_flush(struct conn *c)
             while (it->iovcnt > 0 && left > 0) {
                 if (left >= it->iov[0].iov_len) {
                     left -= it->iov[0].iov_len;
-                    memmove(&it->iov[0], &it->iov[1], sizeof(it->iov[0]) * (size_t)(it->iovcnt - 1));
+                    memmove(&it->iov[0], &it->iov[1],
+                            sizeof(it->iov[0]) * (size_t)(it->iovcnt - 1));
                     it->iovcnt--;
                 } else {
                     it->iov[0].iov_base = (uint8_t *)it->iov[0].iov_base + left;
@@ -213,6 +217,7 @@ static void conn_adopt(struct net_thread *thr, int fd)
     c->phase = PHASE_LOGIN;
     c->rx_state = RX_BHS;
     c->rx_need = ISCSI_BHS_LEN;
+    c->readahead = RBUF_CAP;
     c->last_rx_ns = twl_now_ns();
     c->next_ttt = 1;
     struct sockaddr_storage ss;
@@ -279,7 +284,8 @@ static bool session_exists(struct tgt_server *srv, uint16_t tsih, const uint8_t 
     bool found = false;
     pthread_mutex_lock(&srv->sessions_lock);
     for (struct conn *o = srv->sessions; o; o = o->sess_next)
-        if (o->tsih == tsih && memcmp(o->isid, isid, 6) == 0 && strcmp(o->initiator, initiator) == 0)
+        if (o->tsih == tsih && memcmp(o->isid, isid, 6) == 0 &&
+            strcmp(o->initiator, initiator) == 0)
             found = true;
     pthread_mutex_unlock(&srv->sessions_lock);
     return found;
@@ -378,9 +384,10 @@ static void handle_login(struct conn *c)
 
 /* ---------------- receive ---------------- */
 
-/* Copies up to want bytes of input into dst: buffered bytes first, then the socket. Large
- * pieces go straight from the socket into dst so bulk data is copied once. Returns bytes
- * obtained, or -1 when the connection was closed. */
+/* Copies up to want bytes of input into dst: buffered bytes first, then the socket. Pieces of
+ * a few KiB or more go straight from the socket into dst so bulk data is copied once; small
+ * reads go through rbuf, which gathers many small PDUs per recv. Returns bytes obtained, or -1
+ * when the connection was closed. */
 static ssize_t rx_take(struct conn *c, uint8_t *dst, uint32_t want, bool *would_block)
 {
     uint32_t got = 0;
@@ -395,14 +402,14 @@ static ssize_t rx_take(struct conn *c, uint8_t *dst, uint32_t want, bool *would_
             continue;
         }
         ssize_t r;
-        if (dst && want - got >= RBUF_CAP / 2) {
+        if (dst && want - got >= DIRECT_RECV_MIN) {
             r = recv(c->fd, dst + got, want - got, MSG_DONTWAIT);
             if (r > 0) {
                 got += (uint32_t)r;
                 continue;
             }
         } else {
-            r = recv(c->fd, c->rbuf, RBUF_CAP, MSG_DONTWAIT);
+            r = recv(c->fd, c->rbuf, c->readahead, MSG_DONTWAIT);
             if (r > 0) {
                 c->rstart = 0;
                 c->rend = (uint32_t)r;
@@ -457,6 +464,9 @@ static void rx_header_done(struct conn *c)
         }
     }
     c->data_len = pdu_data_len(bhs);
+    /* After a PDU with a large data segment, the next header likely precedes another one:
+     * read little beyond it, so that segment goes straight to its buffer, not through rbuf. */
+    c->readahead = c->data_len >= BIG_SEGMENT ? SMALL_READAHEAD : RBUF_CAP;
     c->data_dst = NULL;
     c->rx_task = NULL;
     c->rx_data_to_task = false;
@@ -792,7 +802,8 @@ static void *thread_main(void *arg)
 static int bind_portal(struct tgt_server *srv)
 {
     const struct tgt_config *cfg = srv->cfg;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char port[16];
@@ -861,10 +872,9 @@ static int open_targets(struct tgt_server *srv)
             l->info.max_transfer_blocks = MAX_IO_BYTES / l->cfg->block_size;
             snprintf(l->info.serial, sizeof(l->info.serial), "%s", l->cfg->serial);
             scsi_lun_derive_ids(&l->info, tc->iqn);
-            TWL_INFO(PART, "target %s LUN %u: %s, %llu blocks of %u bytes%s%s", tc->iqn,
-                     l->info.id, l->store.path, (unsigned long long)l->info.block_count,
-                     l->info.block_size, l->store.thin ? ", thin" : "",
-                     l->store.direct ? ", O_DIRECT" : "");
+            TWL_INFO(PART, "target %s LUN %u: %s, %llu blocks of %u bytes%s%s", tc->iqn, l->info.id,
+                     l->store.path, (unsigned long long)l->info.block_count, l->info.block_size,
+                     l->store.thin ? ", thin" : "", l->store.direct ? ", O_DIRECT" : "");
         }
     }
     return 0;

@@ -72,9 +72,9 @@ struct net_thread {
     size_t handoff_count;
     size_t handoff_cap;
     atomic_uint conn_count;
-    struct conn *conns;       /* all connections of this thread */
-    struct conn *dirty;       /* connections with output to flush this turn */
-    uint8_t *discard;         /* scratch for data we drop */
+    struct conn *conns; /* all connections of this thread */
+    struct conn *dirty; /* connections with output to flush this turn */
+    uint8_t *discard;   /* scratch for data we drop */
     bool stopping;
     uint64_t stop_deadline_ns;
     uint64_t last_timer_ns;
@@ -108,22 +108,22 @@ struct tx_item {
     int iovcnt;
     uint8_t hdr[ISCSI_BHS_LEN + ISCSI_DIGEST_LEN];
     uint8_t trailer[3 + ISCSI_DIGEST_LEN];
-    uint8_t *owned;          /* freed once sent */
-    struct tgt_task *task;   /* reference released once sent */
+    uint8_t *owned;        /* freed once sent */
+    struct tgt_task *task; /* reference released once sent */
 };
 
 struct conn {
     struct poll_src src;
     struct net_thread *thr;
-    struct conn *next;       /* in thr->conns */
+    struct conn *next; /* in thr->conns */
     struct conn *dirty_next;
     bool in_dirty;
     int fd;
     char peer[80];
     enum conn_phase phase;
     bool close_after_tx;
-    bool registered;         /* in srv->sessions */
-    bool evicted;            /* reinstated by a newer login */
+    bool registered; /* in srv->sessions */
+    bool evicted;    /* reinstated by a newer login */
     bool async_logout_sent;
 
     /* login and session */
@@ -143,14 +143,15 @@ struct conn {
     uint8_t rbuf[RBUF_CAP];
     uint32_t rstart;
     uint32_t rend;
+    uint32_t readahead; /* how much one recv into rbuf may take */
     uint8_t hdr[ISCSI_BHS_LEN + 1020 + ISCSI_DIGEST_LEN];
     uint32_t rx_got;
     uint32_t rx_need;
-    uint8_t *data_dst;       /* NULL: discard */
+    uint8_t *data_dst; /* NULL: discard */
     uint32_t data_len;
     uint8_t trailer[3 + ISCSI_DIGEST_LEN];
     uint32_t trailer_len;
-    uint8_t *pdu_data;       /* data of non-SCSI PDUs */
+    uint8_t *pdu_data; /* data of non-SCSI PDUs */
     uint32_t pdu_data_cap;
     struct tgt_task *rx_task; /* task receiving this PDU's data */
     bool rx_data_to_task;
@@ -179,8 +180,8 @@ int conn_register_session(struct conn *c);
 struct tgt_lun *target_find_lun(struct tgt_target *t, uint32_t id);
 
 /* iscsi.c: the full feature phase */
-void iscsi_on_header(struct conn *c);         /* BHS (+AHS) read and checked; set data_dst */
-void iscsi_on_pdu(struct conn *c);            /* whole PDU read */
+void iscsi_on_header(struct conn *c); /* BHS (+AHS) read and checked; set data_dst */
+void iscsi_on_pdu(struct conn *c);    /* whole PDU read */
 void iscsi_send_pdu(struct conn *c, uint8_t *hdr, uint8_t *data, uint32_t len, uint8_t *owned,
                     struct tgt_task *task);
 void iscsi_send_reject(struct conn *c, const uint8_t *bhs, uint8_t reason);

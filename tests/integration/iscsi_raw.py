@@ -111,7 +111,8 @@ class Daemon:
 
     def __init__(self, binary, config=None, state_dir=None, tmp=None):
         self.binary = binary
-        self.tmp = tmp or tempfile.mkdtemp(prefix="twl-it-")
+        # TWL_TEST_TMPDIR=/dev/shm puts the LUN in memory, where the target does its I/O inline
+        self.tmp = tmp or tempfile.mkdtemp(prefix="twl-it-", dir=os.environ.get("TWL_TEST_TMPDIR"))
         self.state_dir = state_dir or os.path.join(self.tmp, "state")
         self.config = config
         self.proc = None
