@@ -198,6 +198,12 @@ class Daemon:
             return
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def stop_clean(self, allowed=()):
+        """Stops the daemon (SIGTERM, exit 0) and requires a log without unexpected errors."""
+        self.stop()
+        bad = self.error_lines(allowed)
+        check(not bad, "unexpected error lines in the daemon log:\n" + "\n".join(bad))
+
     def error_lines(self, allowed=()):
         """Log lines at error level or mentioning 'error' that match none of allowed."""
         bad = []
