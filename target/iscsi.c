@@ -56,18 +56,18 @@ struct tgt_task {
     uint32_t next_offset; /* write data received in order so far */
     uint32_t unsol_end;   /* end of immediate + unsolicited data */
     uint32_t unsol_datasn;
-    uint32_t r2t_next;    /* offset the next R2T asks for */
+    uint32_t r2t_next; /* offset the next R2T asks for */
     uint32_t r2tsn;
     struct r2t_seq r2t[MAX_R2T_TRACKED];
-    uint32_t r2t_count;   /* outstanding R2T sequences, oldest first */
-    uint32_t r2t_datasn;  /* DataSN expected in the oldest sequence */
+    uint32_t r2t_count;  /* outstanding R2T sequences, oldest first */
+    uint32_t r2t_datasn; /* DataSN expected in the oldest sequence */
     uint32_t datain_count;
-    bool failed;          /* data phase failed: respond with fail_* after data ends */
+    bool failed; /* data phase failed: respond with fail_* after data ends */
     uint8_t fail_key;
     uint16_t fail_asc;
     bool aborted;
     struct tmf_wait *tmf;
-    int pending;          /* local write + replica */
+    int pending; /* local write + replica */
     int first_error;
     struct backing_io io;
 };
@@ -151,7 +151,7 @@ void iscsi_send_async_logout(struct conn *c, uint16_t seconds)
     hdr[1] = ISCSI_FLAG_FINAL;
     twl_put_be32(hdr + 16, ISCSI_RSVD_TAG);
     fill_sn(c, hdr, true);
-    hdr[36] = 1; /* AsyncEvent: target requests logout */
+    hdr[36] = 1;                     /* AsyncEvent: target requests logout */
     twl_put_be16(hdr + 42, seconds); /* Parameter3: time to logout */
     iscsi_send_pdu(c, hdr, NULL, 0, NULL, NULL);
 }
@@ -324,7 +324,9 @@ static void task_io_finished(struct tgt_task *t)
     if (t->first_error) {
         bool wr = t->plan.action == SCSI_ACTION_WRITE;
         TWL_ERROR(PART, "%s: LUN %u %s LBA %llu+%u failed: %s", c->peer, t->lun_id,
-                  wr ? "write" : t->plan.action == SCSI_ACTION_READ ? "read" : "sync",
+                  wr                                   ? "write"
+                  : t->plan.action == SCSI_ACTION_READ ? "read"
+                                                       : "sync",
                   (unsigned long long)t->plan.lba, t->plan.blocks, strerror(-t->first_error));
         uint16_t asc = wr ? SCSI_ASC_WRITE_ERROR : SCSI_ASC_READ_ERROR;
         uint8_t key = SCSI_SENSE_MEDIUM_ERROR;
@@ -549,8 +551,9 @@ static void scsi_cmd_header(struct conn *c)
     if (itt == ISCSI_RSVD_TAG || task_find(c, itt)) {
         TWL_WARN(PART, "%s: SCSI command with ITT 0x%08x %s", c->peer, itt,
                  itt == ISCSI_RSVD_TAG ? "reserved" : "already in use");
-        iscsi_send_reject(c, bhs, itt == ISCSI_RSVD_TAG ? ISCSI_REJECT_INVALID_PDU_FIELD
-                                                        : ISCSI_REJECT_TASK_IN_PROGRESS);
+        iscsi_send_reject(c, bhs,
+                          itt == ISCSI_RSVD_TAG ? ISCSI_REJECT_INVALID_PDU_FIELD
+                                                : ISCSI_REJECT_TASK_IN_PROGRESS);
         return;
     }
     bool immediate = pdu_immediate(bhs);
@@ -593,8 +596,8 @@ static void scsi_cmd_header(struct conn *c)
     if (!t->failed) {
         struct scsi_target_view view;
         uint8_t scratch[EMULATED_BUF];
-        scsi_plan_command(t->lun ? &t->lun->info : NULL, target_view(c, &view), t->cdb, 16,
-                          scratch, sizeof(scratch), &t->plan);
+        scsi_plan_command(t->lun ? &t->lun->info : NULL, target_view(c, &view), t->cdb, 16, scratch,
+                          sizeof(scratch), &t->plan);
         if (t->plan.action == SCSI_ACTION_COMPLETE && t->plan.data_len) {
             t->buf = alloc_buf(t->plan.data_len);
             if (t->buf == NULL) {
@@ -898,7 +901,8 @@ static void handle_text(struct conn *c)
         conn_close(c, "out of memory");
         return;
     }
-    memcpy(text, c->pdu_data, c->data_len);
+    if (c->data_len)
+        memcpy(text, c->pdu_data, c->data_len);
     text[c->data_len] = '\0';
     int n = c->data_len ? pdu_text_parse(text, c->data_len, kvs, 32) : 0;
     if (n < 0) {
@@ -1136,7 +1140,8 @@ void iscsi_on_pdu(struct conn *c)
             data_out_pdu(c); /* an oversized Data-Out: sequence bookkeeping only */
         return;
     }
-    if (c->data_len && op != ISCSI_OP_SCSI_CMD && op != ISCSI_OP_DATA_OUT && c->params.data_digest) {
+    if (c->data_len && op != ISCSI_OP_SCSI_CMD && op != ISCSI_OP_DATA_OUT &&
+        c->params.data_digest) {
         uint32_t crc = twl_crc32c(c->pdu_data, c->data_len);
         crc = twl_crc32c_update(crc, (const uint8_t *)"\0\0\0", pdu_pad(c->data_len));
         if (!pdu_digest_matches(c->trailer + pdu_pad(c->data_len), crc)) {

@@ -44,8 +44,7 @@ int login_chap_md5(uint8_t id, const char *secret, const uint8_t *challenge, siz
     unsigned int outlen = 0;
     int ok = EVP_DigestInit_ex(md, EVP_md5(), NULL) && EVP_DigestUpdate(md, &id, 1) &&
              EVP_DigestUpdate(md, secret, strlen(secret)) &&
-             EVP_DigestUpdate(md, challenge, challenge_len) &&
-             EVP_DigestFinal_ex(md, out, &outlen);
+             EVP_DigestUpdate(md, challenge, challenge_len) && EVP_DigestFinal_ex(md, out, &outlen);
     EVP_MD_CTX_free(md);
     return ok && outlen == 16 ? 0 : -EIO;
 }
@@ -199,11 +198,10 @@ static void fail(struct login_response *rsp, uint16_t status, const char *reason
 /* Keys RFC 7143 declares irrelevant in a discovery session. */
 static bool irrelevant_for_discovery(const char *key)
 {
-    static const char *const keys[] = {"MaxConnections",      "InitialR2T",
-                                       "ImmediateData",       "MaxBurstLength",
-                                       "FirstBurstLength",    "MaxOutstandingR2T",
-                                       "DataPDUInOrder",      "DataSequenceInOrder",
-                                       "DefaultTime2Wait",    "DefaultTime2Retain"};
+    static const char *const keys[] = {
+        "MaxConnections",   "InitialR2T",        "ImmediateData",  "MaxBurstLength",
+        "FirstBurstLength", "MaxOutstandingR2T", "DataPDUInOrder", "DataSequenceInOrder",
+        "DefaultTime2Wait", "DefaultTime2Retain"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if (strcmp(key, keys[i]) == 0)
             return true;
@@ -254,7 +252,8 @@ static int negotiate_operational(struct login_ctx *lc, const char *key, const ch
         if (parse_number(value, &n) || n < 512 || n > 16777215)
             return pdu_text_add(&rsp->text, key, "Reject");
         bool first = key[0] == 'F';
-        uint32_t v = min_u32((uint32_t)n, first ? ours->first_burst_length : ours->max_burst_length);
+        uint32_t v =
+            min_u32((uint32_t)n, first ? ours->first_burst_length : ours->max_burst_length);
         if (first)
             p->first_burst = v;
         else
@@ -385,7 +384,8 @@ static int chap_send_challenge(struct login_ctx *lc, const char *algorithms,
     }
     char hex[2 + 2 * LOGIN_CHAP_CHALLENGE_LEN + 1];
     encode_hex(lc->chap_challenge, sizeof(lc->chap_challenge), hex);
-    if (pdu_text_add(&rsp->text, "CHAP_A", "5") || pdu_text_addf(&rsp->text, "CHAP_I", "%u", lc->chap_id) ||
+    if (pdu_text_add(&rsp->text, "CHAP_A", "5") ||
+        pdu_text_addf(&rsp->text, "CHAP_I", "%u", lc->chap_id) ||
         pdu_text_add(&rsp->text, "CHAP_C", hex))
         return -ENOMEM;
     lc->auth = LOGIN_AUTH_CHAP_WAIT_RESPONSE;
@@ -428,7 +428,8 @@ static int chap_verify(struct login_ctx *lc, const char *name, const char *respo
         }
         /* A reflected challenge would let an attacker learn our answer to our own question
          * (RFC 7143 12.1.3). */
-        if (cl == LOGIN_CHAP_CHALLENGE_LEN && memcmp(challenge, lc->chap_challenge, (size_t)cl) == 0) {
+        if (cl == LOGIN_CHAP_CHALLENGE_LEN &&
+            memcmp(challenge, lc->chap_challenge, (size_t)cl) == 0) {
             fail(rsp, LOGIN_STATUS_AUTH_FAILED, "initiator reflected the target's CHAP challenge");
             return -1;
         }
@@ -483,7 +484,8 @@ static int process_security(struct login_ctx *lc, struct pdu_kv *kvs, int count,
     case LOGIN_AUTH_START:
         if (auth_method == NULL) {
             if (lc->chap != NULL) {
-                fail(rsp, LOGIN_STATUS_AUTH_FAILED, "CHAP required, initiator offered no AuthMethod");
+                fail(rsp, LOGIN_STATUS_AUTH_FAILED,
+                     "CHAP required, initiator offered no AuthMethod");
                 return -1;
             }
             lc->auth = LOGIN_AUTH_DONE;
@@ -533,7 +535,8 @@ static int gather_text(struct login_ctx *lc, const uint8_t *data, uint32_t len, 
     if (nb == NULL)
         return -ENOMEM;
     lc->partial = nb;
-    memcpy(lc->partial + lc->partial_len, data, len);
+    if (len)
+        memcpy(lc->partial + lc->partial_len, data, len);
     lc->partial_len += len;
     lc->partial[lc->partial_len] = '\0';
     (void)more;

@@ -257,7 +257,7 @@ int conn_register_session(struct conn *c)
             strcmp(o->initiator, c->initiator) == 0) {
             *pp = o->sess_next;
             o->registered = false;
-            o->evicted = true;
+            atomic_store(&o->evicted, true);
             /* the owning thread sees the shutdown as EOF and cleans up there */
             shutdown(o->fd, SHUT_RDWR);
             TWL_INFO(PART, "%s: session reinstatement for %s replaces TSIH %u", c->peer,
@@ -417,7 +417,8 @@ static ssize_t rx_take(struct conn *c, uint8_t *dst, uint32_t want, bool *would_
             }
         }
         if (r == 0) {
-            conn_close(c, c->evicted ? "reinstated by a new session" : "closed by initiator");
+            conn_close(c, atomic_load(&c->evicted) ? "reinstated by a new session"
+                                                   : "closed by initiator");
             return -1;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK) {

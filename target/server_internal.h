@@ -122,8 +122,8 @@ struct conn {
     char peer[80];
     enum conn_phase phase;
     bool close_after_tx;
-    bool registered; /* in srv->sessions */
-    bool evicted;    /* reinstated by a newer login */
+    bool registered;     /* in srv->sessions */
+    atomic_bool evicted; /* reinstated by a newer login (set by another thread) */
     bool async_logout_sent;
 
     /* login and session */
