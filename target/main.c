@@ -55,11 +55,13 @@ int main(int argc, char **argv)
     const char *config_path = NULL, *state_dir = NULL, *log_level = NULL;
     int port = -1;
     bool check_only = false;
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"state-dir", required_argument, NULL, 's'},
-        {"port", required_argument, NULL, 'p'},   {"log-level", required_argument, NULL, 'l'},
-        {"check", no_argument, NULL, 'k'},        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"state-dir", required_argument, NULL, 's'},
+                                         {"port", required_argument, NULL, 'p'},
+                                         {"log-level", required_argument, NULL, 'l'},
+                                         {"check", no_argument, NULL, 'k'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "c:s:p:l:kh", opts, NULL)) != -1) {
         switch (opt) {

@@ -15,21 +15,21 @@
 
 #include "twl_common.h"
 
-#define ISCSI_BHS_LEN     48
-#define ISCSI_DIGEST_LEN  4
-#define ISCSI_RSVD_TAG    0xffffffffu
-#define ISCSI_LOGIN_MAX_DSL 8192u /* MaxRecvDataSegmentLength before it is negotiated */
-#define ISCSI_TEXT_MAX    65536u  /* accumulated text of one Login/Text exchange */
+#define ISCSI_BHS_LEN       48
+#define ISCSI_DIGEST_LEN    4
+#define ISCSI_RSVD_TAG      0xffffffffu
+#define ISCSI_LOGIN_MAX_DSL 8192u  /* MaxRecvDataSegmentLength before it is negotiated */
+#define ISCSI_TEXT_MAX      65536u /* accumulated text of one Login/Text exchange */
 
 /* Initiator opcodes */
-#define ISCSI_OP_NOP_OUT   0x00
-#define ISCSI_OP_SCSI_CMD  0x01
-#define ISCSI_OP_TMF_REQ   0x02
-#define ISCSI_OP_LOGIN_REQ 0x03
-#define ISCSI_OP_TEXT_REQ  0x04
-#define ISCSI_OP_DATA_OUT  0x05
+#define ISCSI_OP_NOP_OUT    0x00
+#define ISCSI_OP_SCSI_CMD   0x01
+#define ISCSI_OP_TMF_REQ    0x02
+#define ISCSI_OP_LOGIN_REQ  0x03
+#define ISCSI_OP_TEXT_REQ   0x04
+#define ISCSI_OP_DATA_OUT   0x05
 #define ISCSI_OP_LOGOUT_REQ 0x06
-#define ISCSI_OP_SNACK     0x10
+#define ISCSI_OP_SNACK      0x10
 /* Target opcodes */
 #define ISCSI_OP_NOP_IN     0x20
 #define ISCSI_OP_SCSI_RSP   0x21
@@ -42,7 +42,7 @@
 #define ISCSI_OP_ASYNC      0x32
 #define ISCSI_OP_REJECT     0x3f
 
-#define ISCSI_FLAG_FINAL    0x80
+#define ISCSI_FLAG_FINAL     0x80
 #define ISCSI_FLAG_IMMEDIATE 0x40 /* in byte 0 */
 
 /* SCSI Command flags (byte 1) */
@@ -58,15 +58,15 @@
 #define ISCSI_RSP_UNDERFLOW 0x02
 
 /* Reject reasons (RFC 7143 11.17.1) */
-#define ISCSI_REJECT_DATA_DIGEST     0x02
-#define ISCSI_REJECT_SNACK           0x03
-#define ISCSI_REJECT_PROTOCOL_ERROR  0x04
+#define ISCSI_REJECT_DATA_DIGEST       0x02
+#define ISCSI_REJECT_SNACK             0x03
+#define ISCSI_REJECT_PROTOCOL_ERROR    0x04
 #define ISCSI_REJECT_CMD_NOT_SUPPORTED 0x05
-#define ISCSI_REJECT_IMM_CMD_REJECT  0x06
-#define ISCSI_REJECT_TASK_IN_PROGRESS 0x07
+#define ISCSI_REJECT_IMM_CMD_REJECT    0x06
+#define ISCSI_REJECT_TASK_IN_PROGRESS  0x07
 #define ISCSI_REJECT_INVALID_PDU_FIELD 0x09
-#define ISCSI_REJECT_LONG_OP         0x0a
-#define ISCSI_REJECT_WAITING_LOGOUT  0x0c
+#define ISCSI_REJECT_LONG_OP           0x0a
+#define ISCSI_REJECT_WAITING_LOGOUT    0x0c
 
 /* Task management functions and responses (RFC 7143 11.5, 11.6) */
 #define ISCSI_TMF_ABORT_TASK        1

@@ -56,20 +56,20 @@
 struct scsi_lun {
     uint32_t id;
     uint64_t block_count;
-    uint32_t block_size;     /* 512 or 4096 */
-    bool thin;               /* thin provisioned (sparse file); reported in VPD 0xB2 later */
-    bool write_cache;        /* WCE in the caching mode page: writes are cached unless FUA */
-    char serial[33];         /* VPD 0x80, NUL terminated, at most 32 chars */
-    uint8_t naa[16];         /* VPD 0x83 NAA type 6 (IEEE registered extended) designator */
+    uint32_t block_size;          /* 512 or 4096 */
+    bool thin;                    /* thin provisioned (sparse file); reported in VPD 0xB2 later */
+    bool write_cache;             /* WCE in the caching mode page: writes are cached unless FUA */
+    char serial[33];              /* VPD 0x80, NUL terminated, at most 32 chars */
+    uint8_t naa[16];              /* VPD 0x83 NAA type 6 (IEEE registered extended) designator */
     uint32_t max_transfer_blocks; /* reported as block limits; 0 = no limit */
 };
 
 /* What the SCSI layer knows about the target and the nexus the command came in on. */
 struct scsi_target_view {
-    const char *target_name;      /* iSCSI target name (VPD 0x83 SCSI name string) */
-    uint16_t relative_port_id;    /* VPD 0x83 relative target port identifier */
-    uint16_t target_port_group;   /* VPD 0x83 target port group */
-    const uint32_t *lun_ids;      /* all LUNs of the target, for REPORT LUNS */
+    const char *target_name;    /* iSCSI target name (VPD 0x83 SCSI name string) */
+    uint16_t relative_port_id;  /* VPD 0x83 relative target port identifier */
+    uint16_t target_port_group; /* VPD 0x83 target port group */
+    const uint32_t *lun_ids;    /* all LUNs of the target, for REPORT LUNS */
     size_t lun_count;
 };
 
@@ -85,12 +85,12 @@ struct scsi_plan {
     /* media actions */
     uint64_t lba;
     uint32_t blocks;
-    bool fua;                 /* write reaches stable storage before completion */
+    bool fua; /* write reaches stable storage before completion */
     /* COMPLETE */
     uint8_t status;
-    uint32_t data_len;        /* Data-In bytes placed in the caller's buffer */
+    uint32_t data_len; /* Data-In bytes placed in the caller's buffer */
     uint8_t sense[SCSI_SENSE_FIXED_LEN];
-    uint8_t sense_len;        /* 0 when no sense */
+    uint8_t sense_len; /* 0 when no sense */
 };
 
 /* Decodes and plans one command. lun is NULL when the LUN does not exist (INQUIRY then reports

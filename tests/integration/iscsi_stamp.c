@@ -30,9 +30,9 @@
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
 
-#define MAGIC "TWLSTAMP"
+#define MAGIC       "TWLSTAMP"
 #define MAX_EXTENTS 4096
-#define MAX_XFER (1024u * 1024u)
+#define MAX_XFER    (1024u * 1024u)
 
 struct extent {
     uint64_t lba;
@@ -76,7 +76,7 @@ static void stamp_block(uint8_t *b, uint32_t block_size, uint64_t lba, uint32_t 
 static int plan_extents(uint32_t seed, uint64_t nblocks, uint64_t start, uint64_t count,
                         uint32_t block_size, struct extent *ex, size_t *n_out)
 {
-    static const uint32_t sizes_bytes[] = {512,    4096,   65536,  512 * 3, 262144, 1048576,
+    static const uint32_t sizes_bytes[] = {512,    4096,   65536,  512 * 3, 262144,       1048576,
                                            266240, 131072, 524288, 8192,    1048576 - 512};
     const size_t nsizes = sizeof(sizes_bytes) / sizeof(sizes_bytes[0]);
     size_t n = 0;
