@@ -214,7 +214,8 @@ class Daemon:
 
 
 def write_config(path, state_dir, targets=None, discovery_auth=None, extra_iscsi=""):
-    """A config file for tests. targets: list of dicts with iqn, auth (dict or None). The
+    """A config file for tests. targets: list of dicts with iqn, auth (dict or None), direct
+    (O_DIRECT, default false). The
     port in it is a placeholder: Daemon passes --port 0."""
     if targets is None:
         targets = [{"iqn": TARGET_IQN}]
@@ -228,7 +229,9 @@ def write_config(path, state_dir, targets=None, discovery_auth=None, extra_iscsi
     tgts = []
     for i, t in enumerate(targets):
         tgts.append('{ iqn = "%s"; %s luns = ( { id = 0; path = "lun%d.img"; size = "64M"; '
-                    'create = true; } ); }' % (t["iqn"], auth_block("auth", t.get("auth")), i))
+                    'create = true; direct = %s; } ); }' %
+                    (t["iqn"], auth_block("auth", t.get("auth")), i,
+                     "true" if t.get("direct") else "false"))
     text = ('node = { state_dir = "%s"; };\nlog = { level = "info"; };\n'
             'iscsi = { listen = "127.0.0.1:3260"; %s %s};\ntargets = ( %s );\n' %
             (state_dir, auth_block("discovery_auth", discovery_auth), extra_iscsi,
