@@ -59,6 +59,7 @@ static const char *const iscsi_keys[] = {"listen",
                                          "threads",
                                          "nop_interval",
                                          "nop_timeout",
+                                         "login_timeout",
                                          "max_recv_data_segment_length",
                                          "max_burst_length",
                                          "first_burst_length",
@@ -579,6 +580,7 @@ static int parse_iscsi(struct ctx *c, const config_setting_t *root, struct tgt_c
     cfg->listen_port = DEFAULT_PORT;
     cfg->nop_interval_s = 30;
     cfg->nop_timeout_s = 15;
+    cfg->login_timeout_s = 15;
     p->max_recv_data_segment_length = 262144;
     p->max_burst_length = 1048576;
     p->first_burst_length = 262144;
@@ -600,6 +602,7 @@ static int parse_iscsi(struct ctx *c, const config_setting_t *root, struct tgt_c
             (rc = get_u32(c, g, "iscsi", "threads", 0, MAX_THREADS, &threads)) ||
             (rc = get_u32(c, g, "iscsi", "nop_interval", 0, 3600, &cfg->nop_interval_s)) ||
             (rc = get_u32(c, g, "iscsi", "nop_timeout", 1, 3600, &cfg->nop_timeout_s)) ||
+            (rc = get_u32(c, g, "iscsi", "login_timeout", 1, 3600, &cfg->login_timeout_s)) ||
             (rc = get_u32(c, g, "iscsi", "max_recv_data_segment_length", 512, MAX_SEGMENT,
                           &p->max_recv_data_segment_length)) ||
             (rc = get_u32(c, g, "iscsi", "max_burst_length", 512, MAX_SEGMENT,

@@ -66,10 +66,11 @@ struct tgt_config {
     char state_dir[PATH_MAX];
     char listen_host[64]; /* IPv4/IPv6 literal or host name */
     uint16_t listen_port;
-    uint32_t threads;        /* network threads; 0 in the file = number of CPUs, resolved
-                                at load, so never 0 here */
-    uint32_t nop_interval_s; /* ping an idle initiator after this long; 0 = never */
-    uint32_t nop_timeout_s;  /* drop the connection if the ping is not answered */
+    uint32_t threads;         /* network threads; 0 in the file = number of CPUs, resolved
+                                 at load, so never 0 here */
+    uint32_t nop_interval_s;  /* ping an idle initiator after this long; 0 = never */
+    uint32_t nop_timeout_s;   /* drop the connection if the ping is not answered */
+    uint32_t login_timeout_s; /* drop a connection that has not completed login by then */
     char log_level[16];
     struct tgt_chap_config discovery_chap;
     struct tgt_iscsi_params iscsi;

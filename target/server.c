@@ -219,6 +219,7 @@ static void conn_adopt(struct net_thread *thr, int fd)
     c->rx_need = ISCSI_BHS_LEN;
     c->readahead = RBUF_CAP;
     c->last_rx_ns = twl_now_ns();
+    c->connected_ns = c->last_rx_ns;
     c->next_ttt = 1;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
@@ -266,10 +267,15 @@ int conn_register_session(struct conn *c)
         }
         pp = &o->sess_next;
     }
-    if (c->tsih == 0) {
+    while (c->tsih == 0) {
+        /* TSIH 0 is reserved; after a wrap, skip values a live session still holds */
         if (++srv->next_tsih == 0)
             srv->next_tsih = 1;
-        c->tsih = srv->next_tsih;
+        bool taken = false;
+        for (struct conn *o = srv->sessions; o && !taken; o = o->sess_next)
+            taken = o->tsih == srv->next_tsih;
+        if (!taken)
+            c->tsih = srv->next_tsih;
     }
     c->sess_next = srv->sessions;
     srv->sessions = c;
@@ -701,6 +707,12 @@ static void thread_timers(struct net_thread *thr, uint64_t now)
             } else if (c->phase != PHASE_FULL || c->discovery) {
                 conn_close(c, "target shutting down");
             }
+            continue;
+        }
+        if (c->phase == PHASE_LOGIN &&
+            now - c->connected_ns > (uint64_t)cfg->login_timeout_s * 1000000000ull) {
+            TWL_WARN(PART, "%s: login not completed within %u s", c->peer, cfg->login_timeout_s);
+            conn_close(c, "login timeout");
             continue;
         }
         if (c->phase != PHASE_FULL || cfg->nop_interval_s == 0)

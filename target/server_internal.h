@@ -156,6 +156,7 @@ struct conn {
     struct tgt_task *rx_task; /* task receiving this PDU's data */
     bool rx_data_to_task;
     uint64_t last_rx_ns;
+    uint64_t connected_ns;
 
     /* transmit */
     struct tx_item *tx_head;

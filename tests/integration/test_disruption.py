@@ -3,15 +3,18 @@
 dropped mid-command (waiting for R2T data, in the middle of a Data-Out, with reads in flight and
 unread) leave the daemon running and other sessions working; four sessions doing I/O in
 parallel on different LBA ranges all verify; a SIGTERM with a session still logged in asks it to
-log out (Async Message) and still exits 0; the log has no error lines."""
+log out (Async Message) and still exits 0; the log has no error lines. Connections that never
+finish their login are dropped after iscsi.login_timeout."""
 
+import os
+import re
 import socket
 import struct
 import subprocess
 import time
 
-from iscsi_raw import (BLOCK, OP_ASYNC, OP_R2T, STATUS_GOOD, Daemon, Initiator, cdb_rw16, check,
-                       run, run_main)
+from iscsi_raw import (BLOCK, OP_ASYNC, OP_R2T, STATUS_GOOD, TARGET_IQN, Daemon, Initiator,
+                       cdb_rw16, check, run, run_main, write_config)
 
 
 def drop_cases(d):
@@ -138,6 +141,35 @@ def shutdown_with_session(d):
     ini.close()
 
 
+def login_timeout(binary):
+    """Sockets that never finish logging in are dropped after iscsi.login_timeout; a session
+    that logs in meanwhile is not disturbed."""
+    d = Daemon(binary)
+    d.config = write_config(os.path.join(d.tmp, "lt.conf"), d.state_dir,
+                            targets=[{"iqn": TARGET_IQN}], extra_iscsi="login_timeout = 1;")
+    try:
+        d.start()
+        silent = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+        partial = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+        partial.sendall(b"\x43" + bytes(9))  # 10 bytes of a 48-byte Login header
+        good = Initiator(d.port)
+        good.login()
+        start = time.monotonic()
+        for s in (silent, partial):
+            check(s.recv(100) == b"", "the target did not close a connection stuck in login")
+        waited = time.monotonic() - start
+        check(waited < 5, "stuck logins were dropped only after %.1f s (login_timeout 1)" % waited)
+        good.ping()
+        good.close()
+        silent.close()
+        partial.close()
+        n = len(re.findall(r"warn .*login not completed within 1 s", d.log()))
+        check(n == 2, "want 2 log lines about login timeouts, got %d:\n%s" % (n, d.log()))
+        d.stop_clean()
+    finally:
+        d.cleanup()
+
+
 def main(args):
     d = Daemon(args.twinlund)
     try:
@@ -157,6 +189,7 @@ def main(args):
         d.stop_clean()
     finally:
         d.cleanup()
+    login_timeout(args.twinlund)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ static void default_text_loads(void **state)
     assert_true(cfg.threads >= 1 && cfg.threads <= 64);
     assert_int_equal(cfg.nop_interval_s, 30);
     assert_int_equal(cfg.nop_timeout_s, 15);
+    assert_int_equal(cfg.login_timeout_s, 15);
     assert_false(cfg.discovery_chap.required);
     assert_int_equal(cfg.iscsi.max_recv_data_segment_length, 262144);
     assert_int_equal(cfg.iscsi.max_burst_length, 1048576);
@@ -106,6 +107,7 @@ static void example_twinlun_conf_loads(void **state)
     assert_memory_equal(&cfg.iscsi, &def.iscsi, sizeof(cfg.iscsi));
     assert_int_equal(cfg.nop_interval_s, def.nop_interval_s);
     assert_int_equal(cfg.nop_timeout_s, def.nop_timeout_s);
+    assert_int_equal(cfg.login_timeout_s, def.login_timeout_s);
     assert_int_equal(cfg.threads, def.threads);
     assert_string_equal(cfg.listen_host, def.listen_host);
     assert_int_equal(cfg.listen_port, def.listen_port);
@@ -252,6 +254,8 @@ static const struct bad_case bad_cases[] = {
      "expected an integer, got a floating-point number"},
     {"out of range, threads", "iscsi = {\n  threads = 65;\n};\n" TARGETS, 2,
      "iscsi.threads = 65 is out of range; expected 0..64"},
+    {"out of range, login_timeout", "iscsi = {\n\n  login_timeout = 0;\n};\n" TARGETS, 3,
+     "iscsi.login_timeout = 0 is out of range; expected 1..3600"},
     {"out of range, segment", "iscsi = {\n  max_recv_data_segment_length = 16777216;\n};\n" TARGETS,
      2, "out of range; expected 512..16777215"},
     {"out of range, cmd_window", "iscsi = { cmd_window = 0; };\n" TARGETS, 1,
