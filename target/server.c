@@ -267,7 +267,11 @@ int conn_register_session(struct conn *c)
         }
         pp = &o->sess_next;
     }
-    while (c->tsih == 0) {
+    for (int tries = 0; c->tsih == 0; tries++) {
+        if (tries == 65535) {
+            pthread_mutex_unlock(&srv->sessions_lock);
+            return -EBUSY; /* every TSIH is held by a live session */
+        }
         /* TSIH 0 is reserved; after a wrap, skip values a live session still holds */
         if (++srv->next_tsih == 0)
             srv->next_tsih = 1;
@@ -374,7 +378,15 @@ static void handle_login(struct conn *c)
                 if (c->thr->srv->targets[i].cfg == lc->target)
                     c->target = &c->thr->srv->targets[i];
         }
-        conn_register_session(c);
+        if (conn_register_session(c) != 0) {
+            pdu_text_free(&rsp.text);
+            rsp.status = LOGIN_STATUS_OUT_OF_RESOURCES;
+            rsp.transit = rsp.complete = false;
+            TWL_WARN(PART, "%s: login refused for '%s': no free TSIH", c->peer, c->initiator);
+            send_login_response(c, bhs, &rsp);
+            c->close_after_tx = true;
+            return;
+        }
     }
     send_login_response(c, bhs, &rsp);
     pdu_text_free(&rsp.text);
