@@ -70,12 +70,8 @@ struct tgt_task {
     int pending; /* local write + replica */
     int first_error;
     struct backing_io io;
+    struct remote_done replica; /* carries the replica's completion to this thread */
 };
-
-static struct conn *task_conn(struct tgt_task *t)
-{
-    return t->conn;
-}
 
 /* ---------------- PDU output ---------------- */
 
@@ -111,10 +107,7 @@ void iscsi_send_pdu(struct conn *c, uint8_t *hdr, uint8_t *data, uint32_t len, u
         uint32_t tl = pad;
         memset(it->trailer, 0, sizeof(it->trailer));
         if (full && c->params.data_digest) {
-            uint32_t crc = twl_crc32c(data, len);
-            static const uint8_t zeros[3];
-            crc = twl_crc32c_update(crc, zeros, pad);
-            pdu_digest_put(it->trailer + pad, crc);
+            pdu_digest_put(it->trailer + pad, pdu_data_digest(data, len));
             tl += ISCSI_DIGEST_LEN;
         }
         if (tl)
@@ -165,7 +158,7 @@ void iscsi_send_ping(struct conn *c)
     if (++c->next_ttt == ISCSI_RSVD_TAG)
         c->next_ttt = 1;
     c->ping_ttt = c->next_ttt;
-    c->ping_sent_ns = twl_now_ns();
+    c->ping_sent_ns = c->thr->loop_ns;
     twl_put_be32(hdr + 20, c->ping_ttt);
     fill_sn(c, hdr, false);
     iscsi_send_pdu(c, hdr, NULL, 0, NULL, NULL);
@@ -204,7 +197,8 @@ void iscsi_task_put(struct tgt_task *t)
         cmdsn_complete(&c->win);
     if (t->tmf)
         tmf_task_gone(t->tmf);
-    c->task_count--;
+    if (--c->task_count == 0 && c->fd < 0)
+        c->thr->reap_needed = true; /* the closed connection can go now */
     free(t->buf);
     free(t);
 }
@@ -237,7 +231,7 @@ static void set_residual(uint8_t *hdr, uint32_t edtl, uint32_t moved, uint8_t ov
 
 static void send_scsi_response(struct tgt_task *t, uint32_t moved)
 {
-    struct conn *c = task_conn(t);
+    struct conn *c = t->conn;
     uint8_t hdr[ISCSI_BHS_LEN] = {0};
     hdr[0] = ISCSI_OP_SCSI_RSP;
     hdr[1] = ISCSI_FLAG_FINAL;
@@ -266,7 +260,7 @@ static void send_scsi_response(struct tgt_task *t, uint32_t moved)
 /* Sends len bytes of t->buf as Data-In, the status riding on the last PDU when it is GOOD. */
 static void send_data_in(struct tgt_task *t, uint32_t avail)
 {
-    struct conn *c = task_conn(t);
+    struct conn *c = t->conn;
     uint32_t len = avail < t->edtl ? avail : t->edtl;
     if (len == 0 || t->plan.status != SCSI_STATUS_GOOD) {
         send_scsi_response(t, avail);
@@ -316,7 +310,7 @@ static void complete_with_check(struct tgt_task *t, uint8_t key, uint16_t asc)
 
 static void task_io_finished(struct tgt_task *t)
 {
-    struct conn *c = task_conn(t);
+    struct conn *c = t->conn;
     if (t->aborted || c->fd < 0) {
         task_finish(t);
         return;
@@ -381,20 +375,15 @@ static void replica_done(void *cookie, int err)
         task_part_done(t, err);
         return;
     }
-    struct remote_done *d = malloc(sizeof(*d));
-    if (d == NULL) {
-        /* cannot hand it over: losing the completion would hang the command forever */
-        TWL_ERROR(PART, "out of memory passing a replica completion; aborting");
-        abort();
-    }
-    d->task = t;
-    d->err = err;
-    thread_post_done(thr, d);
+    /* a task has one replica in flight at most, so its own message slot is free */
+    t->replica.task = t;
+    t->replica.err = err;
+    thread_post_done(thr, &t->replica);
 }
 
 static void task_start_io(struct tgt_task *t)
 {
-    struct conn *c = task_conn(t);
+    struct conn *c = t->conn;
     struct tgt_lun *lun = t->lun;
     t->state = TASK_EXECUTING;
     t->io.store = &lun->store;
@@ -442,7 +431,7 @@ static void task_start_io(struct tgt_task *t)
 
 static void send_r2ts(struct tgt_task *t)
 {
-    struct conn *c = task_conn(t);
+    struct conn *c = t->conn;
     uint32_t limit = c->params.max_outstanding_r2t;
     if (limit > MAX_R2T_TRACKED)
         limit = MAX_R2T_TRACKED;
@@ -513,7 +502,7 @@ static const struct scsi_target_view *target_view(struct conn *c, struct scsi_ta
     return v;
 }
 
-static bool check_ahs(struct conn *c, const uint8_t *bhs, struct tgt_task *t)
+static bool check_ahs(const uint8_t *bhs, struct tgt_task *t)
 {
     uint32_t total = pdu_ahs_len(bhs);
     const uint8_t *p = bhs + ISCSI_BHS_LEN;
@@ -534,7 +523,6 @@ static bool check_ahs(struct conn *c, const uint8_t *bhs, struct tgt_task *t)
         }
         off += step;
     }
-    (void)c;
     return true;
 }
 
@@ -585,7 +573,7 @@ static void scsi_cmd_header(struct conn *c)
     c->task_count++;
     c->rx_task = t;
 
-    if (!check_ahs(c, bhs, t)) {
+    if (!check_ahs(bhs, t)) {
         TWL_WARN(PART, "%s: SCSI command ITT 0x%08x: AHS entries do not fit TotalAHSLength %u",
                  c->peer, itt, pdu_ahs_len(bhs));
         task_finish(t);
@@ -663,10 +651,10 @@ static void scsi_cmd_header(struct conn *c)
     if (c->data_len && t->buf && !t->failed && t->plan.action == SCSI_ACTION_WRITE &&
         c->data_len <= t->want) {
         c->data_dst = t->buf;
-        c->rx_data_to_task = true;
+        c->data_claimed = true;
     } else if (c->data_len) {
         c->data_dst = NULL; /* discarded */
-        c->rx_data_to_task = true;
+        c->data_claimed = true;
     }
 }
 
@@ -677,17 +665,6 @@ static void scsi_cmd_pdu(struct conn *c)
     c->rx_task = NULL;
     if (t == NULL)
         return;
-    if (c->data_len && c->params.data_digest) {
-        uint32_t crc = t->buf && c->data_dst ? twl_crc32c(c->data_dst, c->data_len) : 0;
-        crc = twl_crc32c_update(crc, (const uint8_t *)"\0\0\0", pdu_pad(c->data_len));
-        if (!c->data_dst || !pdu_digest_matches(c->trailer + pdu_pad(c->data_len), crc)) {
-            if (c->data_dst) {
-                TWL_WARN(PART, "%s: data digest error in SCSI command ITT 0x%08x", c->peer, t->itt);
-                iscsi_send_reject(c, c->hdr, ISCSI_REJECT_DATA_DIGEST);
-                fail_data_phase(t, SCSI_SENSE_ABORTED_COMMAND, SCSI_ASC_DIGEST_ERROR);
-            }
-        }
-    }
     if (t->plan.action != SCSI_ACTION_WRITE || t->failed) {
         /* Anything the initiator still sends unsolicited for it is dropped on arrival. */
         if (t->failed && t->plan.status == SCSI_STATUS_GOOD)
@@ -721,7 +698,7 @@ static void data_out_header(struct conn *c)
     uint32_t datasn = twl_get_be32(bhs + 36);
     uint32_t offset = twl_get_be32(bhs + 40);
     uint32_t len = c->data_len;
-    c->rx_data_to_task = true;
+    c->data_claimed = true;
     c->data_dst = NULL;
     struct tgt_task *t = task_find(c, itt);
     if (t == NULL || t->state != TASK_RECEIVING) {
@@ -785,16 +762,6 @@ static void data_out_pdu(struct conn *c)
     uint32_t ttt = twl_get_be32(bhs + 20);
     uint32_t offset = twl_get_be32(bhs + 40);
     uint32_t len = c->data_len;
-    if (c->params.data_digest && len && c->data_dst) {
-        uint32_t crc = twl_crc32c(c->data_dst, len);
-        crc = twl_crc32c_update(crc, (const uint8_t *)"\0\0\0", pdu_pad(len));
-        if (!pdu_digest_matches(c->trailer + pdu_pad(len), crc)) {
-            TWL_WARN(PART, "%s: data digest error in Data-Out ITT 0x%08x offset %u", c->peer,
-                     t->itt, offset);
-            iscsi_send_reject(c, bhs, ISCSI_REJECT_DATA_DIGEST);
-            fail_data_phase(t, SCSI_SENSE_ABORTED_COMMAND, SCSI_ASC_DIGEST_ERROR);
-        }
-    }
     if (offset == t->next_offset)
         t->next_offset = offset + len;
     if (ttt != ISCSI_RSVD_TAG && t->r2t_count && t->r2t[0].ttt == ttt &&
@@ -1094,20 +1061,20 @@ void iscsi_on_header(struct conn *c)
     if (!pdu_is_initiator_opcode(op)) {
         TWL_WARN(PART, "%s: unknown opcode 0x%02x", c->peer, op);
         iscsi_send_reject(c, bhs, ISCSI_REJECT_PROTOCOL_ERROR);
-        c->rx_data_to_task = true; /* discard any data */
+        c->rx_rejected = c->data_claimed = true; /* any data is dropped */
         return;
     }
     if (pdu_ahs_len(bhs) && op != ISCSI_OP_SCSI_CMD) {
         TWL_WARN(PART, "%s: AHS on opcode 0x%02x", c->peer, op);
         iscsi_send_reject(c, bhs, ISCSI_REJECT_INVALID_PDU_FIELD);
-        c->rx_data_to_task = true;
+        c->rx_rejected = c->data_claimed = true;
         return;
     }
     if (c->data_len > c->params.max_recv_dsl) {
         TWL_WARN(PART, "%s: opcode 0x%02x with %u data bytes, above MaxRecvDataSegmentLength %u",
                  c->peer, op, c->data_len, c->params.max_recv_dsl);
         iscsi_send_reject(c, bhs, ISCSI_REJECT_PROTOCOL_ERROR);
-        c->rx_data_to_task = true;
+        c->rx_rejected = c->data_claimed = true;
         c->rx_task = NULL;
         if (op == ISCSI_OP_DATA_OUT) {
             struct tgt_task *t = task_find(c, pdu_itt(bhs));
@@ -1126,29 +1093,27 @@ void iscsi_on_header(struct conn *c)
     else if (op == ISCSI_OP_DATA_OUT)
         data_out_header(c);
     if ((op == ISCSI_OP_SCSI_CMD || op == ISCSI_OP_DATA_OUT) && c->rx_task == NULL)
-        c->rx_data_to_task = true; /* nothing takes the data: discard */
+        c->data_claimed = true; /* nothing takes the data: discard */
 }
 
 void iscsi_on_pdu(struct conn *c)
 {
     const uint8_t *bhs = c->hdr;
     uint8_t op = pdu_opcode(bhs);
-    bool rejected = !pdu_is_initiator_opcode(op) || (pdu_ahs_len(bhs) && op != ISCSI_OP_SCSI_CMD) ||
-                    c->data_len > c->params.max_recv_dsl;
-    if (rejected) {
+    if (c->rx_rejected) {
         if (op == ISCSI_OP_DATA_OUT && c->rx_task)
             data_out_pdu(c); /* an oversized Data-Out: sequence bookkeeping only */
         return;
     }
-    if (c->data_len && op != ISCSI_OP_SCSI_CMD && op != ISCSI_OP_DATA_OUT &&
-        c->params.data_digest) {
-        uint32_t crc = twl_crc32c(c->pdu_data, c->data_len);
-        crc = twl_crc32c_update(crc, (const uint8_t *)"\0\0\0", pdu_pad(c->data_len));
-        if (!pdu_digest_matches(c->trailer + pdu_pad(c->data_len), crc)) {
-            TWL_WARN(PART, "%s: data digest error on opcode 0x%02x", c->peer, op);
-            iscsi_send_reject(c, bhs, ISCSI_REJECT_DATA_DIGEST);
+    if (c->data_digest_bad) {
+        TWL_WARN(PART, "%s: data digest error on opcode 0x%02x ITT 0x%08x", c->peer, op,
+                 pdu_itt(bhs));
+        iscsi_send_reject(c, bhs, ISCSI_REJECT_DATA_DIGEST);
+        /* A command's data is lost: it still ends (with CHECK CONDITION) once its data phase
+         * does. Anything else is just dropped. */
+        if (c->rx_task == NULL || (op != ISCSI_OP_SCSI_CMD && op != ISCSI_OP_DATA_OUT))
             return;
-        }
+        fail_data_phase(c->rx_task, SCSI_SENSE_ABORTED_COMMAND, SCSI_ASC_DIGEST_ERROR);
     }
     switch (op) {
     case ISCSI_OP_SCSI_CMD:
@@ -1181,11 +1146,6 @@ void iscsi_on_pdu(struct conn *c)
     default:
         break;
     }
-}
-
-bool iscsi_conn_idle(const struct conn *c)
-{
-    return c->task_count == 0;
 }
 
 /* The connection is gone: tasks without I/O in flight end now, the others when it completes. */

@@ -527,7 +527,7 @@ static int process_security(struct login_ctx *lc, struct pdu_kv *kvs, int count,
     return 0;
 }
 
-static int gather_text(struct login_ctx *lc, const uint8_t *data, uint32_t len, bool more)
+static int gather_text(struct login_ctx *lc, const uint8_t *data, uint32_t len)
 {
     if (lc->partial_len + len > ISCSI_TEXT_MAX)
         return -E2BIG;
@@ -539,7 +539,6 @@ static int gather_text(struct login_ctx *lc, const uint8_t *data, uint32_t len, 
         memcpy(lc->partial + lc->partial_len, data, len);
     lc->partial_len += len;
     lc->partial[lc->partial_len] = '\0';
-    (void)more;
     return 0;
 }
 
@@ -570,7 +569,7 @@ int login_process(struct login_ctx *lc, const uint8_t *bhs, const uint8_t *data,
         fail(rsp, LOGIN_STATUS_INITIATOR_ERROR, "invalid login stage transition");
         return 0;
     }
-    int rc = gather_text(lc, data, len, cont);
+    int rc = gather_text(lc, data, len);
     if (rc) {
         fail(rsp, LOGIN_STATUS_INITIATOR_ERROR, "login text too long");
         return 0;

@@ -34,6 +34,12 @@ bool pdu_digest_matches(const uint8_t in[ISCSI_DIGEST_LEN], uint32_t crc)
     return twl_get_le32(in) == crc;
 }
 
+uint32_t pdu_data_digest(const uint8_t *data, uint32_t len)
+{
+    static const uint8_t zeros[3];
+    return twl_crc32c_update(twl_crc32c(data, len), zeros, pdu_pad(len));
+}
+
 int pdu_text_parse(char *text, size_t len, struct pdu_kv *kvs, size_t max)
 {
     /* Padding may follow the last pair; drop trailing NULs beyond the final terminator. */

@@ -128,6 +128,8 @@ bool pdu_is_initiator_opcode(uint8_t opcode);
 /* Header digest over BHS and AHS, as it goes on the wire (little-endian CRC32C bytes). */
 void pdu_digest_put(uint8_t out[ISCSI_DIGEST_LEN], uint32_t crc);
 bool pdu_digest_matches(const uint8_t in[ISCSI_DIGEST_LEN], uint32_t crc);
+/* Data digest of a segment: CRC32C over the data and its padding to a multiple of 4. */
+uint32_t pdu_data_digest(const uint8_t *data, uint32_t len);
 
 /* ---- text keys (RFC 7143 section 6) ---- */
 

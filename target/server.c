@@ -183,6 +183,7 @@ void conn_close(struct conn *c, const char *why)
     epoll_ctl(c->thr->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
+    c->thr->reap_needed = true;
     while (c->tx_head) {
         struct tx_item *it = c->tx_head;
         c->tx_head = it->next;
@@ -192,14 +193,21 @@ void conn_close(struct conn *c, const char *why)
     iscsi_conn_release_tasks(c);
 }
 
+/* Frees closed connections whose last task is gone. Runs only after a close or the last
+ * task of a closed connection ended, not on every loop turn. */
 static void reap_closed(struct net_thread *thr)
 {
-    struct conn *c = thr->conns;
-    while (c) {
-        struct conn *next = c->next;
-        if (c->fd < 0 && c->task_count == 0 && !c->in_dirty)
+    if (!thr->reap_needed)
+        return;
+    thr->reap_needed = false;
+    for (struct conn *c = thr->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->fd >= 0)
+            continue;
+        if (c->task_count == 0 && !c->in_dirty)
             conn_free(c);
-        c = next;
+        else if (c->in_dirty)
+            thr->reap_needed = true; /* flushed (as a no-op) next turn */
     }
 }
 
@@ -218,7 +226,8 @@ static void conn_adopt(struct net_thread *thr, int fd)
     c->rx_state = RX_BHS;
     c->rx_need = ISCSI_BHS_LEN;
     c->readahead = RBUF_CAP;
-    c->last_rx_ns = twl_now_ns();
+    /* the thread's one clock, so intervals against it never run backwards */
+    c->last_rx_ns = thr->loop_ns;
     c->connected_ns = c->last_rx_ns;
     c->next_ttt = 1;
     struct sockaddr_storage ss;
@@ -451,11 +460,6 @@ static ssize_t rx_take(struct conn *c, uint8_t *dst, uint32_t want, bool *would_
     return got;
 }
 
-static uint32_t current_mrdsl(const struct conn *c)
-{
-    return c->phase == PHASE_FULL ? c->params.max_recv_dsl : ISCSI_LOGIN_MAX_DSL;
-}
-
 static bool header_digest_on(const struct conn *c)
 {
     return c->phase == PHASE_FULL && c->params.header_digest;
@@ -488,7 +492,9 @@ static void rx_header_done(struct conn *c)
     c->readahead = c->data_len >= BIG_SEGMENT ? SMALL_READAHEAD : RBUF_CAP;
     c->data_dst = NULL;
     c->rx_task = NULL;
-    c->rx_data_to_task = false;
+    c->data_claimed = false;
+    c->rx_rejected = false;
+    c->data_digest_bad = false;
     if (c->phase == PHASE_LOGIN) {
         if (c->data_len > ISCSI_LOGIN_MAX_DSL) {
             TWL_WARN(PART, "%s: login PDU with %u data bytes (limit %u)", c->peer, c->data_len,
@@ -501,20 +507,19 @@ static void rx_header_done(struct conn *c)
         if (c->fd < 0)
             return;
     }
-    if (c->data_len && c->data_dst == NULL && !c->rx_data_to_task) {
-        /* non-SCSI data (login, text, ping) is kept in pdu_data */
-        if (c->data_len <= current_mrdsl(c) && c->rx_task == NULL && c->data_len != UINT32_MAX) {
-            if (c->pdu_data_cap < c->data_len) {
-                uint8_t *nb = realloc(c->pdu_data, c->data_len);
-                if (nb == NULL) {
-                    conn_close(c, "out of memory");
-                    return;
-                }
-                c->pdu_data = nb;
-                c->pdu_data_cap = c->data_len;
+    if (c->data_len && !c->data_claimed) {
+        /* Non-SCSI data (login, text, ping) is kept in pdu_data; its size is within
+         * MaxRecvDataSegmentLength (checked above for login, by iscsi_on_header otherwise). */
+        if (c->pdu_data_cap < c->data_len) {
+            uint8_t *nb = realloc(c->pdu_data, c->data_len);
+            if (nb == NULL) {
+                conn_close(c, "out of memory");
+                return;
             }
-            c->data_dst = c->pdu_data;
+            c->pdu_data = nb;
+            c->pdu_data_cap = c->data_len;
         }
+        c->data_dst = c->pdu_data;
     }
     c->trailer_len = pdu_pad(c->data_len) + (data_digest_on(c) && c->data_len ? 4 : 0);
     c->rx_got = 0;
@@ -529,7 +534,11 @@ static void rx_header_done(struct conn *c)
 
 static void rx_pdu_done(struct conn *c)
 {
-    c->last_rx_ns = twl_now_ns();
+    c->last_rx_ns = c->thr->loop_ns;
+    /* Checked here, once, for every kind of PDU; dropped data is not checked (nobody uses it). */
+    if (data_digest_on(c) && c->data_len && c->data_dst)
+        c->data_digest_bad = !pdu_digest_matches(c->trailer + pdu_pad(c->data_len),
+                                                 pdu_data_digest(c->data_dst, c->data_len));
     if (c->phase == PHASE_LOGIN)
         handle_login(c);
     else
@@ -638,7 +647,6 @@ static void thread_take_handoffs(struct net_thread *thr)
     while (done) {
         struct remote_done *next = done->next;
         iscsi_task_replica_done(done->task, done->err);
-        free(done);
         done = next;
     }
     pthread_mutex_lock(&thr->handoff_lock);
@@ -742,10 +750,8 @@ static void thread_timers(struct net_thread *thr, uint64_t now)
 
 static bool thread_drained(struct net_thread *thr)
 {
-    for (struct conn *c = thr->conns; c; c = c->next)
-        if (c->fd >= 0)
-            return false;
-    return thr->ring.inflight == 0 && thr->conns == NULL;
+    /* every connection closed and freed, so no task (nor replica) is still pending */
+    return thr->conns == NULL && thr->ring.inflight == 0;
 }
 
 static void *thread_main(void *arg)
@@ -762,6 +768,7 @@ static void *thread_main(void *arg)
             TWL_ERROR(PART, "thread %u: epoll_wait: %s", thr->index, strerror(errno));
             break;
         }
+        thr->loop_ns = twl_now_ns();
         for (int i = 0; i < n; i++) {
             struct poll_src *src = evs[i].data.ptr;
             switch (src->kind) {
@@ -794,7 +801,7 @@ static void *thread_main(void *arg)
             if (c->fd >= 0)
                 conn_flush(c);
         }
-        uint64_t now = twl_now_ns();
+        uint64_t now = thr->loop_ns;
         if (atomic_load(&srv->stop_requested) && !thr->stopping) {
             thr->stopping = true;
             thr->stop_deadline_ns = now + DRAIN_SECONDS * 1000000000ull;
@@ -802,11 +809,11 @@ static void *thread_main(void *arg)
                 epoll_ctl(thr->epoll_fd, EPOLL_CTL_DEL, srv->listen_fd, NULL);
             thr->last_timer_ns = 0;
         }
-        if (now - thr->last_timer_ns > 1000000000ull || thr->stopping) {
-            if (now - thr->last_timer_ns > 500000000ull) {
-                thread_timers(thr, now);
-                thr->last_timer_ns = now;
-            }
+        /* pings and login timeouts once a second; twice as often while draining */
+        uint64_t period = thr->stopping ? 500000000ull : 1000000000ull;
+        if (now - thr->last_timer_ns >= period) {
+            thread_timers(thr, now);
+            thr->last_timer_ns = now;
         }
         if (thr->stopping && now > thr->stop_deadline_ns) {
             for (struct conn *c = thr->conns; c; c = c->next)
@@ -814,10 +821,8 @@ static void *thread_main(void *arg)
                     conn_close(c, "drain deadline");
         }
         reap_closed(thr);
-        if (thr->stopping && thread_drained(thr)) {
-            reap_closed(thr);
+        if (thr->stopping && thread_drained(thr))
             break;
-        }
     }
     return NULL;
 }

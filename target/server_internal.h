@@ -76,6 +76,8 @@ struct net_thread {
     struct conn *dirty; /* connections with output to flush this turn */
     uint8_t *discard;   /* scratch for data we drop */
     bool stopping;
+    bool reap_needed; /* a closed connection may be ready to free */
+    uint64_t loop_ns; /* clock read once per event-loop turn */
     uint64_t stop_deadline_ns;
     uint64_t last_timer_ns;
 };
@@ -147,14 +149,16 @@ struct conn {
     uint8_t hdr[ISCSI_BHS_LEN + 1020 + ISCSI_DIGEST_LEN];
     uint32_t rx_got;
     uint32_t rx_need;
-    uint8_t *data_dst; /* NULL: discard */
+    uint8_t *data_dst;    /* NULL: discard */
+    bool data_claimed;    /* the header's handler placed (or dropped) the data segment */
+    bool rx_rejected;     /* the header was answered with a Reject; only bookkeeping left */
+    bool data_digest_bad; /* the received data segment failed its CRC32C */
     uint32_t data_len;
     uint8_t trailer[3 + ISCSI_DIGEST_LEN];
     uint32_t trailer_len;
     uint8_t *pdu_data; /* data of non-SCSI PDUs */
     uint32_t pdu_data_cap;
     struct tgt_task *rx_task; /* task receiving this PDU's data */
-    bool rx_data_to_task;
     uint64_t last_rx_ns;
     uint64_t connected_ns;
 
@@ -191,8 +195,8 @@ void iscsi_send_ping(struct conn *c);
 void iscsi_conn_release_tasks(struct conn *c);
 void iscsi_task_put(struct tgt_task *t);
 void iscsi_task_replica_done(struct tgt_task *t, int err);
-/* Queues a completion for thr and wakes it; safe from any thread. */
+/* Queues a completion for thr and wakes it; safe from any thread. d stays owned by the
+ * caller (it lives in the task). */
 void thread_post_done(struct net_thread *thr, struct remote_done *d);
-bool iscsi_conn_idle(const struct conn *c);
 
 #endif
