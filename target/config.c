@@ -518,6 +518,21 @@ static int parse_listen(struct ctx *c, const config_setting_t *s, const char *v,
     return 0;
 }
 
+/* Copies a CHAP secret after checking its length; the message never echoes the secret, only
+ * its length. */
+static int copy_secret(struct ctx *c, const config_setting_t *s, const char *where, const char *key,
+                       const char *secret, char *dst, size_t dstlen)
+{
+    size_t len = strlen(secret);
+    if (len < SECRET_MIN || len >= dstlen)
+        return fail(c, s,
+                    "%s.%s is %zu bytes long; expected %d..%zu bytes (RFC 7143 requires CHAP "
+                    "secrets of at least 12 bytes, 96 bits)",
+                    where, key, len, SECRET_MIN, dstlen - 1);
+    memcpy(dst, secret, len + 1);
+    return 0;
+}
+
 static int parse_chap(struct ctx *c, const config_setting_t *g, const char *where,
                       struct tgt_chap_config *chap)
 {
@@ -534,14 +549,8 @@ static int parse_chap(struct ctx *c, const config_setting_t *g, const char *wher
                     where);
     if ((rc = copy_text(c, us, where, user, 1, chap->username, sizeof(chap->username))))
         return rc;
-    /* Never echo a secret: only its length goes into the message. */
-    size_t slen = strlen(secret);
-    if (slen < SECRET_MIN || slen >= sizeof(chap->secret))
-        return fail(c, ss,
-                    "%s.secret is %zu bytes long; expected %d..%zu bytes (RFC 7143 requires CHAP "
-                    "secrets of at least 12 bytes, 96 bits)",
-                    where, slen, SECRET_MIN, sizeof(chap->secret) - 1);
-    memcpy(chap->secret, secret, slen + 1);
+    if ((rc = copy_secret(c, ss, where, "secret", secret, chap->secret, sizeof(chap->secret))))
+        return rc;
     if (!muser != !msecret)
         return fail(c, mus ? mus : mss,
                     "%s has %s without %s; expected both mutual_username and mutual_secret, or "
@@ -554,17 +563,13 @@ static int parse_chap(struct ctx *c, const config_setting_t *g, const char *wher
     if ((rc = copy_text(c, mus, where, muser, 1, chap->mutual_username,
                         sizeof(chap->mutual_username))))
         return rc;
-    size_t mlen = strlen(msecret);
-    if (mlen < SECRET_MIN || mlen >= sizeof(chap->mutual_secret))
-        return fail(c, mss,
-                    "%s.mutual_secret is %zu bytes long; expected %d..%zu bytes (RFC 7143 "
-                    "requires CHAP secrets of at least 12 bytes, 96 bits)",
-                    where, mlen, SECRET_MIN, sizeof(chap->mutual_secret) - 1);
+    if ((rc = copy_secret(c, mss, where, "mutual_secret", msecret, chap->mutual_secret,
+                          sizeof(chap->mutual_secret))))
+        return rc;
     /* Equal secrets let an attacker reflect the target's challenge back at it. */
     if (strcmp(secret, msecret) == 0)
         return fail(c, mss, "%s.mutual_secret is the same as secret; expected a different secret",
                     where);
-    memcpy(chap->mutual_secret, msecret, mlen + 1);
     chap->mutual = true;
     return 0;
 }
