@@ -198,6 +198,19 @@ class Daemon:
             return
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def run_cases(self, cases):
+        """Runs each case(self) in turn, naming the case in any failure; the daemon must
+        survive every one."""
+        for case in cases:
+            try:
+                case(self)
+            except TestFailure as e:
+                raise TestFailure("%s: %s" % (case.__name__, e)) from e
+            except Exception as e:  # timeouts, a dropped connection: name the case
+                raise TestFailure("%s: %s: %s\n%s" % (case.__name__, type(e).__name__, e,
+                                                      self.log())) from e
+            check(self.alive(), "twinlund died during %s:\n%s" % (case.__name__, self.log()))
+
     def stop_clean(self, allowed=()):
         """Stops the daemon (SIGTERM, exit 0) and requires a log without unexpected errors."""
         self.stop()

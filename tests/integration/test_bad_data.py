@@ -12,7 +12,6 @@ import struct
 from iscsi_raw import (BLOCK, KEY_ABORTED_COMMAND, KEY_ILLEGAL_REQUEST, LUN_BYTES, OP_R2T, RSVD,
                        STATUS_GOOD, Daemon, Initiator, bhs, cdb_rw16, check, count_lines,
                        expect_check_condition, expect_reject, run_main)
-from iscsi_raw import TestFailure
 
 REJECT_INVALID_FIELD = 0x09
 ASC_DATA_PHASE = 0x4B
@@ -214,15 +213,7 @@ def main(args):
     d = Daemon(args.twinlund)
     try:
         d.start()
-        for case in (r2t_cases, oversized_data_out, unsolicited_cases):
-            try:
-                case(d)
-            except TestFailure as e:
-                raise TestFailure("%s: %s" % (case.__name__, e)) from e
-            except Exception as e:  # timeouts, a dropped connection: name the case
-                raise TestFailure("%s: %s: %s\n%s" % (case.__name__, type(e).__name__, e,
-                                                      d.log())) from e
-            check(d.alive(), "twinlund died during %s:\n%s" % (case.__name__, d.log()))
+        d.run_cases((r2t_cases, oversized_data_out, unsolicited_cases))
         log = d.log()
         for what in ("DataSN out of order", "buffer offset out of order",
                      "data beyond the R2T's desired length",

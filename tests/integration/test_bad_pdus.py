@@ -12,7 +12,6 @@ from iscsi_raw import (BLOCK, KEY_ABORTED_COMMAND, KEY_ILLEGAL_REQUEST, OP_LOGIN
                        OP_R2T, OP_SCSI_CMD, OP_SNACK, RSVD, STATUS_GOOD, Daemon, Initiator,
                        bhs, cdb_rw16, check, count_lines, expect_check_condition, expect_reject,
                        run_main)
-from iscsi_raw import TestFailure
 
 REJECT_DATA_DIGEST = 0x02
 REJECT_PROTOCOL_ERROR = 0x04
@@ -234,16 +233,8 @@ def main(args):
     d = Daemon(args.twinlund)
     try:
         d.start()
-        for case in (unknown_opcodes, ahs_cases, oversized_segment, header_digest, data_digest,
-                     snack_and_login):
-            try:
-                case(d)
-            except TestFailure as e:
-                raise TestFailure("%s: %s" % (case.__name__, e)) from e
-            except Exception as e:  # timeouts, a dropped connection: name the case
-                raise TestFailure("%s: %s: %s\n%s" % (case.__name__, type(e).__name__, e,
-                                                      d.log())) from e
-            check(d.alive(), "twinlund died during %s:\n%s" % (case.__name__, d.log()))
+        d.run_cases((unknown_opcodes, ahs_cases, oversized_segment, header_digest, data_digest,
+                     snack_and_login))
         d.stop_clean(allowed=[r"header digest error", r"data digest error"])
     finally:
         d.cleanup()
