@@ -98,6 +98,18 @@ static void step(struct login_ctx *lc, bool transit, int csg, int nsg, const cha
     assert_int_equal(login_process(lc, bhs, (uint8_t *)text, (uint32_t)len, rsp), 0);
 }
 
+/* A fresh login whose first request is refused or accepted: its status. */
+static uint16_t one_request(bool transit, int csg, int nsg, const char *const *pairs)
+{
+    struct login_ctx lc;
+    struct login_response rsp;
+    login_init(&lc, &cfg, 1);
+    step(&lc, transit, csg, nsg, pairs, &rsp);
+    pdu_text_free(&rsp.text);
+    login_free(&lc);
+    return rsp.status;
+}
+
 static void plain_login_negotiates_operational_keys(void **state)
 {
     (void)state;
@@ -178,19 +190,11 @@ static void unknown_target_and_missing_name(void **state)
     pdu_text_free(&rsp.text);
     login_free(&lc);
 
-    login_init(&lc, &cfg, 1);
     const char *noname[] = {"TargetName=" TARGET_IQN, NULL};
-    step(&lc, true, 0, 1, noname, &rsp);
-    assert_int_equal(rsp.status, LOGIN_STATUS_MISSING_PARAMETER);
-    pdu_text_free(&rsp.text);
-    login_free(&lc);
+    assert_int_equal(one_request(true, 0, 1, noname), LOGIN_STATUS_MISSING_PARAMETER);
 
-    login_init(&lc, &cfg, 1);
     const char *notarget[] = {"InitiatorName=iqn.a", NULL};
-    step(&lc, true, 0, 1, notarget, &rsp);
-    assert_int_equal(rsp.status, LOGIN_STATUS_MISSING_PARAMETER);
-    pdu_text_free(&rsp.text);
-    login_free(&lc);
+    assert_int_equal(one_request(true, 0, 1, notarget), LOGIN_STATUS_MISSING_PARAMETER);
 }
 
 static void discovery_session_marks_irrelevant_keys(void **state)
@@ -216,12 +220,8 @@ static void bad_transitions_are_refused(void **state)
     (void)state;
     struct login_ctx lc;
     struct login_response rsp;
-    login_init(&lc, &cfg, 1);
     const char *keys[] = {"InitiatorName=iqn.a", "TargetName=" TARGET_IQN, NULL};
-    step(&lc, true, 1, 0, keys, &rsp); /* backwards */
-    assert_int_equal(rsp.status, LOGIN_STATUS_INITIATOR_ERROR);
-    pdu_text_free(&rsp.text);
-    login_free(&lc);
+    assert_int_equal(one_request(true, 1, 0, keys), LOGIN_STATUS_INITIATOR_ERROR); /* backwards */
 
     login_init(&lc, &cfg, 1);
     uint8_t bhs[ISCSI_BHS_LEN];
@@ -358,21 +358,12 @@ static void chap_required_refuses_none_and_skipping(void **state)
 {
     (void)state;
     enable_chap(false);
-    struct login_ctx lc;
-    struct login_response rsp;
-    login_init(&lc, &cfg, 1);
     const char *none[] = {"InitiatorName=iqn.a", "TargetName=" TARGET_IQN, "AuthMethod=None", NULL};
-    step(&lc, true, 0, 1, none, &rsp);
-    assert_int_equal(rsp.status, LOGIN_STATUS_AUTH_FAILED);
-    pdu_text_free(&rsp.text);
-    login_free(&lc);
+    assert_int_equal(one_request(true, 0, 1, none), LOGIN_STATUS_AUTH_FAILED);
 
-    login_init(&lc, &cfg, 1);
     const char *skip[] = {"InitiatorName=iqn.a", "TargetName=" TARGET_IQN, NULL};
-    step(&lc, true, 1, 3, skip, &rsp); /* straight to operational */
-    assert_int_equal(rsp.status, LOGIN_STATUS_AUTH_FAILED);
-    pdu_text_free(&rsp.text);
-    login_free(&lc);
+    /* straight to operational */
+    assert_int_equal(one_request(true, 1, 3, skip), LOGIN_STATUS_AUTH_FAILED);
     memset(&target.chap, 0, sizeof(target.chap));
 }
 
