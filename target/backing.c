@@ -286,5 +286,4 @@ void backing_ring_reap(struct backing_ring *r)
     if (read(r->event_fd, &ignored, sizeof(ignored)) < 0 && errno != EAGAIN)
         TWL_WARN(PART, "eventfd read: %s", strerror(errno));
     reap_cqes(r);
-    backing_ring_submit(r);
 }

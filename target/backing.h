@@ -66,7 +66,8 @@ void backing_ring_queue(struct backing_ring *r, struct backing_io *io);
 /* Sends queued requests and delivers completions already there (inline ones, and those the
  * kernel finished during submission); call once per event-loop turn so requests are batched. */
 void backing_ring_submit(struct backing_ring *r);
-/* Reaps completions (after the eventfd fired), calling each io's complete(). */
+/* Reaps completions (after the eventfd fired), calling each io's complete(). I/O they queue
+ * (a short transfer's remainder) goes out at the next backing_ring_submit(). */
 void backing_ring_reap(struct backing_ring *r);
 
 #endif
