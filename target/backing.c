@@ -61,8 +61,11 @@ int backing_open(const struct tgt_lun_config *cfg, struct backing *b)
         }
         if ((uint64_t)st.st_size < want && ftruncate(fd, (off_t)want) < 0)
             goto fail_errno;
+        /* A thick LUN gets all its space now, so a full filesystem fails here and not in
+         * the middle of an initiator's write. */
+        if (!cfg->thin && fallocate(fd, 0, 0, (off_t)want) < 0)
+            goto fail_errno;
         b->size = want;
-        b->thin = true;
         /* A file in memory never waits for a device, and io_uring would hand each of its
          * writes to a worker thread: two thread switches for one memory copy. */
         struct statfs sf;
@@ -75,6 +78,7 @@ int backing_open(const struct tgt_lun_config *cfg, struct backing *b)
         close(fd);
         return -EINVAL;
     }
+    b->thin = cfg->thin;
     if (b->size == 0 || b->size % b->block_size != 0) {
         TWL_ERROR(PART, "LUN %u: %s size %llu is not a positive multiple of the block size %u",
                   cfg->id, cfg->path, (unsigned long long)b->size, b->block_size);
@@ -105,6 +109,105 @@ int backing_sync(struct backing *b)
         TWL_ERROR(PART, "fdatasync %s: %s", b->path, strerror(-err));
         return err;
     }
+    return 0;
+}
+
+int backing_read_at(struct backing *b, uint8_t *buf, size_t len, uint64_t offset)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(b->fd, buf + done, len - done, (off_t)(offset + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EIO; /* end of file inside the LUN: the store shrank under us */
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+int backing_write_at(struct backing *b, const uint8_t *buf, size_t len, uint64_t offset, bool fua)
+{
+    size_t done = 0;
+    while (done < len) {
+        struct iovec iov = {(void *)(buf + done), len - done};
+        ssize_t n = pwritev2(b->fd, &iov, 1, (off_t)(offset + done), fua ? RWF_DSYNC : 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EIO;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+/* Writes zeros the slow way, for stores whose fallocate cannot. */
+static int write_zeros(struct backing *b, uint64_t offset, uint64_t len)
+{
+    enum { CHUNK = 1 << 20 };
+    uint8_t *zeros = aligned_alloc(4096, CHUNK);
+    if (zeros == NULL)
+        return -ENOMEM;
+    memset(zeros, 0, CHUNK);
+    int rc = 0;
+    while (len > 0 && rc == 0) {
+        size_t n = len < CHUNK ? (size_t)len : CHUNK;
+        rc = backing_write_at(b, zeros, n, offset, false);
+        offset += n;
+        len -= n;
+    }
+    free(zeros);
+    return rc;
+}
+
+int backing_deallocate(struct backing *b, uint64_t offset, uint64_t len)
+{
+    if (fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) == 0)
+        return 0;
+    if (errno != EOPNOTSUPP)
+        return -errno;
+    return write_zeros(b, offset, len);
+}
+
+int backing_zero(struct backing *b, uint64_t offset, uint64_t len)
+{
+    if (fallocate(b->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) == 0)
+        return 0;
+    if (errno != EOPNOTSUPP)
+        return -errno;
+    return write_zeros(b, offset, len);
+}
+
+int backing_extent(struct backing *b, uint64_t offset, uint64_t limit, uint64_t *len,
+                   bool *mapped)
+{
+    *mapped = true;
+    *len = limit;
+    if (b->block_device)
+        return 0;
+    off_t data = lseek(b->fd, (off_t)offset, SEEK_DATA);
+    if (data < 0) {
+        if (errno == ENXIO) { /* only a hole up to the end of the file */
+            *mapped = false;
+            return 0;
+        }
+        return errno == EINVAL ? 0 : -errno;
+    }
+    if ((uint64_t)data > offset) {
+        *mapped = false;
+        uint64_t n = (uint64_t)data - offset;
+        *len = n < limit ? n : limit;
+        return 0;
+    }
+    off_t hole = lseek(b->fd, (off_t)offset, SEEK_HOLE);
+    if (hole < 0)
+        return -errno;
+    uint64_t n = (uint64_t)hole - offset;
+    *len = n < limit ? n : limit;
     return 0;
 }
 

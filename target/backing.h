@@ -31,6 +31,19 @@ void backing_close(struct backing *b);
 /* Makes everything written durable (used at shutdown). */
 int backing_sync(struct backing *b);
 
+/* Synchronous forms, for the worker threads that carry out multi-step commands. All return 0
+ * or -errno (not logged: the caller reports with the command's context). */
+int backing_read_at(struct backing *b, uint8_t *buf, size_t len, uint64_t offset);
+int backing_write_at(struct backing *b, const uint8_t *buf, size_t len, uint64_t offset, bool fua);
+/* Deallocates [offset, offset+len): reads return zeros afterwards, space is given back. */
+int backing_deallocate(struct backing *b, uint64_t offset, uint64_t len);
+/* Zeroes [offset, offset+len) keeping it allocated. */
+int backing_zero(struct backing *b, uint64_t offset, uint64_t len);
+/* From offset, how far the store's allocation state stays the same (at most limit bytes), and
+ * what it is. Block devices and filesystems without SEEK_HOLE report everything mapped. */
+int backing_extent(struct backing *b, uint64_t offset, uint64_t limit, uint64_t *len,
+                   bool *mapped);
+
 enum backing_op { BACKING_READ, BACKING_WRITE, BACKING_FLUSH };
 
 struct backing_io {

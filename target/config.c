@@ -77,7 +77,8 @@ static const char *const auth_keys[] = {"username", "secret", "mutual_username",
                                         NULL};
 static const char *const target_keys[] = {"iqn", "alias", "auth", "luns", NULL};
 static const char *const lun_keys[] = {"id",     "path",   "size",   "block_size",
-                                       "direct", "create", "serial", NULL};
+                                       "direct", "create", "serial",
+                                       "thin", "read_only", NULL};
 
 __attribute__((format(printf, 4, 0))) static int
 vfail_at(struct ctx *c, const char *file, unsigned line, const char *fmt, va_list ap)
@@ -765,11 +766,14 @@ static int parse_lun(struct ctx *c, const config_setting_t *targets, const confi
     snprintf(where, sizeof(where), "targets[%zu].luns[%zu]", ti, li);
 
     lun->block_size = 512;
+    lun->thin = true;
     int rc = check_keys(c, g, where, lun_keys);
     if (rc || (rc = get_int(c, g, where, "id", 0, MAX_LUN_ID, &id)) ||
         (rc = get_u32(c, g, where, "block_size", 0, UINT32_MAX, &lun->block_size)) ||
         (rc = get_bool(c, g, where, "direct", &lun->direct)) ||
         (rc = get_bool(c, g, where, "create", &lun->create)) ||
+        (rc = get_bool(c, g, where, "thin", &lun->thin)) ||
+        (rc = get_bool(c, g, where, "read_only", &lun->read_only)) ||
         (rc = get_string(c, g, where, "path", &path, &ps)) ||
         (rc = get_string(c, g, where, "serial", &serial, &ss)))
         return rc;

@@ -34,6 +34,9 @@ struct tgt_lun_config {
     uint32_t block_size; /* 512 or 4096 */
     bool direct;         /* O_DIRECT */
     bool create;         /* create the file (sparse) if missing */
+    bool thin;           /* thin provisioned (default): UNMAP and WRITE SAME deallocate; when
+                            false a created or extended file is allocated in full */
+    bool read_only;      /* writes fail with DATA PROTECT, WRITE PROTECTED */
     char serial[33];     /* unit serial number; default derived from target+lun */
 };
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "media.h"
 #include "server_internal.h"
 
 enum task_state {
@@ -50,6 +51,7 @@ struct tgt_task {
     uint8_t cdb[16];
     struct scsi_plan plan;
     uint8_t *buf;
+    uint32_t buf_len;
     uint32_t xfer;        /* bytes the command moves on the medium (or emulated data) */
     uint32_t want;        /* write bytes expected from the initiator: min(edtl, xfer) */
     uint32_t io_bytes;    /* bytes the backing store moves */
@@ -71,7 +73,14 @@ struct tgt_task {
     int first_error;
     struct backing_io io;
     struct remote_done replica; /* carries the replica's completion to this thread */
+    int replica_err;
+    struct lu_nexus *nexus;  /* the I_T nexus as the LU knows it */
+    struct lu_range range;   /* blocks this command changes, while it runs */
+    struct remote_done wake; /* range granted / worker done, back on this thread */
+    struct tgt_job job;      /* multi-step command on a worker thread */
 };
+
+#define TASK_OF(ptr, member) ((struct tgt_task *)((uint8_t *)(ptr) - offsetof(struct tgt_task, member)))
 
 /* ---------------- PDU output ---------------- */
 
@@ -216,6 +225,18 @@ static uint8_t *alloc_buf(uint32_t len)
     return aligned_alloc(4096, size ? size : 4096);
 }
 
+/* Gives the task a buffer of len bytes; false (connection closed) when out of memory. */
+static bool task_alloc_buf(struct tgt_task *t, uint32_t len)
+{
+    t->buf = alloc_buf(len);
+    if (t->buf == NULL) {
+        conn_close(t->conn, "out of memory");
+        return false;
+    }
+    t->buf_len = len;
+    return true;
+}
+
 /* ---------------- responses ---------------- */
 
 static void set_residual(uint8_t *hdr, uint32_t edtl, uint32_t moved, uint8_t over, uint8_t under)
@@ -311,6 +332,8 @@ static void complete_with_check(struct tgt_task *t, uint8_t key, uint16_t asc)
 static void task_io_finished(struct tgt_task *t)
 {
     struct conn *c = t->conn;
+    if (t->range.held)
+        lu_range_unlock(&t->lun->lu, &t->range);
     if (t->aborted || c->fd < 0) {
         task_finish(t);
         return;
@@ -356,13 +379,13 @@ static void task_part_done(struct tgt_task *t, int err)
 
 static void backing_done(struct backing_io *io, int result)
 {
-    struct tgt_task *t = (struct tgt_task *)((uint8_t *)io - offsetof(struct tgt_task, io));
-    task_part_done(t, result);
+    task_part_done(TASK_OF(io, io), result);
 }
 
-void iscsi_task_replica_done(struct tgt_task *t, int err)
+static void replica_done_on_thread(struct remote_done *d)
 {
-    task_part_done(t, err);
+    struct tgt_task *t = TASK_OF(d, replica);
+    task_part_done(t, t->replica_err);
 }
 
 /* The replicator may finish on its own thread; the task's state belongs to its network
@@ -376,8 +399,8 @@ static void replica_done(void *cookie, int err)
         return;
     }
     /* a task has one replica in flight at most, so its own message slot is free */
-    t->replica.task = t;
-    t->replica.err = err;
+    t->replica.fn = replica_done_on_thread;
+    t->replica_err = err;
     thread_post_done(thr, &t->replica);
 }
 
@@ -427,6 +450,107 @@ static void task_start_io(struct tgt_task *t)
     backing_ring_queue(&c->thr->ring, &t->io);
 }
 
+/* ---------------- commands beyond plain reads and writes ---------------- */
+
+/* Sends the outcome of a command carried out off the plain I/O path and ends it. */
+static void task_respond(struct tgt_task *t)
+{
+    if (t->range.held)
+        lu_range_unlock(&t->lun->lu, &t->range);
+    if (t->aborted || t->conn->fd < 0) {
+        task_finish(t);
+        return;
+    }
+    if (t->plan.status == SCSI_STATUS_GOOD && t->plan.data_len) {
+        t->xfer = t->plan.data_len;
+        send_data_in(t, t->xfer);
+    } else {
+        send_scsi_response(t, t->xfer);
+    }
+    task_finish(t);
+}
+
+static void job_done_on_thread(struct remote_done *d)
+{
+    task_respond(TASK_OF(d, wake));
+}
+
+/* On a worker thread: the blocking part of the command, then back to the task's thread. */
+static void job_run(struct tgt_job *job)
+{
+    struct tgt_task *t = TASK_OF(job, job);
+    if (!t->aborted)
+        media_execute(&t->lun->store, &t->lun->info, &t->plan, t->buf, t->buf, t->buf_len);
+    t->wake.fn = job_done_on_thread;
+    thread_post_done(t->conn->thr, &t->wake);
+}
+
+static void task_submit_job(struct tgt_task *t)
+{
+    t->job.run = job_run;
+    server_job_submit(t->conn->thr->srv, &t->job);
+}
+
+/* The command holds its blocks: carry it out. */
+static void task_locked(struct tgt_task *t)
+{
+    if (t->aborted || t->conn->fd < 0) {
+        task_respond(t);
+        return;
+    }
+    if (t->plan.action == SCSI_ACTION_WRITE)
+        task_start_io(t);
+    else
+        task_submit_job(t);
+}
+
+static void range_granted_on_thread(struct remote_done *d)
+{
+    task_locked(TASK_OF(d, wake));
+}
+
+/* Runs on whichever thread released the range that blocked this one. */
+static void range_granted(struct lu_range *r)
+{
+    struct tgt_task *t = TASK_OF(r, range);
+    t->wake.fn = range_granted_on_thread;
+    thread_post_done(t->conn->thr, &t->wake);
+}
+
+/* All Data-Out of the command is in (or it needs none): carry it out. */
+static void task_execute(struct tgt_task *t)
+{
+    struct tgt_lun *lun = t->lun;
+    t->state = TASK_EXECUTING;
+    switch (t->plan.action) {
+    case SCSI_ACTION_WRITE:
+    case SCSI_ACTION_COMPARE_AND_WRITE:
+    case SCSI_ACTION_ORWRITE:
+    case SCSI_ACTION_WRITE_SAME:
+    case SCSI_ACTION_UNMAP: {
+        /* UNMAP's extents are only known once parsed: it holds the whole LU meanwhile */
+        bool all = t->plan.action == SCSI_ACTION_UNMAP;
+        t->range.granted = range_granted;
+        if (lu_range_lock(&lun->lu, &t->range, all ? 0 : t->plan.lba,
+                          all ? lun->info.block_count : t->plan.blocks))
+            task_locked(t);
+        return;
+    }
+    case SCSI_ACTION_VERIFY:
+    case SCSI_ACTION_GET_LBA_STATUS:
+        task_submit_job(t);
+        return;
+    case SCSI_ACTION_LU:
+        lu_execute(&lun->lu, t->nexus, t->cdb, t->buf, t->plan.data_out, t->buf, t->buf_len,
+                   &t->plan);
+        task_respond(t);
+        return;
+    default:
+        task_start_io(t);
+        return;
+    }
+}
+
 /* ---------------- write data ---------------- */
 
 static void send_r2ts(struct tgt_task *t)
@@ -467,6 +591,10 @@ static void task_data_complete(struct tgt_task *t)
         complete_with_check(t, t->fail_key, t->fail_asc);
         return;
     }
+    if (t->plan.action != SCSI_ACTION_WRITE) {
+        task_execute(t);
+        return;
+    }
     /* With EDTL below the CDB's length only the whole blocks that arrived are written; the
      * response reports the rest as residual overflow. */
     uint32_t bytes = t->want < t->xfer ? t->want : t->xfer;
@@ -478,7 +606,7 @@ static void task_data_complete(struct tgt_task *t)
         return;
     }
     t->plan.blocks = t->io_bytes / t->lun->info.block_size;
-    task_start_io(t);
+    task_execute(t);
 }
 
 static void fail_data_phase(struct tgt_task *t, uint8_t key, uint16_t asc)
@@ -492,14 +620,35 @@ static void fail_data_phase(struct tgt_task *t, uint8_t key, uint16_t asc)
 
 /* ---------------- commands ---------------- */
 
-static const struct scsi_target_view *target_view(struct conn *c, struct scsi_target_view *v)
+static const struct scsi_target_view *target_view(struct conn *c, struct scsi_target_view *v,
+                                                  uint16_t pending_ua)
 {
+    struct tgt_server *srv = c->thr->srv;
     v->target_name = c->target->cfg->iqn;
-    v->relative_port_id = 1;
-    v->target_port_group = 1;
+    v->relative_port_id = srv->groups[0].rel_port;
+    v->target_port_group = srv->groups[0].id;
     v->lun_ids = c->target->lun_ids;
     v->lun_count = c->target->lun_count;
+    v->groups = srv->groups;
+    v->group_count = sizeof(srv->groups) / sizeof(srv->groups[0]);
+    v->alua_state = (enum scsi_alua_state)atomic_load(&srv->alua_state);
+    v->pending_ua = pending_ua;
     return v;
+}
+
+/* The LU's record of this connection's I_T nexus, looked up once per LUN. */
+static struct lu_nexus *conn_nexus(struct conn *c, struct tgt_lun *lun)
+{
+    size_t i = (size_t)(lun - c->target->luns);
+    if (c->nexus == NULL) {
+        c->nexus = calloc(c->target->lun_count, sizeof(*c->nexus));
+        if (c->nexus == NULL)
+            return NULL;
+    }
+    if (c->nexus[i] == NULL)
+        c->nexus[i] = lu_nexus_get(&lun->lu, c->initiator, c->isid,
+                                   c->thr->srv->groups[0].rel_port);
+    return c->nexus[i];
 }
 
 static bool check_ahs(const uint8_t *bhs, struct tgt_task *t)
@@ -582,22 +731,47 @@ static void scsi_cmd_header(struct conn *c)
         return;
     }
     if (!t->failed) {
-        struct scsi_target_view view;
-        uint8_t scratch[EMULATED_BUF];
-        scsi_plan_command(t->lun ? &t->lun->info : NULL, target_view(c, &view), t->cdb, 16, scratch,
-                          sizeof(scratch), &t->plan);
-        if (t->plan.action == SCSI_ACTION_COMPLETE && t->plan.data_len) {
-            t->buf = alloc_buf(t->plan.data_len);
-            if (t->buf == NULL) {
+        uint16_t pending_ua = 0;
+        bool admitted = true;
+        if (t->lun) {
+            t->nexus = conn_nexus(c, t->lun);
+            if (t->nexus == NULL) {
                 conn_close(c, "out of memory");
                 return;
             }
+            admitted = lu_admit(&t->lun->lu, t->nexus, t->cdb, &t->plan, &pending_ua);
+        }
+        struct scsi_target_view view;
+        uint8_t scratch[EMULATED_BUF];
+        if (admitted)
+            scsi_plan_command(t->lun ? &t->lun->info : NULL, target_view(c, &view, pending_ua),
+                              t->cdb, 16, scratch, sizeof(scratch), &t->plan);
+        if (t->plan.action == SCSI_ACTION_COMPLETE && t->plan.data_len) {
+            if (!task_alloc_buf(t, t->plan.data_len))
+                return;
             memcpy(t->buf, scratch, t->plan.data_len);
             t->xfer = t->plan.data_len;
         }
     }
     bool wbit = (t->flags & ISCSI_CMD_WRITE) != 0;
-    if (!t->failed && t->plan.action == SCSI_ACTION_WRITE) {
+    if (!t->failed && t->plan.data_out && t->plan.action != SCSI_ACTION_WRITE &&
+        (!wbit || t->edtl != t->plan.data_out)) {
+        /* Parameter lists and compare data must arrive whole: a differing expected length
+         * means the initiator and the CDB disagree (SAM-5 5.4.3). */
+        TWL_WARN(PART, "%s: ITT 0x%08x opcode 0x%02x: expected data transfer length %u, CDB "
+                 "needs %u",
+                 c->peer, itt, t->cdb[0], wbit ? t->edtl : 0, t->plan.data_out);
+        scsi_plan_check_condition(&t->plan, SCSI_SENSE_ILLEGAL_REQUEST,
+                                  SCSI_ASC_INVALID_FIELD_IN_CDB);
+        t->failed = true;
+    }
+    if (!t->failed && t->plan.data_out && t->plan.action != SCSI_ACTION_WRITE) {
+        t->xfer = t->plan.data_out;
+        t->want = t->plan.data_out;
+        /* GET LBA STATUS and PR IN answer into the same buffer */
+        if (!task_alloc_buf(t, t->plan.data_out))
+            return;
+    } else if (!t->failed && t->plan.action == SCSI_ACTION_WRITE) {
         t->xfer = t->plan.blocks * t->lun->info.block_size;
         if (!wbit || t->edtl == 0) {
             /* No data comes: nothing is written and the whole transfer is reported as
@@ -610,22 +784,17 @@ static void scsi_cmd_header(struct conn *c)
         } else {
             /* everything the initiator sends is taken in; only the CDB's blocks are written */
             t->want = t->edtl;
-            t->buf = alloc_buf(t->edtl);
-            if (t->buf == NULL) {
-                conn_close(c, "out of memory");
+            if (!task_alloc_buf(t, t->edtl))
                 return;
-            }
         }
     } else if (!t->failed && t->plan.action != SCSI_ACTION_COMPLETE) {
         t->xfer = t->plan.action == SCSI_ACTION_READ ? t->plan.blocks * t->lun->info.block_size : 0;
         t->io_bytes = t->xfer;
-        if (t->xfer) {
-            t->buf = alloc_buf(t->xfer);
-            if (t->buf == NULL) {
-                conn_close(c, "out of memory");
-                return;
-            }
-        }
+        uint32_t out = t->plan.alloc_len < MAX_REPORT_BYTES ? t->plan.alloc_len : MAX_REPORT_BYTES;
+        if (t->xfer && !task_alloc_buf(t, t->xfer))
+            return;
+        if (!t->xfer && out && !task_alloc_buf(t, out))
+            return;
     }
     if (wbit && t->edtl) {
         /* Unsolicited data (immediate, then Data-Out without R2T) ends at
@@ -648,8 +817,7 @@ static void scsi_cmd_header(struct conn *c)
         TWL_WARN(PART, "%s: ITT 0x%08x carries data without the W bit", c->peer, itt);
         fail_data_phase(t, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
     }
-    if (c->data_len && t->buf && !t->failed && t->plan.action == SCSI_ACTION_WRITE &&
-        c->data_len <= t->want) {
+    if (c->data_len && t->buf && !t->failed && t->plan.data_out && c->data_len <= t->want) {
         c->data_dst = t->buf;
         c->data_claimed = true;
     } else if (c->data_len) {
@@ -665,7 +833,7 @@ static void scsi_cmd_pdu(struct conn *c)
     c->rx_task = NULL;
     if (t == NULL)
         return;
-    if (t->plan.action != SCSI_ACTION_WRITE || t->failed) {
+    if (t->plan.data_out == 0 || t->failed) {
         /* Anything the initiator still sends unsolicited for it is dropped on arrival. */
         if (t->failed && t->plan.status == SCSI_STATUS_GOOD)
             scsi_plan_check_condition(&t->plan, t->fail_key, t->fail_asc);
@@ -677,7 +845,7 @@ static void scsi_cmd_pdu(struct conn *c)
             task_finish(t);
             return;
         }
-        task_start_io(t);
+        task_execute(t);
         return;
     }
     t->next_offset = c->data_len;
@@ -1026,6 +1194,14 @@ static void handle_tmf(struct conn *c)
                     abort_task(t, w);
             }
         }
+        /* Resets reach every I_T nexus of the LU (SAM-5 6.3): each gets the reset unit
+         * attention and a RESERVE(6) reservation ends. */
+        if (function == ISCSI_TMF_LUN_RESET) {
+            lu_reset(&target_find_lun(c->target, lun)->lu);
+        } else if (function != ISCSI_TMF_ABORT_TASK_SET && function != ISCSI_TMF_CLEAR_TASK_SET) {
+            for (size_t i = 0; i < c->target->lun_count; i++)
+                lu_reset(&c->target->luns[i].lu);
+        }
         TWL_INFO(PART, "%s: task management function %u on LUN %u", c->peer, function, lun);
         break;
     case ISCSI_TMF_CLEAR_ACA:
@@ -1148,9 +1324,13 @@ void iscsi_on_pdu(struct conn *c)
     }
 }
 
-/* The connection is gone: tasks without I/O in flight end now, the others when it completes. */
+/* The connection is gone: tasks without I/O in flight end now, the others when it completes.
+ * With MaxConnections 1 this is the end of the I_T nexus too. */
 void iscsi_conn_release_tasks(struct conn *c)
 {
+    for (size_t i = 0; c->nexus && i < c->target->lun_count; i++)
+        if (c->nexus[i])
+            lu_nexus_lost(&c->target->luns[i].lu, c->nexus[i]);
     for (unsigned b = 0; b < TASK_HASH_SIZE; b++) {
         for (struct tgt_task *t = c->tasks[b], *next; t; t = next) {
             next = t->hnext;

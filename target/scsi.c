@@ -32,8 +32,46 @@
 #define OP_REPORT_LUNS     0xa0
 #define OP_READ_12         0xa8
 #define OP_WRITE_12        0xaa
+#define OP_MODE_SELECT_6   0x15
+#define OP_RESERVE_6       0x16
+#define OP_RELEASE_6       0x17
+#define OP_START_STOP_UNIT 0x1b
+#define OP_PREVENT_ALLOW   0x1e
+#define OP_WRITE_VERIFY_10 0x2e
+#define OP_VERIFY_10       0x2f
+#define OP_PREFETCH_10     0x34
+#define OP_READ_DEFECT_10  0x37
+#define OP_WRITE_SAME_10   0x41
+#define OP_UNMAP           0x42
+#define OP_MODE_SELECT_10  0x55
+#define OP_PR_IN           0x5e
+#define OP_PR_OUT          0x5f
+#define OP_COMPARE_WRITE   0x89
+#define OP_ORWRITE_16      0x8b
+#define OP_WRITE_VERIFY_16 0x8e
+#define OP_VERIFY_16       0x8f
+#define OP_PREFETCH_16     0x90
+#define OP_WRITE_SAME_16   0x93
+#define OP_MAINT_IN        0xa3
+#define OP_WRITE_VERIFY_12 0xae
+#define OP_VERIFY_12       0xaf
+#define OP_READ_DEFECT_12  0xb7
 
 #define SAI_READ_CAPACITY_16 0x10
+#define SAI_GET_LBA_STATUS   0x12
+#define MI_REPORT_TPGS       0x0a
+#define MI_REPORT_OPCODES    0x0c
+#define MI_REPORT_TMFS       0x0d
+
+/* Limits this layer enforces and reports in the block limits VPD page. */
+#define MAX_COMPARE_WRITE_BLOCKS 255
+#define MAX_UNMAP_DESCRIPTORS    256
+#define MAX_UNMAP_BLOCKS         0xffffffffu
+#define MAX_PARAM_LIST           65536 /* PR OUT, UNMAP, MODE SELECT parameter lists */
+
+/* Command timeouts reported by REPORT SUPPORTED OPERATION CODES with RCTD, in seconds. */
+#define NOMINAL_TIMEOUT_S     30
+#define RECOMMENDED_TIMEOUT_S 60
 
 /* VPD pages, in the ascending order page 0x00 must list them */
 #define VPD_SUPPORTED    0x00
@@ -49,6 +87,7 @@
 #define MODE_PAGE_ALL     0x3f
 
 #define MODE_PC_CHANGEABLE 1
+#define MODE_PC_DEFAULT    2
 #define MODE_PC_SAVED      3
 
 #define DEV_SPECIFIC_DPOFUA 0x10
@@ -75,12 +114,17 @@ struct cmd {
 
 typedef void (*cmd_handler)(const struct cmd *c, struct scsi_plan *plan);
 
+#define NO_SA 0xffff
+
 struct opcode_info {
     uint8_t opcode;
+    uint16_t sa; /* service action (byte 1, bits 4:0) or NO_SA */
     uint8_t cdb_len;
     bool needs_lun;
     cmd_handler handler;
 };
+
+static const struct opcode_info *find_opcode(uint8_t opcode, uint8_t sa);
 
 void scsi_sense_build_fixed(uint8_t out[SCSI_SENSE_FIXED_LEN], uint8_t key, uint16_t asc_ascq)
 {
@@ -254,11 +298,21 @@ static size_t vpd_block_limits(const struct scsi_lun *lun, uint8_t *d)
 {
     memset(d + 4, 0, 60);
     twl_put_be16(d + 2, 60);
+    d[5] = MAX_COMPARE_WRITE_BLOCKS;
     /* Backing stores work in 4 KiB pages; smaller I/O costs a read-modify-write. */
     uint32_t granularity = lun->block_size && lun->block_size < 4096 ? 4096 / lun->block_size : 1;
     twl_put_be16(d + 6, (uint16_t)granularity);
     twl_put_be32(d + 8, lun->max_transfer_blocks);
     twl_put_be32(d + 12, lun->max_transfer_blocks);
+    twl_put_be32(d + 16, lun->max_transfer_blocks); /* maximum PRE-FETCH length */
+    if (lun->thin) {
+        twl_put_be32(d + 20, MAX_UNMAP_BLOCKS);
+        twl_put_be32(d + 24, MAX_UNMAP_DESCRIPTORS);
+        twl_put_be32(d + 28, granularity); /* holes are punched in whole pages */
+        twl_put_be32(d + 32, 0x80000000u); /* UGAVALID, alignment 0 */
+    }
+    /* WRITE SAME may cover the whole LU: it is carried out in bounded steps. */
+    twl_put_be64(d + 36, lun->block_count);
     return 64;
 }
 
@@ -274,8 +328,11 @@ static size_t vpd_provisioning(const struct scsi_lun *lun, uint8_t *d)
 {
     memset(d + 4, 0, 4);
     twl_put_be16(d + 2, 4);
-    /* No UNMAP yet, so LBPU stays 0; thin LUNs still say so for capacity planning. */
-    d[6] = lun->thin ? 0x02 : 0x00;
+    if (lun->thin) {
+        /* LBPU, LBPWS, LBPWS10, LBPRZ (a hole reads as zeros), ANC_SUP; thin provisioned. */
+        d[5] = 0x80 | 0x40 | 0x20 | 0x04 | 0x02;
+        d[6] = 0x02;
+    }
     return 8;
 }
 
@@ -341,10 +398,14 @@ static void cmd_request_sense(const struct cmd *c, struct scsi_plan *plan)
     uint16_t asc = SCSI_ASC_NONE;
     uint8_t d[SCSI_SENSE_FIXED_LEN];
 
-    /* SPC-4: for an unsupported LU the sense data itself (with GOOD status) says so. */
+    /* SPC-4: for an unsupported LU the sense data itself (with GOOD status) says so; a pending
+     * unit attention is reported (and so cleared) this way too. */
     if (!c->lun) {
         key = SCSI_SENSE_ILLEGAL_REQUEST;
         asc = SCSI_ASC_LUN_NOT_SUPPORTED;
+    } else if (c->view && c->view->pending_ua) {
+        key = SCSI_SENSE_UNIT_ATTENTION;
+        asc = c->view->pending_ua;
     }
     if (desc) {
         memset(d, 0, 8);
@@ -415,75 +476,131 @@ static void read_capacity_10(const struct cmd *c, struct scsi_plan *plan)
     respond(c, plan, d, sizeof(d), sizeof(d));
 }
 
-static void cmd_service_action_in(const struct cmd *c, struct scsi_plan *plan)
+static void read_capacity_16(const struct cmd *c, struct scsi_plan *plan)
 {
-    if ((c->cdb[1] & 0x1f) != SAI_READ_CAPACITY_16) {
-        invalid_field(plan, 1, 4);
-        return;
-    }
     uint32_t alloc = twl_get_be32(c->cdb + 10);
     uint8_t d[32] = {0};
     twl_put_be64(d, last_lba(c->lun));
     twl_put_be32(d + 8, c->lun->block_size);
+    d[13] = c->lun->lbppbe & 0x0f;
     if (c->lun->thin)
-        d[14] = 0x80; /* LBPME */
+        d[14] = 0x80 | 0x40; /* LBPME, LBPRZ: a deallocated block reads as zeros */
     respond(c, plan, d, sizeof(d), alloc);
+}
+
+static void get_lba_status(const struct cmd *c, struct scsi_plan *plan)
+{
+    uint64_t lba = twl_get_be64(c->cdb + 2);
+    uint32_t alloc = twl_get_be32(c->cdb + 10);
+    if (lba >= c->lun->block_count) {
+        lba_out_of_range(plan);
+        return;
+    }
+    if (alloc == 0)
+        return;
+    plan->action = SCSI_ACTION_GET_LBA_STATUS;
+    plan->lba = lba;
+    plan->alloc_len = alloc;
+}
+
+/* Reads the LBA and transfer length of a block command; false if the CDB kind is unknown. */
+static void decode_lba_len(const uint8_t *cdb, uint64_t *lba, uint32_t *blocks,
+                           uint16_t *len_field)
+{
+    switch (cdb[0]) {
+    case OP_READ_6:
+    case OP_WRITE_6:
+        *lba = twl_get_be24(cdb + 1) & 0x1fffff;
+        *blocks = cdb[4] ? cdb[4] : 256; /* SBC-3: zero means 256 blocks for the 6-byte forms */
+        *len_field = 4;
+        break;
+    case OP_READ_10:
+    case OP_WRITE_10:
+    case OP_WRITE_VERIFY_10:
+    case OP_VERIFY_10:
+    case OP_PREFETCH_10:
+    case OP_WRITE_SAME_10:
+    case OP_SYNC_CACHE_10:
+        *lba = twl_get_be32(cdb + 2);
+        *blocks = twl_get_be16(cdb + 7);
+        *len_field = 7;
+        break;
+    case OP_READ_12:
+    case OP_WRITE_12:
+    case OP_WRITE_VERIFY_12:
+    case OP_VERIFY_12:
+        *lba = twl_get_be32(cdb + 2);
+        *blocks = twl_get_be32(cdb + 6);
+        *len_field = 6;
+        break;
+    case OP_COMPARE_WRITE:
+        *lba = twl_get_be64(cdb + 2);
+        *blocks = cdb[13];
+        *len_field = 13;
+        break;
+    default: /* the 16-byte forms */
+        *lba = twl_get_be64(cdb + 2);
+        *blocks = twl_get_be32(cdb + 10);
+        *len_field = 10;
+        break;
+    }
+}
+
+static void write_protected(struct scsi_plan *plan)
+{
+    scsi_plan_check_condition(plan, SCSI_SENSE_DATA_PROTECT, SCSI_ASC_WRITE_PROTECTED);
+}
+
+/* Common checks of the commands that address a range of blocks: protection field (no
+ * protection information is formatted, so anything but 0 is refused), range, transfer limit.
+ * Returns false with plan set when the command ends here. */
+static bool check_block_range(const struct cmd *c, struct scsi_plan *plan, uint64_t *lba,
+                              uint32_t *blocks, bool limit)
+{
+    const uint8_t *cdb = c->cdb;
+    uint16_t len_field;
+    decode_lba_len(cdb, lba, blocks, &len_field);
+    bool six = cdb[0] == OP_READ_6 || cdb[0] == OP_WRITE_6;
+    if (!six && (cdb[1] & 0xe0)) {
+        invalid_field(plan, 1, 7);
+        return false;
+    }
+    if (!range_ok(c->lun, *lba, *blocks)) {
+        lba_out_of_range(plan);
+        return false;
+    }
+    if (limit && c->lun->max_transfer_blocks && *blocks > c->lun->max_transfer_blocks) {
+        invalid_field(plan, len_field, -1);
+        return false;
+    }
+    return true;
 }
 
 static void media_access(const struct cmd *c, struct scsi_plan *plan, enum scsi_action action)
 {
-    const uint8_t *cdb = c->cdb;
     uint64_t lba;
     uint32_t blocks;
-    bool fua = false;
-
-    switch (cdb[0]) {
-    case OP_READ_6:
-    case OP_WRITE_6:
-        lba = twl_get_be24(cdb + 1) & 0x1fffff;
-        blocks = cdb[4] ? cdb[4] : 256; /* SBC-3: zero means 256 blocks for the 6-byte forms */
-        break;
-    case OP_READ_10:
-    case OP_WRITE_10:
-        lba = twl_get_be32(cdb + 2);
-        blocks = twl_get_be16(cdb + 7);
-        break;
-    case OP_READ_12:
-    case OP_WRITE_12:
-        lba = twl_get_be32(cdb + 2);
-        blocks = twl_get_be32(cdb + 6);
-        break;
-    default:
-        lba = twl_get_be64(cdb + 2);
-        blocks = twl_get_be32(cdb + 10);
-        break;
-    }
-    if (cdb[0] != OP_READ_6 && cdb[0] != OP_WRITE_6) {
-        /* No protection information is formatted, so any RD/WRPROTECT is refused. */
-        if (cdb[1] & 0xe0) {
-            invalid_field(plan, 1, 7);
-            return;
-        }
-        fua = cdb[1] & 0x08;
-    }
-    if (!range_ok(c->lun, lba, blocks)) {
-        lba_out_of_range(plan);
+    if (!check_block_range(c, plan, &lba, &blocks, true))
         return;
-    }
-    if (c->lun->max_transfer_blocks && blocks > c->lun->max_transfer_blocks) {
-        uint16_t field = cdb[0] == OP_READ_10 || cdb[0] == OP_WRITE_10   ? 7
-                         : cdb[0] == OP_READ_12 || cdb[0] == OP_WRITE_12 ? 6
-                         : cdb[0] == OP_READ_6 || cdb[0] == OP_WRITE_6   ? 4
-                                                                         : 10;
-        invalid_field(plan, field, -1);
+    if (action == SCSI_ACTION_WRITE && c->lun->read_only) {
+        write_protected(plan);
         return;
     }
     if (blocks == 0)
         return; /* not an error (SBC-3): nothing to transfer */
+    bool six = c->cdb[0] == OP_READ_6 || c->cdb[0] == OP_WRITE_6;
     plan->action = action;
     plan->lba = lba;
     plan->blocks = blocks;
-    plan->fua = fua;
+    plan->fua = !six && (c->cdb[1] & 0x08);
+    if (action == SCSI_ACTION_WRITE) {
+        plan->data_out = blocks * c->lun->block_size;
+        /* WRITE AND VERIFY: the data is verified once it is on the medium; a write-through
+         * write is that. With the write cache off every write is. */
+        if (c->cdb[0] == OP_WRITE_VERIFY_10 || c->cdb[0] == OP_WRITE_VERIFY_12 ||
+            c->cdb[0] == OP_WRITE_VERIFY_16 || !c->lun->write_cache)
+            plan->fua = true;
+    }
 }
 
 static void cmd_read(const struct cmd *c, struct scsi_plan *plan)
@@ -496,18 +613,231 @@ static void cmd_write(const struct cmd *c, struct scsi_plan *plan)
     media_access(c, plan, SCSI_ACTION_WRITE);
 }
 
+static void cmd_write_verify(const struct cmd *c, struct scsi_plan *plan)
+{
+    /* BYTCHK 2 is reserved (SBC-4); 0 and 1 both end with the data verified on the medium. */
+    if ((c->cdb[1] & 0x06) == 0x04) {
+        invalid_field(plan, 1, 2);
+        return;
+    }
+    media_access(c, plan, SCSI_ACTION_WRITE);
+}
+
+static void cmd_verify(const struct cmd *c, struct scsi_plan *plan)
+{
+    uint64_t lba;
+    uint32_t blocks;
+    uint8_t bytchk = (c->cdb[1] >> 1) & 0x03;
+    if (bytchk == 2) {
+        invalid_field(plan, 1, 2);
+        return;
+    }
+    if (!check_block_range(c, plan, &lba, &blocks, true))
+        return;
+    /* BYTCHK 0 asks for a medium verification: the store reports read errors on access, and
+     * there is nothing more to check. */
+    if (blocks == 0 || bytchk == 0)
+        return;
+    plan->action = SCSI_ACTION_VERIFY;
+    plan->lba = lba;
+    plan->blocks = blocks;
+    plan->bytchk = bytchk;
+    plan->data_out = (bytchk == 3 ? 1 : blocks) * c->lun->block_size;
+}
+
+static void cmd_prefetch(const struct cmd *c, struct scsi_plan *plan)
+{
+    uint64_t lba;
+    uint32_t blocks;
+    if (!check_block_range(c, plan, &lba, &blocks, false))
+        return;
+    /* The page cache of the store does the prefetching; there is always room for the range
+     * (SBC-3 5.9: CONDITION MET). */
+    plan->status = SCSI_STATUS_CONDITION_MET;
+}
+
+static void cmd_compare_and_write(const struct cmd *c, struct scsi_plan *plan)
+{
+    uint64_t lba;
+    uint32_t blocks;
+    if (!check_block_range(c, plan, &lba, &blocks, false))
+        return;
+    if (blocks > MAX_COMPARE_WRITE_BLOCKS) {
+        invalid_field(plan, 13, -1);
+        return;
+    }
+    if (c->lun->read_only) {
+        write_protected(plan);
+        return;
+    }
+    if (blocks == 0)
+        return;
+    plan->action = SCSI_ACTION_COMPARE_AND_WRITE;
+    plan->lba = lba;
+    plan->blocks = blocks;
+    plan->fua = (c->cdb[1] & 0x08) || !c->lun->write_cache;
+    plan->data_out = 2 * blocks * c->lun->block_size;
+}
+
+static void cmd_orwrite(const struct cmd *c, struct scsi_plan *plan)
+{
+    uint64_t lba;
+    uint32_t blocks;
+    if (!check_block_range(c, plan, &lba, &blocks, true))
+        return;
+    if (c->lun->read_only) {
+        write_protected(plan);
+        return;
+    }
+    if (blocks == 0)
+        return;
+    plan->action = SCSI_ACTION_ORWRITE;
+    plan->lba = lba;
+    plan->blocks = blocks;
+    plan->fua = (c->cdb[1] & 0x08) || !c->lun->write_cache;
+    plan->data_out = blocks * c->lun->block_size;
+}
+
+static void cmd_write_same(const struct cmd *c, struct scsi_plan *plan)
+{
+    const uint8_t *cdb = c->cdb;
+    uint64_t lba;
+    uint32_t blocks;
+    bool sixteen = cdb[0] == OP_WRITE_SAME_16;
+    bool anchor = cdb[1] & 0x10;
+    bool unmap = cdb[1] & 0x08;
+    if (cdb[1] & 0x01) {
+        invalid_field(plan, 1, 0); /* NDOB (SBC-4) / obsolete LBDATA: not supported */
+        return;
+    }
+    if (cdb[1] & 0x02) {
+        invalid_field(plan, 1, 1); /* obsolete PBDATA */
+        return;
+    }
+    if (!check_block_range(c, plan, &lba, &blocks, false))
+        return;
+    /* ANCHOR without UNMAP is valid only with a reason to anchor, which needs LBPWS. */
+    if (anchor && !c->lun->thin) {
+        invalid_field(plan, 1, 4);
+        return;
+    }
+    if (c->lun->read_only) {
+        write_protected(plan);
+        return;
+    }
+    /* WSNZ is 0: zero blocks means from lba to the end of the LU. */
+    if (blocks == 0) {
+        uint64_t rest = c->lun->block_count - lba;
+        if (rest > UINT32_MAX || rest == 0) {
+            invalid_field(plan, (uint16_t)(sixteen ? 10 : 7), -1);
+            return;
+        }
+        blocks = (uint32_t)rest;
+    }
+    plan->action = SCSI_ACTION_WRITE_SAME;
+    plan->lba = lba;
+    plan->blocks = blocks;
+    /* An anchored block keeps its space and reads as zeros: the store zeroes it in place. */
+    plan->unmap = (unmap || anchor) && c->lun->thin;
+    plan->bytchk = anchor ? 1 : 0; /* reused as the anchor flag for the executor */
+    plan->fua = !c->lun->write_cache;
+    plan->data_out = c->lun->block_size;
+}
+
+static void cmd_unmap(const struct cmd *c, struct scsi_plan *plan)
+{
+    uint32_t len = twl_get_be16(c->cdb + 7);
+    if (!c->lun->thin) {
+        scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_OPCODE);
+        return;
+    }
+    if (c->cdb[1] & 0x01) {
+        invalid_field(plan, 1, 0); /* ANCHOR: anchored deallocation only via WRITE SAME */
+        return;
+    }
+    if (c->lun->read_only) {
+        write_protected(plan);
+        return;
+    }
+    if (len == 0)
+        return;
+    if (len < 8) {
+        scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST,
+                                  SCSI_ASC_PARAM_LIST_LENGTH_ERROR);
+        return;
+    }
+    plan->action = SCSI_ACTION_UNMAP;
+    plan->data_out = len;
+}
+
+static void invalid_param_field(struct scsi_plan *plan, uint16_t byte)
+{
+    scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_PARAM);
+    plan->sense[15] = 0x80; /* SKSV, C/D 0: the field is in the parameter list */
+    twl_put_be16(plan->sense + 16, byte);
+}
+
+int scsi_unmap_parse(const struct scsi_lun *lun, const uint8_t *param, size_t len,
+                     struct scsi_extent *out, size_t max, struct scsi_plan *plan)
+{
+    if (len < 8) {
+        scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST,
+                                  SCSI_ASC_PARAM_LIST_LENGTH_ERROR);
+        return -1;
+    }
+    /* Descriptors beyond what the list carries are ignored, as SBC-3 allows for a data
+     * length larger than the parameter list. */
+    size_t desc_len = twl_get_be16(param + 2);
+    if (desc_len > len - 8)
+        desc_len = len - 8;
+    size_t count = desc_len / 16;
+    if (count > MAX_UNMAP_DESCRIPTORS || count > max) {
+        invalid_param_field(plan, 2);
+        return -1;
+    }
+    uint64_t total = 0;
+    for (size_t i = 0; i < count; i++) {
+        const uint8_t *d = param + 8 + i * 16;
+        uint64_t lba = twl_get_be64(d);
+        uint32_t blocks = twl_get_be32(d + 8);
+        if (!range_ok(lun, lba, blocks)) {
+            lba_out_of_range(plan);
+            return -1;
+        }
+        total += blocks;
+        if (total > MAX_UNMAP_BLOCKS) {
+            invalid_param_field(plan, (uint16_t)(8 + i * 16 + 8));
+            return -1;
+        }
+        out[i].lba = lba;
+        out[i].blocks = blocks;
+    }
+    return (int)count;
+}
+
+size_t scsi_first_difference(const uint8_t *a, const uint8_t *b, size_t len)
+{
+    /* memcmp finds whether; the byte loop runs only over the differing word. */
+    size_t off = 0;
+    while (len - off >= 64 && memcmp(a + off, b + off, 64) == 0)
+        off += 64;
+    while (off < len && a[off] == b[off])
+        off++;
+    return off;
+}
+
+void scsi_plan_miscompare(struct scsi_plan *plan, uint64_t offset)
+{
+    scsi_plan_check_condition_info(plan, SCSI_SENSE_MISCOMPARE, SCSI_ASC_MISCOMPARE_DURING_VERIFY,
+                                   offset);
+}
+
 static void cmd_sync_cache(const struct cmd *c, struct scsi_plan *plan)
 {
     uint64_t lba;
     uint32_t blocks;
-
-    if (c->cdb[0] == OP_SYNC_CACHE_10) {
-        lba = twl_get_be32(c->cdb + 2);
-        blocks = twl_get_be16(c->cdb + 7);
-    } else {
-        lba = twl_get_be64(c->cdb + 2);
-        blocks = twl_get_be32(c->cdb + 10);
-    }
+    uint16_t len_field;
+    decode_lba_len(c->cdb, &lba, &blocks, &len_field);
     if (!range_ok(c->lun, lba, blocks)) {
         lba_out_of_range(plan);
         return;
@@ -518,22 +848,61 @@ static void cmd_sync_cache(const struct cmd *c, struct scsi_plan *plan)
     plan->blocks = blocks;
 }
 
-/* Writes one mode page (page control pc) at p and returns its length. */
+static void cmd_start_stop_unit(const struct cmd *c, struct scsi_plan *plan)
+{
+    uint8_t power = c->cdb[4] >> 4;
+    /* Power conditions other than START_VALID (0) and the ones a disk without power states
+     * could honour are refused; LOEJ on a non-removable medium does nothing (SBC-3 5.25). */
+    if (power != 0 && power != 0x1 && power != 0x2 && power != 0x3 && power != 0x7 &&
+        power != 0xa && power != 0xb) {
+        invalid_field(plan, 4, 7);
+        return;
+    }
+}
+
+static void cmd_prevent_allow(const struct cmd *c, struct scsi_plan *plan)
+{
+    /* The medium is not removable: allowing removal is a no-op, preventing it too. */
+    if ((c->cdb[4] & 0x03) > 1) {
+        invalid_field(plan, 4, 1);
+        return;
+    }
+}
+
+static void cmd_read_defect_data(const struct cmd *c, struct scsi_plan *plan)
+{
+    const uint8_t *cdb = c->cdb;
+    bool twelve = cdb[0] == OP_READ_DEFECT_12;
+    uint8_t d[8] = {0};
+    uint32_t alloc = twelve ? twl_get_be32(cdb + 6) : twl_get_be16(cdb + 7);
+    uint8_t lists = (twelve ? cdb[1] : cdb[2]) & 0x1f; /* REQ_PLIST, REQ_GLIST, format */
+    /* No defects are known: an empty list in the requested format. */
+    d[1] = lists;
+    respond(c, plan, d, twelve ? 8 : 4, alloc);
+}
+
+/* Mode pages. Current and saved values come from the LU, defaults are fixed and the
+ * changeable mask names exactly what scsi_mode_select_parse accepts. */
 static size_t mode_page(const struct scsi_lun *lun, uint8_t page, int pc, uint8_t *p)
 {
     size_t len;
+    bool wce = pc == MODE_PC_SAVED ? lun->saved_write_cache
+               : pc == MODE_PC_DEFAULT ? true
+                                       : lun->write_cache;
 
     switch (page) {
     case MODE_PAGE_CACHING:
         len = 20;
         memset(p, 0, len);
-        if (pc != MODE_PC_CHANGEABLE && lun->write_cache)
+        if (pc == MODE_PC_CHANGEABLE || wce)
             p[2] = 0x04; /* WCE */
         break;
     case MODE_PAGE_CONTROL:
-        /* D_SENSE 0 (we send fixed sense), TST 0, QErr 0: all defaults. */
+        /* D_SENSE 0 (fixed sense), TST 0, QErr 0, TAS 0: all fixed. */
         len = 12;
         memset(p, 0, len);
+        if (pc != MODE_PC_CHANGEABLE)
+            twl_put_be16(p + 8, 0xffff); /* busy timeout: unlimited */
         break;
     case MODE_PAGE_IEC:
         len = 12;
@@ -544,7 +913,7 @@ static size_t mode_page(const struct scsi_lun *lun, uint8_t page, int pc, uint8_
     default:
         return 0;
     }
-    p[0] = page; /* PS 0: pages cannot be saved */
+    p[0] = page | (pc == MODE_PC_CHANGEABLE ? 0 : 0x80); /* PS: the pages can be saved */
     p[1] = (uint8_t)(len - 2);
     return len;
 }
@@ -563,13 +932,6 @@ static void cmd_mode_sense(const struct cmd *c, struct scsi_plan *plan)
     size_t hdr = ten ? 8 : 4;
     size_t off = hdr;
 
-    /* SPC-4 6.11.x: a device server with no saved values terminates a request for them with
-     * SAVING PARAMETERS NOT SUPPORTED rather than pretending current values were saved. */
-    if (pc == MODE_PC_SAVED) {
-        scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST,
-                                  SCSI_ASC_SAVING_PARAMS_UNSUPPORTED);
-        return;
-    }
     if (subpage != 0x00 && !(page == MODE_PAGE_ALL && subpage == 0xff)) {
         invalid_field(plan, 3, -1);
         return;
@@ -606,47 +968,407 @@ static void cmd_mode_sense(const struct cmd *c, struct scsi_plan *plan)
         off += n;
     }
 
+    uint8_t dev_specific = DEV_SPECIFIC_DPOFUA | (c->lun->read_only ? 0x80 : 0x00);
     if (ten) {
         twl_put_be16(d, (uint16_t)(off - 2));
-        d[3] = DEV_SPECIFIC_DPOFUA;
+        d[3] = dev_specific;
         d[4] = llbaa && bd_len ? 0x01 : 0x00; /* LONGLBA */
         twl_put_be16(d + 6, (uint16_t)bd_len);
     } else {
         d[0] = (uint8_t)(off - 1);
-        d[2] = DEV_SPECIFIC_DPOFUA;
+        d[2] = dev_specific;
         d[3] = (uint8_t)bd_len;
     }
     respond(c, plan, d, off, alloc);
 }
 
+static void cmd_mode_select(const struct cmd *c, struct scsi_plan *plan)
+{
+    const uint8_t *cdb = c->cdb;
+    bool ten = cdb[0] == OP_MODE_SELECT_10;
+    uint32_t len = ten ? twl_get_be16(cdb + 7) : cdb[4];
+    if (!(cdb[1] & 0x10)) {
+        invalid_field(plan, 1, 4); /* PF 0: vendor-specific page format, none here */
+        return;
+    }
+    if (len == 0)
+        return;
+    plan->action = SCSI_ACTION_LU;
+    plan->data_out = len;
+}
+
+int scsi_mode_select_parse(const struct scsi_lun *lun, const uint8_t *cdb, const uint8_t *param,
+                           size_t len, const struct scsi_mode_params *cur,
+                           struct scsi_mode_params *out, struct scsi_plan *plan)
+{
+    bool ten = cdb[0] == OP_MODE_SELECT_10;
+    size_t hdr = ten ? 8 : 4;
+    *out = *cur;
+    if (len < hdr) {
+        scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST,
+                                  SCSI_ASC_PARAM_LIST_LENGTH_ERROR);
+        return -1;
+    }
+    size_t bd_len = ten ? twl_get_be16(param + 6) : param[3];
+    if (bd_len != 0 && bd_len != 8) {
+        invalid_param_field(plan, (uint16_t)(ten ? 6 : 3));
+        return -1;
+    }
+    size_t off = hdr;
+    if (bd_len) {
+        if (len < off + 8) {
+            scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST,
+                                      SCSI_ASC_PARAM_LIST_LENGTH_ERROR);
+            return -1;
+        }
+        /* The block descriptor may only restate the current block length. */
+        uint32_t bl = twl_get_be24(param + off + 5);
+        if (bl != 0 && bl != lun->block_size) {
+            invalid_param_field(plan, (uint16_t)(off + 5));
+            return -1;
+        }
+        off += 8;
+    }
+    while (off < len) {
+        if (len - off < 2) {
+            scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST,
+                                      SCSI_ASC_PARAM_LIST_LENGTH_ERROR);
+            return -1;
+        }
+        const uint8_t *p = param + off;
+        uint8_t page = p[0] & 0x3f;
+        if (p[0] & 0x40) {
+            invalid_param_field(plan, (uint16_t)off); /* SPF: no subpages here */
+            return -1;
+        }
+        size_t plen = (size_t)p[1] + 2;
+        if (off + plen > len) {
+            scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST,
+                                      SCSI_ASC_PARAM_LIST_LENGTH_ERROR);
+            return -1;
+        }
+        /* Every byte must equal the current value except the changeable bits. */
+        uint8_t curp[32], mask[32];
+        size_t n = mode_page(lun, page, 0, curp);
+        if (n == 0 || n != plen) {
+            invalid_param_field(plan, (uint16_t)off);
+            return -1;
+        }
+        mode_page(lun, page, MODE_PC_CHANGEABLE, mask);
+        for (size_t i = 2; i < n; i++) {
+            if ((p[i] ^ curp[i]) & ~mask[i]) {
+                invalid_param_field(plan, (uint16_t)(off + i));
+                return -1;
+            }
+        }
+        if (page == MODE_PAGE_CACHING)
+            out->write_cache = (p[2] & 0x04) != 0;
+        off += plen;
+    }
+    return 0;
+}
+
+/* PERSISTENT RESERVE IN/OUT and RESERVE/RELEASE(6) live in the LU's shared state. */
+static void cmd_pr_in(const struct cmd *c, struct scsi_plan *plan)
+{
+    if ((c->cdb[1] & 0x1f) > 0x03) {
+        invalid_field(plan, 1, 4);
+        return;
+    }
+    plan->action = SCSI_ACTION_LU;
+    plan->alloc_len = twl_get_be16(c->cdb + 7);
+}
+
+static void cmd_pr_out(const struct cmd *c, struct scsi_plan *plan)
+{
+    uint32_t len = twl_get_be32(c->cdb + 5);
+    if ((c->cdb[1] & 0x1f) > 0x07) {
+        invalid_field(plan, 1, 4);
+        return;
+    }
+    if (len > MAX_PARAM_LIST) {
+        scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST,
+                                  SCSI_ASC_PARAM_LIST_LENGTH_ERROR);
+        return;
+    }
+    plan->action = SCSI_ACTION_LU;
+    plan->data_out = len;
+}
+
+static void cmd_reserve_release(const struct cmd *c, struct scsi_plan *plan)
+{
+    (void)c;
+    plan->action = SCSI_ACTION_LU;
+}
+
+static void report_target_port_groups(const struct cmd *c, struct scsi_plan *plan)
+{
+    uint8_t format = c->cdb[1] >> 5;
+    uint32_t alloc = twl_get_be32(c->cdb + 6);
+    uint8_t d[SCRATCH_LEN];
+    size_t hdr = format == 1 ? 8 : 4;
+    if (format > 1) {
+        invalid_field(plan, 1, 7);
+        return;
+    }
+    size_t off = hdr;
+    size_t groups = c->view ? c->view->group_count : 0;
+    for (size_t i = 0; i < groups && off + 12 <= sizeof(d); i++) {
+        const struct scsi_port_group *g = &c->view->groups[i];
+        uint8_t *p = d + off;
+        memset(p, 0, 12);
+        p[0] = 0x80 | (uint8_t)g->state; /* PREF: each node prefers its own port */
+        p[1] = 0x80 | 0x08 | 0x04 | 0x02 | 0x01; /* T_SUP U_SUP S_SUP AN_SUP AO_SUP */
+        twl_put_be16(p + 2, g->id);
+        p[5] = 0x02; /* status: altered by implicit asymmetric access behaviour */
+        p[7] = 1;
+        twl_put_be16(p + 10, g->rel_port);
+        off += 12;
+    }
+    memset(d, 0, hdr);
+    twl_put_be32(d, (uint32_t)(off - 4));
+    if (format == 1) {
+        d[4] = 0x10; /* extended header */
+        d[5] = 10;   /* implicit transition time, seconds */
+    }
+    respond(c, plan, d, off, alloc);
+}
+
+static void report_tmfs(const struct cmd *c, struct scsi_plan *plan)
+{
+    bool repd = c->cdb[2] & 0x80;
+    uint32_t alloc = twl_get_be32(c->cdb + 6);
+    uint8_t d[16] = {0};
+    /* ABORT TASK, ABORT TASK SET, CLEAR TASK SET, LOGICAL UNIT RESET, TARGET RESET */
+    d[0] = 0x80 | 0x40 | 0x10 | 0x08 | 0x02;
+    if (repd)
+        d[3] = 0x0c;
+    respond(c, plan, d, repd ? 16 : 4, alloc);
+}
+
+static const struct opcode_info opcodes[];
+static const size_t opcode_count;
+
+/* Usage data of a CDB: every bit this layer examines may be set (SPC-4 6.27.3). */
+static void cdb_usage(const struct opcode_info *op, uint8_t *u)
+{
+    memset(u, 0xff, op->cdb_len);
+    u[0] = op->opcode;
+    if (op->sa != NO_SA)
+        u[1] = (uint8_t)(0xe0 | op->sa);
+    u[op->cdb_len - 1] = 0x04; /* control byte: only NACA is looked at */
+}
+
+static size_t timeouts_descriptor(uint8_t *p)
+{
+    memset(p, 0, 12);
+    twl_put_be16(p, 0x0a);
+    twl_put_be32(p + 4, NOMINAL_TIMEOUT_S);
+    twl_put_be32(p + 8, RECOMMENDED_TIMEOUT_S);
+    return 12;
+}
+
+static void report_opcodes(const struct cmd *c, struct scsi_plan *plan)
+{
+    const uint8_t *cdb = c->cdb;
+    bool rctd = cdb[2] & 0x80;
+    uint8_t options = cdb[2] & 0x07;
+    uint8_t req_op = cdb[3];
+    uint16_t req_sa = twl_get_be16(cdb + 4);
+    uint32_t alloc = twl_get_be32(cdb + 6);
+    uint8_t d[SCRATCH_LEN * 4];
+    size_t off;
+
+    if (options == 0) {
+        off = 4;
+        for (size_t i = 0; i < opcode_count; i++) {
+            const struct opcode_info *op = &opcodes[i];
+            uint8_t *p = d + off;
+            memset(p, 0, 8);
+            p[0] = op->opcode;
+            twl_put_be16(p + 2, op->sa == NO_SA ? 0 : op->sa);
+            p[5] = (uint8_t)((rctd ? 0x02 : 0) | (op->sa != NO_SA ? 0x01 : 0));
+            twl_put_be16(p + 6, op->cdb_len);
+            off += 8;
+            if (rctd)
+                off += timeouts_descriptor(d + off);
+        }
+        twl_put_be32(d, (uint32_t)(off - 4));
+        respond(c, plan, d, off, alloc);
+        return;
+    }
+    if (options > 2) {
+        invalid_field(plan, 2, 2);
+        return;
+    }
+    const struct opcode_info *op = find_opcode(req_op, (uint8_t)req_sa);
+    const struct opcode_info *any = find_opcode(req_op, 0xff);
+    bool has_sa = any != NULL && any->sa != NO_SA;
+    if (options == 1 && has_sa) {
+        invalid_field(plan, 2, 2); /* the command has service actions: options 2 needed */
+        return;
+    }
+    if (options == 2 && any != NULL && !has_sa) {
+        invalid_field(plan, 2, 2);
+        return;
+    }
+    if (options == 2 && (op == NULL || op->sa != req_sa))
+        op = NULL;
+    memset(d, 0, 4);
+    off = 4;
+    if (op) {
+        d[1] = (uint8_t)((rctd ? 0x80 : 0) | 0x03); /* supported as the standard says */
+        twl_put_be16(d + 2, op->cdb_len);
+        cdb_usage(op, d + 4);
+        off += op->cdb_len;
+        if (rctd)
+            off += timeouts_descriptor(d + off);
+    } else {
+        d[1] = 0x01; /* not supported */
+    }
+    respond(c, plan, d, off, alloc);
+}
+
+static void cmd_maintenance_in(const struct cmd *c, struct scsi_plan *plan)
+{
+    switch (c->cdb[1] & 0x1f) {
+    case MI_REPORT_TPGS:
+        report_target_port_groups(c, plan);
+        break;
+    case MI_REPORT_OPCODES:
+        report_opcodes(c, plan);
+        break;
+    default:
+        report_tmfs(c, plan);
+        break;
+    }
+}
+
 static const struct opcode_info opcodes[] = {
-    {OP_TEST_UNIT_READY, 6, true, cmd_test_unit_ready},
-    {OP_REQUEST_SENSE, 6, false, cmd_request_sense},
-    {OP_READ_6, 6, true, cmd_read},
-    {OP_WRITE_6, 6, true, cmd_write},
-    {OP_INQUIRY, 6, false, cmd_inquiry},
-    {OP_MODE_SENSE_6, 6, true, cmd_mode_sense},
-    {OP_READ_CAPACITY, 10, true, read_capacity_10},
-    {OP_READ_10, 10, true, cmd_read},
-    {OP_WRITE_10, 10, true, cmd_write},
-    {OP_SYNC_CACHE_10, 10, true, cmd_sync_cache},
-    {OP_MODE_SENSE_10, 10, true, cmd_mode_sense},
-    {OP_READ_16, 16, true, cmd_read},
-    {OP_WRITE_16, 16, true, cmd_write},
-    {OP_SYNC_CACHE_16, 16, true, cmd_sync_cache},
-    {OP_SAI_16, 16, true, cmd_service_action_in},
-    {OP_REPORT_LUNS, 12, false, cmd_report_luns},
-    {OP_READ_12, 12, true, cmd_read},
-    {OP_WRITE_12, 12, true, cmd_write},
+    {OP_TEST_UNIT_READY, NO_SA, 6, true, cmd_test_unit_ready},
+    {OP_REQUEST_SENSE, NO_SA, 6, false, cmd_request_sense},
+    {OP_READ_6, NO_SA, 6, true, cmd_read},
+    {OP_WRITE_6, NO_SA, 6, true, cmd_write},
+    {OP_INQUIRY, NO_SA, 6, false, cmd_inquiry},
+    {OP_MODE_SELECT_6, NO_SA, 6, true, cmd_mode_select},
+    {OP_RESERVE_6, NO_SA, 6, true, cmd_reserve_release},
+    {OP_RELEASE_6, NO_SA, 6, true, cmd_reserve_release},
+    {OP_MODE_SENSE_6, NO_SA, 6, true, cmd_mode_sense},
+    {OP_START_STOP_UNIT, NO_SA, 6, true, cmd_start_stop_unit},
+    {OP_PREVENT_ALLOW, NO_SA, 6, true, cmd_prevent_allow},
+    {OP_READ_CAPACITY, NO_SA, 10, true, read_capacity_10},
+    {OP_READ_10, NO_SA, 10, true, cmd_read},
+    {OP_WRITE_10, NO_SA, 10, true, cmd_write},
+    {OP_WRITE_VERIFY_10, NO_SA, 10, true, cmd_write_verify},
+    {OP_VERIFY_10, NO_SA, 10, true, cmd_verify},
+    {OP_PREFETCH_10, NO_SA, 10, true, cmd_prefetch},
+    {OP_SYNC_CACHE_10, NO_SA, 10, true, cmd_sync_cache},
+    {OP_READ_DEFECT_10, NO_SA, 10, true, cmd_read_defect_data},
+    {OP_WRITE_SAME_10, NO_SA, 10, true, cmd_write_same},
+    {OP_UNMAP, NO_SA, 10, true, cmd_unmap},
+    {OP_MODE_SELECT_10, NO_SA, 10, true, cmd_mode_select},
+    {OP_MODE_SENSE_10, NO_SA, 10, true, cmd_mode_sense},
+    {OP_PR_IN, 0x00, 10, true, cmd_pr_in},
+    {OP_PR_IN, 0x01, 10, true, cmd_pr_in},
+    {OP_PR_IN, 0x02, 10, true, cmd_pr_in},
+    {OP_PR_IN, 0x03, 10, true, cmd_pr_in},
+    {OP_PR_OUT, 0x00, 10, true, cmd_pr_out},
+    {OP_PR_OUT, 0x01, 10, true, cmd_pr_out},
+    {OP_PR_OUT, 0x02, 10, true, cmd_pr_out},
+    {OP_PR_OUT, 0x03, 10, true, cmd_pr_out},
+    {OP_PR_OUT, 0x04, 10, true, cmd_pr_out},
+    {OP_PR_OUT, 0x05, 10, true, cmd_pr_out},
+    {OP_PR_OUT, 0x06, 10, true, cmd_pr_out},
+    {OP_PR_OUT, 0x07, 10, true, cmd_pr_out},
+    {OP_READ_16, NO_SA, 16, true, cmd_read},
+    {OP_COMPARE_WRITE, NO_SA, 16, true, cmd_compare_and_write},
+    {OP_WRITE_16, NO_SA, 16, true, cmd_write},
+    {OP_ORWRITE_16, NO_SA, 16, true, cmd_orwrite},
+    {OP_WRITE_VERIFY_16, NO_SA, 16, true, cmd_write_verify},
+    {OP_VERIFY_16, NO_SA, 16, true, cmd_verify},
+    {OP_PREFETCH_16, NO_SA, 16, true, cmd_prefetch},
+    {OP_SYNC_CACHE_16, NO_SA, 16, true, cmd_sync_cache},
+    {OP_WRITE_SAME_16, NO_SA, 16, true, cmd_write_same},
+    {OP_SAI_16, SAI_READ_CAPACITY_16, 16, true, read_capacity_16},
+    {OP_SAI_16, SAI_GET_LBA_STATUS, 16, true, get_lba_status},
+    {OP_REPORT_LUNS, NO_SA, 12, false, cmd_report_luns},
+    {OP_MAINT_IN, MI_REPORT_TPGS, 12, false, cmd_maintenance_in},
+    {OP_MAINT_IN, MI_REPORT_OPCODES, 12, false, cmd_maintenance_in},
+    {OP_MAINT_IN, MI_REPORT_TMFS, 12, false, cmd_maintenance_in},
+    {OP_READ_12, NO_SA, 12, true, cmd_read},
+    {OP_WRITE_12, NO_SA, 12, true, cmd_write},
+    {OP_WRITE_VERIFY_12, NO_SA, 12, true, cmd_write_verify},
+    {OP_VERIFY_12, NO_SA, 12, true, cmd_verify},
+    {OP_READ_DEFECT_12, NO_SA, 12, true, cmd_read_defect_data},
 };
 
-static const struct opcode_info *find_opcode(uint8_t opcode)
+static const size_t opcode_count = sizeof(opcodes) / sizeof(opcodes[0]);
+
+/* sa 0xff finds the first entry of the opcode whatever its service action. */
+static const struct opcode_info *find_opcode(uint8_t opcode, uint8_t sa)
 {
-    for (size_t i = 0; i < sizeof(opcodes) / sizeof(opcodes[0]); i++) {
-        if (opcodes[i].opcode == opcode)
+    for (size_t i = 0; i < opcode_count; i++) {
+        if (opcodes[i].opcode != opcode)
+            continue;
+        if (opcodes[i].sa == NO_SA || sa == 0xff || opcodes[i].sa == sa)
             return &opcodes[i];
     }
     return NULL;
+}
+
+bool scsi_ua_passes(const uint8_t *cdb)
+{
+    return cdb[0] == OP_INQUIRY || cdb[0] == OP_REPORT_LUNS || cdb[0] == OP_REQUEST_SENSE;
+}
+
+bool scsi_is_medium_write(const uint8_t *cdb)
+{
+    switch (cdb[0]) {
+    case OP_WRITE_6:
+    case OP_WRITE_10:
+    case OP_WRITE_12:
+    case OP_WRITE_16:
+    case OP_WRITE_VERIFY_10:
+    case OP_WRITE_VERIFY_12:
+    case OP_WRITE_VERIFY_16:
+    case OP_WRITE_SAME_10:
+    case OP_WRITE_SAME_16:
+    case OP_UNMAP:
+    case OP_COMPARE_WRITE:
+    case OP_ORWRITE_16:
+        return true;
+    default:
+        return false;
+    }
+}
+
+uint16_t scsi_alua_denies(enum scsi_alua_state state, const uint8_t *cdb)
+{
+    if (state == SCSI_ALUA_ACTIVE_OPTIMIZED || state == SCSI_ALUA_ACTIVE_NON_OPTIMIZED)
+        return 0;
+    /* SPC-4 5.15.2.4.4-6: what a port in standby, unavailable or transitioning still
+     * serves: identification, sense, reservations management and the ALUA reports. */
+    switch (cdb[0]) {
+    case OP_INQUIRY:
+    case OP_REPORT_LUNS:
+    case OP_REQUEST_SENSE:
+    case OP_MAINT_IN:
+        return 0;
+    case OP_MODE_SENSE_6:
+    case OP_MODE_SENSE_10:
+    case OP_MODE_SELECT_6:
+    case OP_MODE_SELECT_10:
+    case OP_PR_IN:
+    case OP_PR_OUT:
+        if (state == SCSI_ALUA_STANDBY)
+            return 0;
+        break;
+    default:
+        break;
+    }
+    return state == SCSI_ALUA_STANDBY       ? SCSI_ASC_ALUA_STANDBY
+           : state == SCSI_ALUA_UNAVAILABLE ? SCSI_ASC_ALUA_UNAVAILABLE
+                                            : SCSI_ASC_ALUA_TRANSITIONING;
 }
 
 void scsi_plan_command(const struct scsi_lun *lun, const struct scsi_target_view *view,
@@ -661,14 +1383,18 @@ void scsi_plan_command(const struct scsi_lun *lun, const struct scsi_target_view
         scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
         return;
     }
-    const struct opcode_info *op = find_opcode(cdb[0]);
-    /* SPC-4: for a LU that does not exist only these three commands get a real answer. */
+    const struct opcode_info *op = find_opcode(cdb[0], cdb_len > 1 ? cdb[1] & 0x1f : 0);
+    /* SPC-4: for a LU that does not exist only a few commands get a real answer. */
     if (!lun && (!op || op->needs_lun)) {
         scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_LUN_NOT_SUPPORTED);
         return;
     }
     if (!op) {
-        scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_OPCODE);
+        if (find_opcode(cdb[0], 0xff))
+            invalid_field(plan, 1, 4); /* known opcode, unknown service action */
+        else
+            scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST,
+                                      SCSI_ASC_INVALID_OPCODE);
         return;
     }
     if (cdb_len < op->cdb_len) {
@@ -679,6 +1405,13 @@ void scsi_plan_command(const struct scsi_lun *lun, const struct scsi_target_view
     if (cdb[op->cdb_len - 1] & 0x04) {
         invalid_field(plan, (uint16_t)(op->cdb_len - 1), 2);
         return;
+    }
+    if (lun && view) {
+        uint16_t asc = scsi_alua_denies(view->alua_state, cdb);
+        if (asc) {
+            scsi_plan_check_condition(plan, SCSI_SENSE_NOT_READY, asc);
+            return;
+        }
     }
 
     struct cmd c = {

@@ -16,6 +16,7 @@
 /* SAM status codes */
 #define SCSI_STATUS_GOOD                 0x00
 #define SCSI_STATUS_CHECK_CONDITION      0x02
+#define SCSI_STATUS_CONDITION_MET        0x04
 #define SCSI_STATUS_BUSY                 0x08
 #define SCSI_STATUS_RESERVATION_CONFLICT 0x18
 #define SCSI_STATUS_TASK_SET_FULL        0x28
@@ -30,6 +31,7 @@
 #define SCSI_SENSE_UNIT_ATTENTION  0x6
 #define SCSI_SENSE_DATA_PROTECT    0x7
 #define SCSI_SENSE_ABORTED_COMMAND 0xb
+#define SCSI_SENSE_MISCOMPARE      0xe
 
 /* Additional sense codes as (asc << 8 | ascq) */
 #define SCSI_ASC_NONE                      0x0000
@@ -48,6 +50,19 @@
 #define SCSI_ASC_SPACE_ALLOC_FAILED        0x2707 /* SPACE ALLOCATION FAILED WRITE PROTECT */
 #define SCSI_ASC_COMMANDS_CLEARED_BY_OTHER 0x2f00
 #define SCSI_ASC_SAVING_PARAMS_UNSUPPORTED 0x3900
+#define SCSI_ASC_BUS_DEVICE_RESET          0x2903 /* BUS DEVICE RESET FUNCTION OCCURRED */
+#define SCSI_ASC_WRITE_PROTECTED           0x2700
+#define SCSI_ASC_MISCOMPARE_DURING_VERIFY  0x1d00
+#define SCSI_ASC_MODE_PARAMS_CHANGED       0x2a01
+#define SCSI_ASC_RESERVATIONS_PREEMPTED    0x2a03
+#define SCSI_ASC_RESERVATIONS_RELEASED     0x2a04
+#define SCSI_ASC_REGISTRATIONS_PREEMPTED   0x2a05
+#define SCSI_ASC_ALUA_STATE_CHANGED        0x2a06
+#define SCSI_ASC_CAPACITY_CHANGED          0x2a09
+#define SCSI_ASC_ALUA_TRANSITIONING        0x040a
+#define SCSI_ASC_ALUA_STANDBY              0x040b
+#define SCSI_ASC_ALUA_UNAVAILABLE          0x040c
+#define SCSI_ASC_DEFECT_LIST_NOT_FOUND     0x1c00
 
 #define SCSI_SENSE_FIXED_LEN 18
 
@@ -58,10 +73,30 @@ struct scsi_lun {
     uint64_t block_count;
     uint32_t block_size;          /* 512 or 4096 */
     bool thin;                    /* thin provisioned (sparse file); reported in VPD 0xB2 later */
-    bool write_cache;             /* WCE in the caching mode page: writes are cached unless FUA */
+    bool write_cache;             /* WCE in the caching mode page: writes are cached unless FUA;
+                                     off, every write is planned FUA */
     char serial[33];              /* VPD 0x80, NUL terminated, at most 32 chars */
     uint8_t naa[16];              /* VPD 0x83 NAA type 6 (IEEE registered extended) designator */
     uint32_t max_transfer_blocks; /* reported as block limits; 0 = no limit */
+    bool saved_write_cache;       /* WCE as last saved by MODE SELECT with SP (PC = saved) */
+    bool read_only;               /* writes fail with DATA PROTECT, WRITE PROTECTED */
+    uint8_t lbppbe;               /* log2(logical blocks per physical block) */
+};
+
+/* ALUA asymmetric access states of a target port group (SPC-4 6.37). */
+enum scsi_alua_state {
+    SCSI_ALUA_ACTIVE_OPTIMIZED = 0x0,
+    SCSI_ALUA_ACTIVE_NON_OPTIMIZED = 0x1,
+    SCSI_ALUA_STANDBY = 0x2,
+    SCSI_ALUA_UNAVAILABLE = 0x3,
+    SCSI_ALUA_TRANSITIONING = 0xf,
+};
+
+/* One target port group as REPORT TARGET PORT GROUPS lists it. */
+struct scsi_port_group {
+    uint16_t id;
+    enum scsi_alua_state state;
+    uint16_t rel_port; /* the one target port of the group (one per node) */
 };
 
 /* What the SCSI layer knows about the target and the nexus the command came in on. */
@@ -71,6 +106,11 @@ struct scsi_target_view {
     uint16_t target_port_group; /* VPD 0x83 target port group */
     const uint32_t *lun_ids;    /* all LUNs of the target, for REPORT LUNS */
     size_t lun_count;
+    const struct scsi_port_group *groups; /* for REPORT TARGET PORT GROUPS; the one with
+                                             target_port_group is this port's */
+    size_t group_count;
+    enum scsi_alua_state alua_state; /* of this port's group: gates medium access */
+    uint16_t pending_ua;             /* a unit attention REQUEST SENSE reports (0 none) */
 };
 
 enum scsi_action {
@@ -78,6 +118,15 @@ enum scsi_action {
     SCSI_ACTION_READ,         /* read blocks [lba, lba+blocks) and return them as Data-In */
     SCSI_ACTION_WRITE,        /* receive blocks*block_size bytes of Data-Out, write them */
     SCSI_ACTION_SYNC,         /* make [lba, lba+blocks) durable (blocks 0 = lba to the end) */
+    /* The following receive data_out bytes of Data-Out first, then are carried out by the
+     * transport (they need the medium or the shared state of the LU). */
+    SCSI_ACTION_COMPARE_AND_WRITE, /* data: blocks to compare, then blocks to write */
+    SCSI_ACTION_VERIFY,            /* data: blocks (bytchk 1) or one block (bytchk 3) */
+    SCSI_ACTION_ORWRITE,           /* data: blocks OR-ed into the medium */
+    SCSI_ACTION_WRITE_SAME,        /* data: one block, repeated (or unmap) */
+    SCSI_ACTION_UNMAP,             /* data: UNMAP parameter list */
+    SCSI_ACTION_GET_LBA_STATUS,    /* no data: map state from lba, alloc_len bytes at most */
+    SCSI_ACTION_LU,                /* PR IN/OUT, RESERVE/RELEASE(6), MODE SELECT: LU state */
 };
 
 struct scsi_plan {
@@ -86,6 +135,10 @@ struct scsi_plan {
     uint64_t lba;
     uint32_t blocks;
     bool fua; /* write reaches stable storage before completion */
+    uint32_t data_out;  /* Data-Out bytes the command needs (0 none) */
+    uint32_t alloc_len; /* Data-In limit of transport-built responses */
+    uint8_t bytchk;     /* VERIFY: 1 compare all blocks, 3 compare each with one block */
+    bool unmap;         /* WRITE SAME: deallocate instead of writing */
     /* COMPLETE */
     uint8_t status;
     uint32_t data_len; /* Data-In bytes placed in the caller's buffer */
@@ -108,6 +161,46 @@ void scsi_plan_check_condition_info(struct scsi_plan *plan, uint8_t key, uint16_
                                     uint64_t info);
 /* Builds fixed-format sense data (18 bytes) into out. */
 void scsi_sense_build_fixed(uint8_t out[SCSI_SENSE_FIXED_LEN], uint8_t key, uint16_t asc_ascq);
+
+/* Sets plan to COMPLETE with CHECK CONDITION MISCOMPARE, INFORMATION = byte offset of the first
+ * difference (SBC-3 COMPARE AND WRITE / VERIFY). */
+void scsi_plan_miscompare(struct scsi_plan *plan, uint64_t offset);
+
+/* Compares a and b (len bytes); returns the offset of the first difference or len. */
+size_t scsi_first_difference(const uint8_t *a, const uint8_t *b, size_t len);
+
+/* One block range of an UNMAP parameter list. */
+struct scsi_extent {
+    uint64_t lba;
+    uint32_t blocks;
+};
+
+/* Checks an UNMAP parameter list (SBC-3 5.28) against the LUN and the limits this layer
+ * reports, and fills up to max extents. Returns the number of extents, or -1 with plan set to
+ * the CHECK CONDITION to report. */
+int scsi_unmap_parse(const struct scsi_lun *lun, const uint8_t *param, size_t len,
+                     struct scsi_extent *out, size_t max, struct scsi_plan *plan);
+
+/* Mode parameters a MODE SELECT may change (the changeable mask reports exactly these). */
+struct scsi_mode_params {
+    bool write_cache; /* WCE of the caching page */
+};
+
+/* Parses a MODE SELECT(6/10) parameter list (cdb tells which) against the changeable mask;
+ * on success fills *out (starting from *cur) and returns 0, else sets plan and returns -1. */
+int scsi_mode_select_parse(const struct scsi_lun *lun, const uint8_t *cdb, const uint8_t *param,
+                           size_t len, const struct scsi_mode_params *cur,
+                           struct scsi_mode_params *out, struct scsi_plan *plan);
+
+/* Where ALUA lets the command through (SPC-4 5.15.2.4): 0 or the NOT READY asc to report. */
+uint16_t scsi_alua_denies(enum scsi_alua_state state, const uint8_t *cdb);
+
+/* Commands a pending unit attention does not stop (SPC-4 / SAM-5: INQUIRY, REPORT LUNS,
+ * REQUEST SENSE, which reports it). */
+bool scsi_ua_passes(const uint8_t *cdb);
+
+/* Whether the command may change the medium (for write protection and reservations). */
+bool scsi_is_medium_write(const uint8_t *cdb);
 
 /* Fills lun->naa from a stable identity (target name + LUN id) so both nodes of a pair can
  * derive the same identifiers later. */

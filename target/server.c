@@ -166,6 +166,7 @@ static void conn_free(struct conn *c)
     }
     login_free(&c->login);
     free(c->pdu_data);
+    free(c->nexus);
     free(c);
     atomic_fetch_sub(&thr->conn_count, 1);
 }
@@ -646,7 +647,7 @@ static void thread_take_handoffs(struct net_thread *thr)
     pthread_mutex_unlock(&thr->handoff_lock);
     while (done) {
         struct remote_done *next = done->next;
-        iscsi_task_replica_done(done->task, done->err);
+        done->fn(done);
         done = next;
     }
     pthread_mutex_lock(&thr->handoff_lock);
@@ -899,9 +900,17 @@ static int open_targets(struct tgt_server *srv)
             l->info.block_count = l->store.size / l->cfg->block_size;
             l->info.thin = l->store.thin;
             l->info.write_cache = true;
+            l->info.read_only = l->cfg->read_only;
+            l->info.lbppbe = l->cfg->block_size < 4096 ? 3 : 0; /* 4 KiB pages underneath */
             l->info.max_transfer_blocks = MAX_IO_BYTES / l->cfg->block_size;
             snprintf(l->info.serial, sizeof(l->info.serial), "%s", l->cfg->serial);
             scsi_lun_derive_ids(&l->info, tc->iqn);
+            char base[PATH_MAX + TGT_NAME_MAX + 16];
+            snprintf(base, sizeof(base), "%s/%s.lun%u", cfg->state_dir, tc->iqn, l->info.id);
+            rc = lu_init(&l->lu, &l->info, base);
+            if (rc)
+                return rc;
+            l->lu_ready = true;
             TWL_INFO(PART, "target %s LUN %u: %s, %llu blocks of %u bytes%s%s", tc->iqn, l->info.id,
                      l->store.path, (unsigned long long)l->info.block_count, l->info.block_size,
                      l->store.thin ? ", thin" : "", l->store.direct ? ", O_DIRECT" : "");
@@ -917,6 +926,8 @@ static void close_targets(struct tgt_server *srv)
         for (size_t j = 0; j < t->lun_count; j++) {
             backing_sync(&t->luns[j].store);
             backing_close(&t->luns[j].store);
+            if (t->luns[j].lu_ready)
+                lu_destroy(&t->luns[j].lu);
         }
         free(t->luns);
         free(t->lun_ids);
@@ -953,6 +964,65 @@ static int thread_setup(struct tgt_server *srv, struct net_thread *thr, unsigned
     return 0;
 }
 
+/* ---------------- worker threads ---------------- */
+
+void server_job_submit(struct tgt_server *srv, struct tgt_job *job)
+{
+    job->next = NULL;
+    pthread_mutex_lock(&srv->job_lock);
+    if (srv->job_tail)
+        srv->job_tail->next = job;
+    else
+        srv->job_head = job;
+    srv->job_tail = job;
+    pthread_cond_signal(&srv->job_cond);
+    pthread_mutex_unlock(&srv->job_lock);
+}
+
+static void *worker_main(void *arg)
+{
+    struct tgt_server *srv = arg;
+    pthread_mutex_lock(&srv->job_lock);
+    for (;;) {
+        while (srv->job_head == NULL && !srv->jobs_stop)
+            pthread_cond_wait(&srv->job_cond, &srv->job_lock);
+        struct tgt_job *job = srv->job_head;
+        if (job == NULL)
+            break; /* stopping, and nothing left */
+        srv->job_head = job->next;
+        if (srv->job_head == NULL)
+            srv->job_tail = NULL;
+        pthread_mutex_unlock(&srv->job_lock);
+        job->run(job);
+        pthread_mutex_lock(&srv->job_lock);
+    }
+    pthread_mutex_unlock(&srv->job_lock);
+    return NULL;
+}
+
+static int workers_start(struct tgt_server *srv)
+{
+    for (; srv->worker_count < WORKER_THREADS; srv->worker_count++) {
+        int rc = pthread_create(&srv->workers[srv->worker_count], NULL, worker_main, srv);
+        if (rc) {
+            TWL_ERROR(PART, "worker thread: pthread_create: %s", strerror(rc));
+            return -rc;
+        }
+    }
+    return 0;
+}
+
+static void workers_stop(struct tgt_server *srv)
+{
+    pthread_mutex_lock(&srv->job_lock);
+    srv->jobs_stop = true;
+    pthread_cond_broadcast(&srv->job_cond);
+    pthread_mutex_unlock(&srv->job_lock);
+    for (unsigned i = 0; i < srv->worker_count; i++)
+        pthread_join(srv->workers[i], NULL);
+    srv->worker_count = 0;
+}
+
 int tgt_server_create(const struct tgt_config *cfg, struct tgt_server **out)
 {
     struct tgt_server *srv = calloc(1, sizeof(*srv));
@@ -962,7 +1032,16 @@ int tgt_server_create(const struct tgt_config *cfg, struct tgt_server **out)
     srv->listen_fd = -1;
     srv->listen_src.kind = POLL_LISTEN;
     pthread_mutex_init(&srv->sessions_lock, NULL);
+    pthread_mutex_init(&srv->job_lock, NULL);
+    pthread_cond_init(&srv->job_cond, NULL);
+    srv->groups[0].id = 1;
+    srv->groups[0].rel_port = 1;
+    srv->groups[0].state = SCSI_ALUA_ACTIVE_OPTIMIZED;
+    atomic_store(&srv->alua_state, SCSI_ALUA_ACTIVE_OPTIMIZED);
     int rc = open_targets(srv);
+    if (rc)
+        goto fail;
+    rc = workers_start(srv);
     if (rc)
         goto fail;
     rc = bind_portal(srv);
@@ -1060,7 +1139,10 @@ void tgt_server_destroy(struct tgt_server *srv)
     free(srv->threads);
     if (srv->listen_fd >= 0)
         close(srv->listen_fd);
+    workers_stop(srv);
     close_targets(srv);
     pthread_mutex_destroy(&srv->sessions_lock);
+    pthread_mutex_destroy(&srv->job_lock);
+    pthread_cond_destroy(&srv->job_cond);
     free(srv);
 }

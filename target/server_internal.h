@@ -14,6 +14,7 @@
 #include "backing.h"
 #include "config.h"
 #include "login.h"
+#include "lu.h"
 #include "pdu.h"
 #include "scsi.h"
 #include "session.h"
@@ -26,11 +27,14 @@
 #define MAX_R2T_TRACKED 16
 #define MAX_IO_BYTES    (8u * 1024 * 1024) /* largest transfer of one command */
 #define EMULATED_BUF    8192
+#define MAX_REPORT_BYTES 65536 /* largest Data-In of a report built outside scsi.c */
 
 struct tgt_lun {
     struct scsi_lun info;
     struct backing store;
     const struct tgt_lun_config *cfg;
+    struct lu lu;
+    bool lu_ready;
 };
 
 struct tgt_target {
@@ -49,12 +53,20 @@ struct poll_src {
 struct conn;
 struct tgt_task;
 
-/* A replica completion handed from another thread to the task's network thread. */
+/* Work handed from another thread to a network thread (a replica or worker completion, a
+ * granted range lock); fn runs there. */
 struct remote_done {
     struct remote_done *next;
-    struct tgt_task *task;
-    int err;
+    void (*fn)(struct remote_done *d);
 };
+
+/* Work for the worker threads (blocking multi-step commands); run() runs there. */
+struct tgt_job {
+    struct tgt_job *next;
+    void (*run)(struct tgt_job *job);
+};
+
+#define WORKER_THREADS 2
 
 struct net_thread {
     struct tgt_server *srv;
@@ -96,6 +108,17 @@ struct tgt_server {
     pthread_mutex_t sessions_lock;
     struct conn *sessions; /* full-feature connections, by (initiator, ISID, target) */
     uint16_t next_tsih;
+    /* ALUA: one target port group per node; this node's port is relative port 1. */
+    struct scsi_port_group groups[1];
+    atomic_int alua_state;
+    /* worker threads */
+    pthread_t workers[WORKER_THREADS];
+    unsigned worker_count;
+    pthread_mutex_t job_lock;
+    pthread_cond_t job_cond;
+    struct tgt_job *job_head; /* under job_lock */
+    struct tgt_job *job_tail;
+    bool jobs_stop;
 };
 
 struct tgt_task;
@@ -138,6 +161,7 @@ struct conn {
     struct tgt_target *target;
     struct cmdsn_window win;
     uint32_t stat_sn;
+    struct lu_nexus **nexus; /* per LUN of the target (by index), looked up on first use */
     struct conn *sess_next;
 
     /* receive */
@@ -194,9 +218,10 @@ void iscsi_send_async_logout(struct conn *c, uint16_t seconds);
 void iscsi_send_ping(struct conn *c);
 void iscsi_conn_release_tasks(struct conn *c);
 void iscsi_task_put(struct tgt_task *t);
-void iscsi_task_replica_done(struct tgt_task *t, int err);
-/* Queues a completion for thr and wakes it; safe from any thread. d stays owned by the
- * caller (it lives in the task). */
+/* Queues d for thr and wakes it; safe from any thread. d stays owned by the caller (it lives
+ * in the task). */
 void thread_post_done(struct net_thread *thr, struct remote_done *d);
+/* Runs job->run() on a worker thread. */
+void server_job_submit(struct tgt_server *srv, struct tgt_job *job);
 
 #endif

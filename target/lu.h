@@ -1,0 +1,104 @@
+/*
+ * The shared state of one logical unit: what every network thread, and so every I_T nexus,
+ * sees of the LU beyond its blocks.
+ *
+ * - Block range locks: every command that changes the medium holds [lba, lba + blocks) while
+ *   it runs; overlapping ones wait in arrival order. COMPARE AND WRITE is atomic against every
+ *   other write because of this, and writes to the same blocks reach the store (and later the
+ *   partner) in the order they were admitted.
+ * - Unit attentions, queued per I_T nexus (SAM-5 5.14): power on for a nexus seen the first
+ *   time, LU reset, reservations preempted or released, mode parameters changed, asymmetric
+ *   access state changed, capacity changed.
+ * - Reservations (persistent and RESERVE(6), through pr.h), and the mode parameters MODE
+ *   SELECT changes, with the saved ones on disk.
+ *
+ * One mutex guards it all; the I/O path takes it once per write (range lock) and reads two
+ * atomics otherwise. Callbacks a lock release fires run without the mutex held.
+ */
+#ifndef TGT_LU_H
+#define TGT_LU_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "pr.h"
+#include "scsi.h"
+
+/* A range lock request; embedded in the command that holds it. */
+struct lu_range {
+    uint64_t lba;
+    uint64_t end; /* exclusive */
+    struct lu_range *next;
+    struct lu_range *granted_next; /* internal: grants collected by one unlock */
+    bool held;
+    /* A request that had to wait is granted later from the thread that released the
+     * conflicting range; this tells the owner (it may run on any thread). */
+    void (*granted)(struct lu_range *r);
+};
+
+#define LU_UA_MAX 8
+
+/* One I_T nexus as this LU knows it. Lives as long as the LU. */
+struct lu_nexus {
+    struct lu_nexus *next;
+    char initiator[TGT_NAME_MAX];
+    uint8_t isid[6];
+    uint16_t rel_port;
+    atomic_uint ua_count; /* read without the lock on the I/O path */
+    uint16_t ua[LU_UA_MAX];
+};
+
+struct lu {
+    pthread_mutex_t lock;
+    uint32_t lun_id;
+    struct scsi_lun *info; /* write_cache and saved_write_cache are changed here */
+    struct lu_range *active;
+    struct lu_range *wait_head;
+    struct lu_range *wait_tail;
+    struct lu_nexus *nexuses;
+    atomic_bool reserved; /* a reservation exists: commands must be checked against it */
+    struct pr_state pr;
+    char pr_path[PATH_MAX + TGT_NAME_MAX + 32];   /* APTPL state */
+    char mode_path[PATH_MAX + TGT_NAME_MAX + 32]; /* saved mode parameters */
+};
+
+/* Prepares the LU and loads what persists (APTPL reservations, saved mode parameters) from
+ * files named after state_base ("<state_dir>/<target>.lun<N>"). Returns 0 or -errno, logged. */
+int lu_init(struct lu *lu, struct scsi_lun *info, const char *state_base);
+void lu_destroy(struct lu *lu);
+
+/* True when granted at once; false when queued (r->granted fires later). */
+bool lu_range_lock(struct lu *lu, struct lu_range *r, uint64_t lba, uint64_t blocks);
+/* Releases a held range, granting the waiters it was blocking. */
+void lu_range_unlock(struct lu *lu, struct lu_range *r);
+
+/* The nexus record, created (with a POWER ON UA pending) the first time it is seen. NULL only
+ * when out of memory. */
+struct lu_nexus *lu_nexus_get(struct lu *lu, const char *initiator, const uint8_t isid[6],
+                              uint16_t rel_port);
+
+/* Queues a unit attention for every nexus (except `except`, when not NULL). */
+void lu_ua_all(struct lu *lu, uint16_t asc_ascq, const struct lu_nexus *except);
+
+/* Admission of a command from nexus n (SAM-5 / SPC-4 order: unit attention first, then
+ * reservations). Returns true to go on planning it; false with plan set to the status to
+ * report. For REQUEST SENSE a pending unit attention is handed out in *pending_ua. */
+bool lu_admit(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb, struct scsi_plan *plan,
+              uint16_t *pending_ua);
+
+/* Carries out a SCSI_ACTION_LU command (PR IN/OUT, RESERVE/RELEASE(6), MODE SELECT) with its
+ * parameter list; Data-In goes to buf (at most buflen). */
+void lu_execute(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb, const uint8_t *param,
+                uint32_t param_len, uint8_t *buf, uint32_t buflen, struct scsi_plan *plan);
+
+/* LOGICAL UNIT RESET / target reset: releases a RESERVE(6) reservation and queues a reset unit
+ * attention for every nexus. */
+void lu_reset(struct lu *lu);
+/* The nexus went away (logout or dropped connection): releases its RESERVE(6) reservation. */
+void lu_nexus_lost(struct lu *lu, struct lu_nexus *n);
+
+#endif
