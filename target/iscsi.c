@@ -754,8 +754,8 @@ static void scsi_cmd_header(struct conn *c)
         }
     }
     bool wbit = (t->flags & ISCSI_CMD_WRITE) != 0;
-    if (!t->failed && t->plan.data_out && t->plan.action != SCSI_ACTION_WRITE &&
-        (!wbit || t->edtl != t->plan.data_out)) {
+    if (!t->failed && t->plan.status == SCSI_STATUS_GOOD && scsi_data_out_exact(t->cdb) &&
+        (wbit ? t->edtl : 0) != t->plan.data_out) {
         /* Parameter lists and compare data must arrive whole: a differing expected length
          * means the initiator and the CDB disagree (SAM-5 5.4.3). */
         TWL_WARN(PART, "%s: ITT 0x%08x opcode 0x%02x: expected data transfer length %u, CDB "

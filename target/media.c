@@ -141,6 +141,9 @@ static void write_same(struct backing *store, const struct scsi_lun *lun, struct
     uint64_t len = (uint64_t)plan->blocks * bs;
     bool anchor = plan->bytchk != 0;
     int rc;
+    static const uint8_t zero_block[4096];
+    if (plan->ndob)
+        block = zero_block;
 
     /* UNMAP deallocates whatever the block holds (reads then return zeros, LBPRZ); ANCHOR and
      * a zero block without UNMAP keep the space allocated and zeroed. */

@@ -311,8 +311,9 @@ static size_t vpd_block_limits(const struct scsi_lun *lun, uint8_t *d)
         twl_put_be32(d + 28, granularity); /* holes are punched in whole pages */
         twl_put_be32(d + 32, 0x80000000u); /* UGAVALID, alignment 0 */
     }
-    /* WRITE SAME may cover the whole LU: it is carried out in bounded steps. */
-    twl_put_be64(d + 36, lun->block_count);
+    /* Bounded like a transfer, so one WRITE SAME never holds its range (and a worker) for
+     * long. */
+    twl_put_be64(d + 36, lun->max_transfer_blocks);
     return 64;
 }
 
@@ -706,8 +707,11 @@ static void cmd_write_same(const struct cmd *c, struct scsi_plan *plan)
     bool sixteen = cdb[0] == OP_WRITE_SAME_16;
     bool anchor = cdb[1] & 0x10;
     bool unmap = cdb[1] & 0x08;
-    if (cdb[1] & 0x01) {
-        invalid_field(plan, 1, 0); /* NDOB (SBC-4) / obsolete LBDATA: not supported */
+    /* NDOB (SBC-4, 16-byte form): no Data-Out, the block is all zeros. In WRITE SAME(10) the
+     * bit is the obsolete LBDATA. */
+    bool ndob = sixteen && (cdb[1] & 0x01);
+    if (!sixteen && (cdb[1] & 0x01)) {
+        invalid_field(plan, 1, 0);
         return;
     }
     if (cdb[1] & 0x02) {
@@ -716,8 +720,8 @@ static void cmd_write_same(const struct cmd *c, struct scsi_plan *plan)
     }
     if (!check_block_range(c, plan, &lba, &blocks, false))
         return;
-    /* ANCHOR without UNMAP is valid only with a reason to anchor, which needs LBPWS. */
-    if (anchor && !c->lun->thin) {
+    /* SBC-3 5.45: ANCHOR needs UNMAP, and anchoring needs a thin LU (ANC_SUP). */
+    if (anchor && (!unmap || !c->lun->thin)) {
         invalid_field(plan, 1, 4);
         return;
     }
@@ -725,15 +729,13 @@ static void cmd_write_same(const struct cmd *c, struct scsi_plan *plan)
         write_protected(plan);
         return;
     }
-    /* WSNZ is 0: zero blocks means from lba to the end of the LU. */
-    if (blocks == 0) {
-        uint64_t rest = c->lun->block_count - lba;
-        if (rest > UINT32_MAX || rest == 0) {
-            invalid_field(plan, (uint16_t)(sixteen ? 10 : 7), -1);
-            return;
-        }
-        blocks = (uint32_t)rest;
+    /* WSNZ is 0: zero blocks means from lba to the end of the LU, within the limit. */
+    uint64_t count = blocks ? blocks : c->lun->block_count - lba;
+    if (count == 0 || (c->lun->max_transfer_blocks && count > c->lun->max_transfer_blocks)) {
+        invalid_field(plan, (uint16_t)(sixteen ? 10 : 7), -1);
+        return;
     }
+    blocks = (uint32_t)count;
     plan->action = SCSI_ACTION_WRITE_SAME;
     plan->lba = lba;
     plan->blocks = blocks;
@@ -741,7 +743,8 @@ static void cmd_write_same(const struct cmd *c, struct scsi_plan *plan)
     plan->unmap = (unmap || anchor) && c->lun->thin;
     plan->bytchk = anchor ? 1 : 0; /* reused as the anchor flag for the executor */
     plan->fua = !c->lun->write_cache;
-    plan->data_out = c->lun->block_size;
+    plan->data_out = ndob ? 0 : c->lun->block_size;
+    plan->ndob = ndob;
 }
 
 static void cmd_unmap(const struct cmd *c, struct scsi_plan *plan)
@@ -1319,6 +1322,26 @@ static const struct opcode_info *find_opcode(uint8_t opcode, uint8_t sa)
 bool scsi_ua_passes(const uint8_t *cdb)
 {
     return cdb[0] == OP_INQUIRY || cdb[0] == OP_REPORT_LUNS || cdb[0] == OP_REQUEST_SENSE;
+}
+
+bool scsi_data_out_exact(const uint8_t *cdb)
+{
+    switch (cdb[0]) {
+    case OP_COMPARE_WRITE:
+    case OP_WRITE_SAME_10:
+    case OP_WRITE_SAME_16:
+    case OP_UNMAP:
+    case OP_ORWRITE_16:
+    case OP_VERIFY_10:
+    case OP_VERIFY_12:
+    case OP_VERIFY_16:
+    case OP_MODE_SELECT_6:
+    case OP_MODE_SELECT_10:
+    case OP_PR_OUT:
+        return true;
+    default:
+        return false;
+    }
 }
 
 bool scsi_is_medium_write(const uint8_t *cdb)

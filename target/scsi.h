@@ -139,6 +139,7 @@ struct scsi_plan {
     uint32_t alloc_len; /* Data-In limit of transport-built responses */
     uint8_t bytchk;     /* VERIFY: 1 compare all blocks, 3 compare each with one block */
     bool unmap;         /* WRITE SAME: deallocate instead of writing */
+    bool ndob;          /* WRITE SAME(16): no Data-Out, the block is zeros */
     /* COMPLETE */
     uint8_t status;
     uint32_t data_len; /* Data-In bytes placed in the caller's buffer */
@@ -198,6 +199,11 @@ uint16_t scsi_alua_denies(enum scsi_alua_state state, const uint8_t *cdb);
 /* Commands a pending unit attention does not stop (SPC-4 / SAM-5: INQUIRY, REPORT LUNS,
  * REQUEST SENSE, which reports it). */
 bool scsi_ua_passes(const uint8_t *cdb);
+
+/* Commands whose Data-Out must be exactly what the CDB describes (a parameter list, compare
+ * data, a pattern block): any other expected data transfer length is an error, unlike READ and
+ * WRITE where the difference is a residual. */
+bool scsi_data_out_exact(const uint8_t *cdb);
 
 /* Whether the command may change the medium (for write protection and reservations). */
 bool scsi_is_medium_write(const uint8_t *cdb);
