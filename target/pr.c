@@ -952,13 +952,7 @@ static void do_register_and_move(struct pr_state *s, const struct pr_nexus *n, c
     memcpy(dest_nexus.isid, dest.isid, sizeof(dest.isid));
     int dest_idx = find_reg(s, &dest_nexus);
     if (dest_idx < 0) {
-        for (unsigned i = 0; i < s->count; i++) {
-            /* a name-only registration of other ports of that name would overlap */
-            if (regs_overlap(&s->reg[i], &dest)) {
-                fail_param(r, MOVE_TPID_OFFSET, -1);
-                return;
-            }
-        }
+        /* one I_T nexus that no registration covers overlaps none either */
         if (s->count >= PR_MAX_REGISTRANTS) {
             fail_sense(r, PR_ASC_INSUFFICIENT_REG_RESOURCES, -1, -1, false);
             return;

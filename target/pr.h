@@ -32,6 +32,16 @@
  *   name; ALL_TG_PT=1 covers every target port. Such a registration is one registrant: one key,
  *   one READ FULL STATUS descriptor, and when it holds the reservation every I_T nexus it covers
  *   is a holder.
+ * - Refusals SPC-4 words loosely, as this module answers them: SPEC_I_PT from an already
+ *   registered I_T nexus, a TransportID naming an I_T nexus that is already registered (or one
+ *   that only partly overlaps another registration, e.g. ALL_TG_PT over a registration made
+ *   through the other port) and a TRANSPORTID PARAMETER DATA LENGTH that disagrees with the
+ *   PARAMETER LIST LENGTH all give INVALID FIELD IN PARAMETER LIST; a duplicated TransportID, or
+ *   one naming the sender, is accepted once. REGISTER AND MOVE without a reservation held by the
+ *   sender is a RESERVATION CONFLICT. PREEMPT's SCOPE and TYPE are only checked when a
+ *   reservation is preempted (they are ignored when only registrations are removed).
+ * - Re-registering (a new key from a registered I_T nexus) keeps the registration's ALL_TG_PT.
+ * - struct pr_state and struct pr_result are about 16 KiB each.
  */
 #ifndef TGT_PR_H
 #define TGT_PR_H

@@ -790,8 +790,9 @@ static void spec_i_pt_registers_transport_ids(void **state)
     size_t off = 28;
     off += tpid_port(&p[off], B.initiator_name, B.isid);
     off += tpid_name(&p[off], C.initiator_name);
-    /* a duplicate is harmless */
+    /* a duplicate, and the sender's own port, are harmless */
     off += tpid_port(&p[off], B.initiator_name, B.isid);
+    off += tpid_port(&p[off], A.initiator_name, A.isid);
     twl_put_be32(&p[24], (uint32_t)(off - 28));
     prout_cdb(cdb, PR_OUT_REGISTER, 0, 0, (uint32_t)off);
     pr_out(&s, &A, cdb, p, off, &r);
