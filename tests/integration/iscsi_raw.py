@@ -531,7 +531,8 @@ class Initiator:
 
     def login(self, initiator=INITIATOR_IQN, target=TARGET_IQN, discovery=False,
               isid=b"\x80\x12\x34\x56\x00\x01", chap=None, mutual=None, auth_offer=None,
-              header_digest=False, data_digest=False, keys=None, skip_initiator_name=False):
+              header_digest=False, data_digest=False, keys=None, skip_initiator_name=False,
+              clear_ua=True):
         """Logs in to full feature phase. chap=(user, secret) authenticates with CHAP MD5;
         mutual=(user, secret) also challenges the target and verifies its answer. keys adds
         or overrides operational keys. Returns the operational keys the target answered."""
@@ -606,7 +607,18 @@ class Initiator:
         check(self.dd == data_digest, "DataDigest answer %r" % ans.get("DataDigest"))
         self.params = ans
         self.mrdsl = int(ans.get("MaxRecvDataSegmentLength", 8192))
+        if not discovery and clear_ua:
+            self.clear_unit_attention()
         return ans
+
+    def clear_unit_attention(self, lun=0):
+        """TEST UNIT READY until it stops reporting unit attentions, as initiators do after
+        login (a new I_T nexus starts with POWER ON, RESET OCCURRED). Returns how many."""
+        for seen in range(9):
+            p, _ = self.response(self.scsi_cmd(b"\0" * 6, lun=lun))
+            if p.status != 0x02 or (p.sense() or (None,))[0] != 0x06:
+                return seen
+        raise TestFailure("LUN %d keeps reporting unit attentions" % lun)
 
     # -- full feature phase helpers
 
