@@ -1,0 +1,247 @@
+/*
+ * COMPARE AND WRITE atomicity through the whole target: a real server with two network
+ * threads and its worker threads, several initiators (libiscsi, one session each, so their
+ * commands run on different threads at once) incrementing one counter block with COMPARE AND
+ * WRITE. Without the LU's range locks two increments can both compare equal and one is lost;
+ * with them the final counter equals the number of increments that reported GOOD.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <iscsi/iscsi.h>
+#include <iscsi/scsi-lowlevel.h>
+
+#include "target.h"
+#include "twl_common.h"
+
+#define BLOCK          512
+#define COUNTER_LBA    100
+#define CLIENTS        4
+#define INCREMENTS     150
+#define NEIGHBOUR_LBA  101 /* written plainly all along: must not disturb the counter */
+#define NEIGHBOUR_ROUNDS 300
+
+struct fixture {
+    char dir[64];
+    struct tgt_config cfg;
+    struct tgt_server *srv;
+    pthread_t runner;
+    char url[256];
+};
+
+struct client {
+    struct fixture *f;
+    int index;
+    int good;        /* increments that completed GOOD */
+    int miscompares; /* lost races, retried */
+    int errors;
+};
+
+static void *run_server(void *arg)
+{
+    tgt_server_run(arg);
+    return NULL;
+}
+
+static struct iscsi_context *connect_client(struct fixture *f, const char *name, int *lun)
+{
+    struct iscsi_context *iscsi = iscsi_create_context(name);
+    if (iscsi == NULL)
+        return NULL;
+    struct iscsi_url *u = iscsi_parse_full_url(iscsi, f->url);
+    if (u == NULL) {
+        iscsi_destroy_context(iscsi);
+        return NULL;
+    }
+    iscsi_set_session_type(iscsi, ISCSI_SESSION_NORMAL);
+    iscsi_set_targetname(iscsi, u->target);
+    /* iscsi_full_connect_sync also clears the power-on unit attention (TEST UNIT READY) */
+    int rc = iscsi_full_connect_sync(iscsi, u->portal, u->lun);
+    *lun = u->lun;
+    iscsi_destroy_url(u);
+    if (rc != 0) {
+        iscsi_destroy_context(iscsi);
+        return NULL;
+    }
+    return iscsi;
+}
+
+static void counter_block(uint8_t *b, uint64_t value)
+{
+    memset(b, (int)(value & 0xff), BLOCK);
+    twl_put_be64(b, value);
+}
+
+static int read_counter(struct iscsi_context *iscsi, int lun, uint8_t *out)
+{
+    struct scsi_task *t = iscsi_read16_sync(iscsi, lun, COUNTER_LBA, BLOCK, BLOCK, 0, 0, 0, 0, 0);
+    if (t == NULL || t->status != SCSI_STATUS_GOOD || t->datain.size != BLOCK) {
+        if (t)
+            scsi_free_scsi_task(t);
+        return -EIO;
+    }
+    memcpy(out, t->datain.data, BLOCK);
+    scsi_free_scsi_task(t);
+    return 0;
+}
+
+static void *increment(void *arg)
+{
+    struct client *cl = arg;
+    char name[128];
+    snprintf(name, sizeof(name), "iqn.2026-11.io.twinlun:caw-client-%d", cl->index);
+    int lun;
+    struct iscsi_context *iscsi = connect_client(cl->f, name, &lun);
+    if (iscsi == NULL) {
+        cl->errors++;
+        return NULL;
+    }
+    uint8_t buf[2 * BLOCK];
+    while (cl->good < INCREMENTS && cl->errors == 0) {
+        if (read_counter(iscsi, lun, buf) != 0) {
+            cl->errors++;
+            break;
+        }
+        uint64_t seen = twl_get_be64(buf);
+        counter_block(buf + BLOCK, seen + 1);
+        struct scsi_task *t = iscsi_compareandwrite_sync(iscsi, lun, COUNTER_LBA, buf,
+                                                         sizeof(buf), BLOCK, 0, 0, 0, 0, 0);
+        if (t == NULL) {
+            cl->errors++;
+            break;
+        }
+        if (t->status == SCSI_STATUS_GOOD)
+            cl->good++;
+        else if (t->status == SCSI_STATUS_CHECK_CONDITION && t->sense.key == SCSI_SENSE_MISCOMPARE)
+            cl->miscompares++;
+        else
+            cl->errors++;
+        scsi_free_scsi_task(t);
+    }
+    iscsi_logout_sync(iscsi);
+    iscsi_destroy_context(iscsi);
+    return NULL;
+}
+
+static void *write_neighbour(void *arg)
+{
+    struct client *cl = arg;
+    int lun;
+    struct iscsi_context *iscsi =
+        connect_client(cl->f, "iqn.2026-11.io.twinlun:plain-writer", &lun);
+    if (iscsi == NULL) {
+        cl->errors++;
+        return NULL;
+    }
+    uint8_t buf[BLOCK];
+    for (int i = 0; i < NEIGHBOUR_ROUNDS; i++) {
+        memset(buf, 0x40 + (i % 26), sizeof(buf));
+        struct scsi_task *t =
+            iscsi_write16_sync(iscsi, lun, NEIGHBOUR_LBA, buf, sizeof(buf), BLOCK, 0, 0, 0, 0, 0);
+        if (t == NULL || t->status != SCSI_STATUS_GOOD)
+            cl->errors++;
+        else
+            cl->good++;
+        if (t)
+            scsi_free_scsi_task(t);
+    }
+    iscsi_logout_sync(iscsi);
+    iscsi_destroy_context(iscsi);
+    return NULL;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/twl-caw.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    char err[512];
+    assert_int_equal(tgt_config_load_default(f->dir, &f->cfg, err, sizeof(err)), 0);
+    f->cfg.listen_port = 0;
+    f->cfg.threads = 2;
+    assert_int_equal(tgt_server_create(&f->cfg, &f->srv), 0);
+    pthread_create(&f->runner, NULL, run_server, f->srv);
+    snprintf(f->url, sizeof(f->url), "iscsi://127.0.0.1:%u/iqn.2026-11.io.twinlun:default/0",
+             tgt_server_port(f->srv));
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    tgt_server_stop(f->srv);
+    pthread_join(f->runner, NULL);
+    tgt_server_destroy(f->srv);
+    tgt_config_free(&f->cfg);
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static void compare_and_write_increments_are_never_lost(void **state)
+{
+    struct fixture *f = *state;
+    int lun;
+    struct iscsi_context *iscsi = connect_client(f, "iqn.2026-11.io.twinlun:caw-setup", &lun);
+    assert_non_null(iscsi);
+    uint8_t start[BLOCK];
+    counter_block(start, 0);
+    struct scsi_task *t =
+        iscsi_write16_sync(iscsi, lun, COUNTER_LBA, start, BLOCK, BLOCK, 0, 0, 0, 0, 0);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    scsi_free_scsi_task(t);
+
+    struct client clients[CLIENTS + 1];
+    pthread_t tids[CLIENTS + 1];
+    memset(clients, 0, sizeof(clients));
+    for (int i = 0; i <= CLIENTS; i++) {
+        clients[i].f = f;
+        clients[i].index = i;
+        pthread_create(&tids[i], NULL, i < CLIENTS ? increment : write_neighbour, &clients[i]);
+    }
+    int total = 0;
+    int races = 0;
+    for (int i = 0; i <= CLIENTS; i++) {
+        pthread_join(tids[i], NULL);
+        assert_int_equal(clients[i].errors, 0);
+        if (i < CLIENTS) {
+            assert_int_equal(clients[i].good, INCREMENTS);
+            total += clients[i].good;
+            races += clients[i].miscompares;
+        }
+    }
+    assert_int_equal(clients[CLIENTS].good, NEIGHBOUR_ROUNDS);
+
+    uint8_t end[BLOCK], want[BLOCK];
+    assert_int_equal(read_counter(iscsi, lun, end), 0);
+    counter_block(want, (uint64_t)total);
+    /* every GOOD increment is in the block, and the block is one whole image */
+    assert_memory_equal(end, want, BLOCK);
+    print_message("%d increments by %d initiators, %d lost compares retried\n", total, CLIENTS,
+                  races);
+    iscsi_logout_sync(iscsi);
+    iscsi_destroy_context(iscsi);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(compare_and_write_increments_are_never_lost, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
