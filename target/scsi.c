@@ -1120,7 +1120,10 @@ static void report_target_port_groups(const struct cmd *c, struct scsi_plan *pla
         const struct scsi_port_group *g = &c->view->groups[i];
         uint8_t *p = d + off;
         memset(p, 0, 12);
-        p[0] = 0x80 | (uint8_t)g->state; /* PREF: each node prefers its own port */
+        /* this port's group reports the state that gates its commands */
+        enum scsi_alua_state state =
+            g->id == c->view->target_port_group ? c->view->alua_state : g->state;
+        p[0] = 0x80 | (uint8_t)state; /* PREF: each node prefers its own port */
         p[1] = 0x80 | 0x08 | 0x04 | 0x02 | 0x01; /* T_SUP U_SUP S_SUP AN_SUP AO_SUP */
         twl_put_be16(p + 2, g->id);
         p[5] = 0x02; /* status: altered by implicit asymmetric access behaviour */

@@ -95,8 +95,8 @@ enum scsi_alua_state {
 /* One target port group as REPORT TARGET PORT GROUPS lists it. */
 struct scsi_port_group {
     uint16_t id;
-    enum scsi_alua_state state;
-    uint16_t rel_port; /* the one target port of the group (one per node) */
+    enum scsi_alua_state state; /* for the partner's group; this port's is view->alua_state */
+    uint16_t rel_port;          /* the one target port of the group (one per node) */
 };
 
 /* What the SCSI layer knows about the target and the nexus the command came in on. */

@@ -1107,6 +1107,23 @@ void tgt_server_stop(struct tgt_server *srv)
             continue; /* the thread also polls the flag every 200 ms */
 }
 
+int tgt_server_set_alua_state(struct tgt_server *srv, int state)
+{
+    if (state != SCSI_ALUA_ACTIVE_OPTIMIZED && state != SCSI_ALUA_ACTIVE_NON_OPTIMIZED &&
+        state != SCSI_ALUA_STANDBY && state != SCSI_ALUA_UNAVAILABLE &&
+        state != SCSI_ALUA_TRANSITIONING)
+        return -EINVAL;
+    int old = atomic_exchange(&srv->alua_state, state);
+    if (old == state)
+        return 0;
+    for (size_t i = 0; i < srv->target_count; i++)
+        for (size_t j = 0; j < srv->targets[i].lun_count; j++)
+            lu_ua_all(&srv->targets[i].luns[j].lu, SCSI_ASC_ALUA_STATE_CHANGED, NULL);
+    TWL_INFO(PART, "target port group %u: asymmetric access state %d -> %d", srv->groups[0].id,
+             old, state);
+    return 0;
+}
+
 uint16_t tgt_server_port(const struct tgt_server *srv)
 {
     return srv->port;

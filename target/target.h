@@ -51,6 +51,12 @@ int tgt_server_run(struct tgt_server *srv);
 /* Async-signal-safe. */
 void tgt_server_stop(struct tgt_server *srv);
 void tgt_server_destroy(struct tgt_server *srv);
+/* ALUA asymmetric access state of this node's target port group (SPC-4 5.15.2): 0 active/
+ * optimized (the start), 1 active/non-optimized, 2 standby, 3 unavailable, 15 transitioning.
+ * Every I_T nexus of every LU gets ASYMMETRIC ACCESS STATE CHANGED. Returns 0 or -EINVAL. Safe
+ * from any thread. */
+int tgt_server_set_alua_state(struct tgt_server *srv, int state);
+
 /* The port actually bound (useful with port 0 in tests). */
 uint16_t tgt_server_port(const struct tgt_server *srv);
 

@@ -237,9 +237,74 @@ static void compare_and_write_increments_are_never_lost(void **state)
     iscsi_destroy_context(iscsi);
 }
 
+static struct scsi_task *tur(struct iscsi_context *iscsi, int lun)
+{
+    struct scsi_task *t = iscsi_testunitready_sync(iscsi, lun);
+    assert_non_null(t);
+    return t;
+}
+
+/* What the takeover issue relies on: flipping the port group's state is seen by every nexus
+ * (a unit attention first), gates medium access with the SPC-4 sense, and shows in REPORT
+ * TARGET PORT GROUPS. */
+static void alua_state_change_reaches_every_nexus(void **state)
+{
+    struct fixture *f = *state;
+    int lun;
+    struct iscsi_context *a = connect_client(f, "iqn.2026-11.io.twinlun:alua-a", &lun);
+    struct iscsi_context *b = connect_client(f, "iqn.2026-11.io.twinlun:alua-b", &lun);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(tgt_server_set_alua_state(f->srv, 2 /* standby */), 0);
+    assert_int_equal(tgt_server_set_alua_state(f->srv, 9), -EINVAL);
+
+    struct iscsi_context *both[] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        struct scsi_task *t = tur(both[i], lun);
+        assert_int_equal(t->status, SCSI_STATUS_CHECK_CONDITION);
+        assert_int_equal(t->sense.key, SCSI_SENSE_UNIT_ATTENTION);
+        assert_int_equal(t->sense.ascq, 0x2a06); /* ASYMMETRIC ACCESS STATE CHANGED */
+        scsi_free_scsi_task(t);
+        t = iscsi_read16_sync(both[i], lun, 0, BLOCK, BLOCK, 0, 0, 0, 0, 0);
+        assert_non_null(t);
+        assert_int_equal(t->status, SCSI_STATUS_CHECK_CONDITION);
+        assert_int_equal(t->sense.key, SCSI_SENSE_NOT_READY);
+        assert_int_equal(t->sense.ascq, 0x040b); /* TARGET PORT IN STANDBY STATE */
+        scsi_free_scsi_task(t);
+    }
+    /* REPORT TARGET PORT GROUPS: MAINTENANCE IN, service action 0x0a */
+    struct scsi_task *t = calloc(1, sizeof(*t));
+    assert_non_null(t);
+    t->cdb[0] = 0xa3;
+    t->cdb[1] = 0x0a;
+    twl_put_be32(t->cdb + 6, 1024);
+    t->cdb_size = 12;
+    t->xfer_dir = SCSI_XFER_READ;
+    t->expxferlen = 1024;
+    assert_non_null(iscsi_scsi_command_sync(a, lun, t, NULL));
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    assert_true(t->datain.size >= 16);
+    assert_int_equal(t->datain.data[4] & 0x0f, 2); /* group 1: standby */
+    assert_int_equal(twl_get_be16(t->datain.data + 6), 1);
+    scsi_free_scsi_task(t);
+
+    assert_int_equal(tgt_server_set_alua_state(f->srv, 0), 0);
+    t = tur(a, lun);
+    assert_int_equal(t->sense.ascq, 0x2a06);
+    scsi_free_scsi_task(t);
+    t = tur(a, lun);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    scsi_free_scsi_task(t);
+    for (int i = 0; i < 2; i++) {
+        iscsi_logout_sync(both[i]);
+        iscsi_destroy_context(both[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(alua_state_change_reaches_every_nexus, setup, teardown),
         cmocka_unit_test_setup_teardown(compare_and_write_increments_are_never_lost, setup,
                                         teardown),
     };
