@@ -78,6 +78,7 @@ struct tgt_task {
     struct lu_range range;   /* blocks this command changes, while it runs */
     struct remote_done wake; /* range granted / worker done, back on this thread */
     struct tgt_job job;      /* multi-step command on a worker thread */
+    struct tgt_extent *extents; /* UNMAP's, for the replica */
 };
 
 #define TASK_OF(ptr, member) ((struct tgt_task *)((uint8_t *)(ptr) - offsetof(struct tgt_task, member)))
@@ -209,6 +210,7 @@ void iscsi_task_put(struct tgt_task *t)
     if (--c->task_count == 0 && c->fd < 0)
         c->thr->reap_needed = true; /* the closed connection can go now */
     free(t->buf);
+    free(t->extents);
     free(t);
 }
 
@@ -368,12 +370,33 @@ static void task_io_finished(struct tgt_task *t)
     task_finish(t);
 }
 
+static void task_respond(struct tgt_task *t);
+
+/* A multi-step command's replica is done too: report the first failure, if any. */
+static void task_replicated(struct tgt_task *t)
+{
+    if (t->first_error && !t->aborted && t->conn->fd >= 0) {
+        TWL_ERROR(PART, "%s: LUN %u opcode 0x%02x LBA %llu+%u: replica failed: %s", t->conn->peer,
+                  t->lun_id, t->cdb[0], (unsigned long long)t->plan.lba, t->plan.blocks,
+                  strerror(-t->first_error));
+        scsi_plan_check_condition_info(&t->plan, SCSI_SENSE_MEDIUM_ERROR, SCSI_ASC_WRITE_ERROR,
+                                       t->plan.lba);
+    }
+    task_respond(t);
+}
+
 static void task_part_done(struct tgt_task *t, int err)
 {
     if (err && !t->first_error)
         t->first_error = err;
-    if (--t->pending == 0)
-        task_io_finished(t);
+    if (--t->pending == 0) {
+        bool plain = t->plan.action == SCSI_ACTION_WRITE || t->plan.action == SCSI_ACTION_READ ||
+                     t->plan.action == SCSI_ACTION_SYNC;
+        if (plain)
+            task_io_finished(t);
+        else
+            task_replicated(t);
+    }
     iscsi_task_put(t); /* the reference the sub-operation held */
 }
 
@@ -433,6 +456,7 @@ static void task_start_io(struct tgt_task *t)
     if (t->plan.action == SCSI_ACTION_WRITE && rep->replicate) {
         struct tgt_write w = {.target_name = c->target->cfg->iqn,
                               .lun = t->lun_id,
+                              .kind = TGT_WRITE_DATA,
                               .lba = t->plan.lba,
                               .blocks = t->plan.blocks,
                               .block_size = lun->info.block_size,
@@ -470,17 +494,89 @@ static void task_respond(struct tgt_task *t)
     task_finish(t);
 }
 
+/* Describes what a multi-step command changed, for the replicator. Returns false when it
+ * changed nothing (or the description cannot be built: the command then fails). */
+static bool describe_change(struct tgt_task *t, struct tgt_write *w)
+{
+    struct tgt_lun *lun = t->lun;
+    uint32_t bs = lun->info.block_size;
+    *w = (struct tgt_write){.target_name = t->conn->target->cfg->iqn,
+                            .lun = t->lun_id,
+                            .kind = TGT_WRITE_DATA,
+                            .lba = t->plan.lba,
+                            .blocks = t->plan.blocks,
+                            .block_size = bs,
+                            .fua = t->plan.fua};
+    switch (t->plan.action) {
+    case SCSI_ACTION_COMPARE_AND_WRITE:
+        w->data = t->buf + (size_t)t->plan.blocks * bs; /* the write half */
+        return true;
+    case SCSI_ACTION_ORWRITE:
+        w->data = t->buf; /* media_execute left the OR-ed blocks there */
+        return true;
+    case SCSI_ACTION_WRITE_SAME:
+        if (t->plan.unmap && !t->plan.bytchk) {
+            w->kind = TGT_WRITE_UNMAP;
+            t->extents = malloc(sizeof(*t->extents));
+            if (t->extents == NULL)
+                return false;
+            t->extents[0] = (struct tgt_extent){t->plan.lba, t->plan.blocks};
+            w->extents = t->extents;
+            w->extent_count = 1;
+        } else {
+            w->kind = TGT_WRITE_SAME;
+            w->data = t->plan.ndob || t->plan.bytchk ? NULL : t->buf;
+        }
+        return true;
+    case SCSI_ACTION_UNMAP: {
+        struct scsi_extent ext[256];
+        struct scsi_plan scratch = t->plan;
+        int n = scsi_unmap_parse(&lun->info, t->buf, t->plan.data_out, ext, 256, &scratch);
+        if (n <= 0)
+            return false;
+        t->extents = calloc((size_t)n, sizeof(*t->extents));
+        if (t->extents == NULL)
+            return false;
+        for (int i = 0; i < n; i++)
+            t->extents[i] = (struct tgt_extent){ext[i].lba, ext[i].blocks};
+        w->kind = TGT_WRITE_UNMAP;
+        w->extents = t->extents;
+        w->extent_count = (size_t)n;
+        return true;
+    }
+    default:
+        return false;
+    }
+}
+
 static void job_done_on_thread(struct remote_done *d)
 {
-    task_respond(TASK_OF(d, wake));
+    struct tgt_task *t = TASK_OF(d, wake);
+    const struct tgt_replicator *rep = &t->conn->thr->srv->replicator;
+    struct tgt_write w;
+    if (t->plan.status != SCSI_STATUS_GOOD || rep->replicate == NULL || t->aborted ||
+        t->conn->fd < 0 || !describe_change(t, &w)) {
+        task_respond(t);
+        return;
+    }
+    /* The range stays locked until the replica is done, so the partner sees overlapping
+     * changes in the same order. */
+    t->pending = 1;
+    t->refs++;
+    int rc = rep->replicate(rep->ctx, &w, replica_done, t);
+    if (rc) {
+        t->pending = 0;
+        t->refs--;
+        t->first_error = rc;
+        task_replicated(t);
+    }
 }
 
 /* On a worker thread: the blocking part of the command, then back to the task's thread. */
 static void job_run(struct tgt_job *job)
 {
     struct tgt_task *t = TASK_OF(job, job);
-    if (!t->aborted)
-        media_execute(&t->lun->store, &t->lun->info, &t->plan, t->buf, t->buf, t->buf_len);
+    media_execute(&t->lun->store, &t->lun->info, &t->plan, t->buf, t->buf, t->buf_len);
     t->wake.fn = job_done_on_thread;
     thread_post_done(t->conn->thr, &t->wake);
 }

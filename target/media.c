@@ -67,7 +67,7 @@ static void compare_and_write(struct backing *store, const struct scsi_lun *lun,
 }
 
 static void orwrite(struct backing *store, const struct scsi_lun *lun, struct scsi_plan *plan,
-                    const uint8_t *data)
+                    uint8_t *data)
 {
     size_t len = (size_t)plan->blocks * lun->block_size;
     uint64_t off = plan->lba * lun->block_size;
@@ -82,6 +82,7 @@ static void orwrite(struct backing *store, const struct scsi_lun *lun, struct sc
     } else {
         for (size_t i = 0; i < len; i++)
             cur[i] |= data[i];
+        memcpy(data, cur, len);
         rc = backing_write_at(store, cur, len, off, plan->fua);
         if (rc)
             io_failed(plan, true, rc, plan->lba);
@@ -247,7 +248,7 @@ static void lba_status(struct backing *store, const struct scsi_lun *lun, struct
 }
 
 void media_execute(struct backing *store, const struct scsi_lun *lun, struct scsi_plan *plan,
-                   const uint8_t *data, uint8_t *out, size_t out_cap)
+                   uint8_t *data, uint8_t *out, size_t out_cap)
 {
     plan->status = SCSI_STATUS_GOOD;
     plan->sense_len = 0;

@@ -17,9 +17,10 @@
 #include "backing.h"
 #include "scsi.h"
 
-/* data holds plan->data_out bytes of Data-Out. For GET LBA STATUS, out receives up to
- * plan->alloc_len bytes (and out_cap at most) and plan->data_len says how many. */
+/* data holds plan->data_out bytes of Data-Out; ORWRITE leaves the blocks it wrote there (for
+ * the replica). For GET LBA STATUS, out receives up to plan->alloc_len bytes (and out_cap at
+ * most) and plan->data_len says how many. */
 void media_execute(struct backing *store, const struct scsi_lun *lun, struct scsi_plan *plan,
-                   const uint8_t *data, uint8_t *out, size_t out_cap);
+                   uint8_t *data, uint8_t *out, size_t out_cap);
 
 #endif

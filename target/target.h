@@ -4,8 +4,9 @@
  * Promises:
  * - serves every target and LUN of a loaded configuration on its portal, with several network
  *   threads (each with its own epoll loop and io_uring) and no global lock on the I/O path;
- * - a WRITE completes GOOD only after the local write is done and, when a replicator is set,
- *   after the replicator reported the replica done (DESIGN.md section 4);
+ * - a command that changes blocks (WRITE, WRITE AND VERIFY, COMPARE AND WRITE, ORWRITE, WRITE
+ *   SAME, UNMAP) completes GOOD only after the local change is done and, when a replicator is
+ *   set, after the replicator reported the replica done (DESIGN.md section 4);
  * - tgt_server_stop() is async-signal-safe; tgt_server_run() then drains: initiators are asked
  *   to log out, in-flight I/O completes, stores are synced, and it returns.
  */
@@ -19,15 +20,35 @@
 
 struct tgt_server;
 
-/* A write whose data is complete, offered to replication. data stays valid until done. */
+/* What a replicated change does to the blocks. */
+enum tgt_write_kind {
+    TGT_WRITE_DATA = 0, /* data holds blocks * block_size bytes for [lba, lba + blocks) */
+    TGT_WRITE_SAME,     /* data holds one block written to each of [lba, lba + blocks); NULL
+                           means a block of zeros (the blocks stay allocated) */
+    TGT_WRITE_UNMAP,    /* the extents are deallocated and read back as zeros; data unused */
+};
+
+struct tgt_extent {
+    uint64_t lba;
+    uint32_t blocks;
+};
+
+/* A change whose data is complete, offered to replication. Everything it points to stays
+ * valid until done. Plain writes (and ORWRITE's and COMPARE AND WRITE's result) are
+ * TGT_WRITE_DATA; WRITE SAME is TGT_WRITE_SAME, or TGT_WRITE_UNMAP with UNMAP; UNMAP is
+ * TGT_WRITE_UNMAP. Writes to overlapping blocks are offered in the order they reach the local
+ * store (the LU's range lock is held until done). */
 struct tgt_write {
     const char *target_name;
     uint32_t lun;
+    enum tgt_write_kind kind;
     uint64_t lba;
     uint32_t blocks;
     uint32_t block_size;
     const uint8_t *data;
     bool fua;
+    const struct tgt_extent *extents; /* TGT_WRITE_UNMAP */
+    size_t extent_count;
 };
 
 typedef void (*tgt_write_done_fn)(void *cookie, int err);

@@ -28,8 +28,12 @@
 struct replica_log {
     pthread_mutex_t lock;
     int calls;
+    enum tgt_write_kind kind;
     uint64_t lba;
     uint32_t blocks;
+    bool data_null;
+    size_t extent_count;
+    struct tgt_extent extents[4];
     uint8_t data[8192];
     int fail_with; /* error the replica reports */
     _Atomic uint64_t done_ns;
@@ -64,10 +68,16 @@ static int replicate(void *ctx, const struct tgt_write *w, tgt_write_done_fn don
     struct replica_log *log = ctx;
     pthread_mutex_lock(&log->lock);
     log->calls++;
+    log->kind = w->kind;
     log->lba = w->lba;
     log->blocks = w->blocks;
-    size_t bytes = (size_t)w->blocks * w->block_size;
-    memcpy(log->data, w->data, bytes < sizeof(log->data) ? bytes : sizeof(log->data));
+    log->data_null = w->data == NULL;
+    size_t bytes = w->kind == TGT_WRITE_SAME ? w->block_size : (size_t)w->blocks * w->block_size;
+    if (w->data)
+        memcpy(log->data, w->data, bytes < sizeof(log->data) ? bytes : sizeof(log->data));
+    log->extent_count = w->extent_count;
+    for (size_t i = 0; i < w->extent_count && i < 4; i++)
+        log->extents[i] = w->extents[i];
     pthread_mutex_unlock(&log->lock);
     struct pending *p = malloc(sizeof(*p));
     p->done = done;
@@ -191,11 +201,80 @@ static void failed_replica_fails_the_write(void **state)
     assert_int_equal(f->log.calls, 1);
 }
 
+/* Changes made by multi-step commands reach the replicator too, described by kind. */
+static void multi_step_changes_are_replicated(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t blocks[1024];
+    memset(blocks, 'A', 512);
+    struct scsi_task *t =
+        iscsi_write10_sync(f->iscsi, f->lun, 40, blocks, 512, 512, 0, 0, 0, 0, 0);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    scsi_free_scsi_task(t);
+
+    /* COMPARE AND WRITE: the write half, as data */
+    memset(blocks + 512, 'B', 512);
+    t = iscsi_compareandwrite_sync(f->iscsi, f->lun, 40, blocks, 1024, 512, 0, 0, 0, 0, 0);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    scsi_free_scsi_task(t);
+    assert_int_equal(f->log.calls, 2);
+    assert_int_equal(f->log.kind, TGT_WRITE_DATA);
+    assert_int_equal(f->log.lba, 40);
+    assert_int_equal(f->log.blocks, 1);
+    assert_memory_equal(f->log.data, blocks + 512, 512);
+
+    /* a miscompare changes nothing and replicates nothing */
+    t = iscsi_compareandwrite_sync(f->iscsi, f->lun, 40, blocks, 1024, 512, 0, 0, 0, 0, 0);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_CHECK_CONDITION);
+    assert_int_equal(t->sense.key, SCSI_SENSE_MISCOMPARE);
+    scsi_free_scsi_task(t);
+    assert_int_equal(f->log.calls, 2);
+
+    /* WRITE SAME: one block and the count */
+    memset(blocks, 'C', 512);
+    t = iscsi_writesame16_sync(f->iscsi, f->lun, 64, blocks, 512, 16, 0, 0, 0, 0);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    scsi_free_scsi_task(t);
+    assert_int_equal(f->log.calls, 3);
+    assert_int_equal(f->log.kind, TGT_WRITE_SAME);
+    assert_int_equal(f->log.lba, 64);
+    assert_int_equal(f->log.blocks, 16);
+    assert_false(f->log.data_null);
+    assert_memory_equal(f->log.data, blocks, 512);
+
+    /* UNMAP: the extents */
+    struct unmap_list list[2] = {{.lba = 64, .num = 8}, {.lba = 200, .num = 24}};
+    t = iscsi_unmap_sync(f->iscsi, f->lun, 0, 0, list, 2);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    scsi_free_scsi_task(t);
+    assert_int_equal(f->log.calls, 4);
+    assert_int_equal(f->log.kind, TGT_WRITE_UNMAP);
+    assert_int_equal(f->log.extent_count, 2);
+    assert_int_equal(f->log.extents[0].lba, 64);
+    assert_int_equal(f->log.extents[0].blocks, 8);
+    assert_int_equal(f->log.extents[1].lba, 200);
+    assert_int_equal(f->log.extents[1].blocks, 24);
+
+    /* a failed replica fails the command */
+    f->log.fail_with = -EIO;
+    t = iscsi_writesame16_sync(f->iscsi, f->lun, 64, blocks, 512, 4, 0, 0, 0, 0);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_CHECK_CONDITION);
+    assert_int_equal(t->sense.key, SCSI_SENSE_MEDIUM_ERROR);
+    scsi_free_scsi_task(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(write_completes_after_replica, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_replica_fails_the_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(multi_step_changes_are_replicated, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
