@@ -323,12 +323,40 @@ static void vpd_block_limits(void **state)
     assert_int_equal(plan.data_len, 64);
     assert_int_equal(buf[1], 0xb0);
     assert_int_equal(twl_get_be16(buf + 2), 60);
-    assert_int_equal(twl_get_be16(buf + 6), 8);
-    assert_int_equal(twl_get_be32(buf + 8), 2048);
+    assert_int_equal(buf[4], 0x00);                 /* WSNZ 0: WRITE SAME 0 blocks = to the end */
+    assert_int_equal(buf[5], 255);                  /* maximum COMPARE AND WRITE length */
+    assert_int_equal(twl_get_be16(buf + 6), 8);     /* 4 KiB pages of 512-byte blocks */
+    assert_int_equal(twl_get_be32(buf + 8), 2048);  /* maximum transfer length */
+    assert_int_equal(twl_get_be32(buf + 12), 2048); /* optimal transfer length */
+    assert_int_equal(twl_get_be32(buf + 16), 2048); /* maximum PRE-FETCH length */
+    assert_int_equal(twl_get_be32(buf + 20), 0xffffffffu); /* maximum UNMAP LBA count */
+    assert_int_equal(twl_get_be32(buf + 24), 256);         /* maximum UNMAP descriptors */
+    assert_int_equal(twl_get_be32(buf + 28), 8);           /* optimal unmap granularity */
+    assert_int_equal(twl_get_be32(buf + 32), 0x80000000u); /* UGAVALID, alignment 0 */
+    assert_int_equal(twl_get_be64(buf + 36), 2048);        /* maximum WRITE SAME length */
+    for (size_t i = 44; i < 64; i++)
+        assert_int_equal(buf[i], 0);
+    assert_int_equal(buf[64], 0xee);
 
     lun.block_size = 4096;
     run(cdb, sizeof(cdb));
     assert_int_equal(twl_get_be16(buf + 6), 1);
+    assert_int_equal(twl_get_be32(buf + 28), 1);
+}
+
+static void vpd_block_limits_thick_has_no_unmap_limits(void **state)
+{
+    (void)state;
+    /* A fully provisioned LU implements no UNMAP: SBC-3 reads zero counts as "not
+     * implemented", so every unmap field must stay zero. */
+    lun.thin = false;
+    const uint8_t cdb[6] = {0x12, 0x01, 0xb0, 0, 255, 0};
+    run(cdb, sizeof(cdb));
+    assert_good();
+    assert_int_equal(buf[5], 255);
+    for (size_t i = 20; i < 36; i++)
+        assert_int_equal(buf[i], 0);
+    assert_int_equal(twl_get_be64(buf + 36), 2048);
 }
 
 static void vpd_block_characteristics(void **state)
@@ -349,15 +377,18 @@ static void vpd_logical_block_provisioning(void **state)
     const uint8_t cdb[6] = {0x12, 0x01, 0xb2, 0, 255, 0};
     run(cdb, sizeof(cdb));
     assert_good();
-    const uint8_t thin[] = {0x00, 0xb2, 0x00, 4, 0, 0, 0x02, 0};
+    /* LBPU LBPWS LBPWS10 LBPRZ ANC_SUP, provisioning type 010b (thin) */
+    const uint8_t thin[] = {0x00, 0xb2, 0x00, 4, 0, 0xe6, 0x02, 0};
     assert_int_equal(plan.data_len, sizeof(thin));
     assert_memory_equal(buf, thin, sizeof(thin));
 
     lun.thin = false;
     run(cdb, sizeof(cdb));
     assert_good();
-    assert_int_equal(buf[5] & 0x80, 0); /* LBPU */
-    assert_int_equal(buf[6] & 0x07, 0);
+    /* nothing supported, fully provisioned (000b) */
+    const uint8_t thick[] = {0x00, 0xb2, 0x00, 4, 0, 0x00, 0x00, 0};
+    assert_int_equal(plan.data_len, sizeof(thick));
+    assert_memory_equal(buf, thick, sizeof(thick));
 }
 
 /* ---- TEST UNIT READY, unknown opcodes, missing LUN, CDB framing ---- */
@@ -563,12 +594,23 @@ static void read_capacity_16(void **state)
     assert_int_equal(twl_get_be64(buf), 0x123456788ull);
     assert_int_equal(twl_get_be32(buf + 8), 4096);
     assert_int_equal(buf[12], 0);
-    assert_int_equal(buf[13] & 0x0f, 0); /* logical blocks per physical exponent */
-    assert_int_equal(buf[14], 0x80);     /* LBPME, lowest aligned LBA 0 */
+    assert_int_equal(buf[13], 0);    /* P_I_EXPONENT 0, one logical block per physical */
+    assert_int_equal(buf[14], 0xc0); /* LBPME, LBPRZ, lowest aligned LBA 0 */
     assert_int_equal(buf[15], 0);
+    for (size_t i = 16; i < 32; i++)
+        assert_int_equal(buf[i], 0);
+
+    /* 512-byte blocks on 4 KiB pages: 2^3 logical blocks per physical block */
+    lun.block_size = 512;
+    lun.lbppbe = 3;
+    run(cdb, sizeof(cdb));
+    assert_int_equal(twl_get_be32(buf + 8), 512);
+    assert_int_equal(buf[13], 0x03);
+    assert_int_equal(buf[14], 0xc0);
 
     lun.thin = false;
     run(cdb, sizeof(cdb));
+    assert_int_equal(buf[13], 0x03);
     assert_int_equal(buf[14], 0x00);
 }
 
@@ -819,9 +861,11 @@ static void mode_sense_6_caching(void **state)
     assert_int_equal(buf[3], 8);
     assert_int_equal(twl_get_be32(buf + 4), 1000000);
     assert_int_equal(twl_get_be24(buf + 9), 512);
-    assert_int_equal(buf[12], 0x08);
+    assert_int_equal(buf[12], 0x88); /* PS, caching page */
     assert_int_equal(buf[13], 0x12);
     assert_int_equal(buf[14], 0x04); /* WCE */
+    for (size_t i = 15; i < 32; i++)
+        assert_int_equal(buf[i], 0);
 
     lun.write_cache = false;
     run(cdb, sizeof(cdb));
@@ -834,7 +878,8 @@ static void mode_sense_6_dbd_control(void **state)
     const uint8_t cdb[6] = {0x1a, 0x08, 0x0a, 0, 255, 0};
     run(cdb, sizeof(cdb));
     assert_good();
-    const uint8_t want[] = {15, 0, 0x10, 0, 0x0a, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    /* PS; all fixed but the busy timeout period (bytes 8-9): FFFFh, unlimited */
+    const uint8_t want[] = {15, 0, 0x10, 0, 0x8a, 0x0a, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0};
     assert_int_equal(plan.data_len, sizeof(want));
     assert_memory_equal(buf, want, sizeof(want));
 }
@@ -847,8 +892,9 @@ static void mode_sense_6_block_descriptor_clips_blocks(void **state)
     run(cdb, sizeof(cdb));
     assert_good();
     assert_int_equal(twl_get_be32(buf + 4), 0xffffffffu);
-    assert_int_equal(buf[12], 0x1c);
+    assert_int_equal(buf[12], 0x9c);
     assert_int_equal(buf[13], 0x0a);
+    assert_int_equal(buf[14], 0x08); /* DEXCPT */
 }
 
 static void mode_sense_10_all_pages(void **state)
@@ -863,10 +909,13 @@ static void mode_sense_10_all_pages(void **state)
     assert_int_equal(buf[3], 0x10);
     assert_int_equal(buf[4], 0); /* LONGLBA */
     assert_int_equal(twl_get_be16(buf + 6), 8);
-    assert_int_equal(buf[16], 0x08);
-    assert_int_equal(buf[36], 0x0a);
-    assert_int_equal(buf[48], 0x1c);
+    assert_int_equal(buf[16], 0x88);
+    assert_int_equal(buf[18], 0x04);
+    assert_int_equal(buf[36], 0x8a);
+    assert_int_equal(twl_get_be16(buf + 36 + 8), 0xffff);
+    assert_int_equal(buf[48], 0x9c);
     assert_int_equal(buf[49], 0x0a);
+    assert_int_equal(buf[50], 0x08);
 }
 
 static void mode_sense_10_all_subpages(void **state)
@@ -877,7 +926,7 @@ static void mode_sense_10_all_subpages(void **state)
     assert_good();
     assert_int_equal(plan.data_len, 8 + 20 + 12 + 12);
     assert_int_equal(twl_get_be16(buf + 6), 0);
-    assert_int_equal(buf[8], 0x08);
+    assert_int_equal(buf[8], 0x88);
 }
 
 static void mode_sense_10_long_lba(void **state)
@@ -892,37 +941,83 @@ static void mode_sense_10_long_lba(void **state)
     assert_int_equal(twl_get_be16(buf + 6), 16);
     assert_int_equal(twl_get_be64(buf + 8), 0x123456789ull);
     assert_int_equal(twl_get_be32(buf + 20), 512);
-    assert_int_equal(buf[24], 0x08);
+    assert_int_equal(buf[24], 0x88);
 }
 
 static void mode_sense_changeable(void **state)
 {
     (void)state;
-    const uint8_t cdb[6] = {0x1a, 0x08, 0x48, 0, 255, 0}; /* PC 01b, caching */
+    /* PC 01b, caching: the mask names WCE and nothing else (what MODE SELECT accepts). The
+     * page header carries no PS in this form. */
+    const uint8_t cdb[6] = {0x1a, 0x08, 0x48, 0, 255, 0};
+    lun.write_cache = false; /* the mask does not depend on the current value */
     run(cdb, sizeof(cdb));
     assert_good();
     assert_int_equal(plan.data_len, 4 + 20);
     assert_int_equal(buf[4], 0x08);
     assert_int_equal(buf[5], 0x12);
-    for (size_t i = 6; i < 24; i++)
+    assert_int_equal(buf[6], 0x04);
+    for (size_t i = 7; i < 24; i++)
         assert_int_equal(buf[i], 0);
 }
 
-static void mode_sense_default_is_current(void **state)
+static void mode_sense_changeable_control_and_iec_fixed(void **state)
 {
     (void)state;
-    const uint8_t cdb[6] = {0x1a, 0x08, 0x88, 0, 255, 0}; /* PC 10b, caching */
+    /* The busy timeout and DEXCPT are current values, not changeable bits. */
+    const uint8_t cdb[10] = {0x5a, 0x08, 0x7f, 0, 0, 0, 0, 0x01, 0x00, 0}; /* PC 01b, all */
     run(cdb, sizeof(cdb));
     assert_good();
+    assert_int_equal(plan.data_len, 8 + 20 + 12 + 12);
+    assert_int_equal(buf[8], 0x08);
+    assert_int_equal(buf[10], 0x04);
+    assert_int_equal(buf[28], 0x0a);
+    assert_int_equal(buf[29], 0x0a);
+    for (size_t i = 30; i < 40; i++)
+        assert_int_equal(buf[i], 0);
+    assert_int_equal(buf[40], 0x1c);
+    for (size_t i = 42; i < 52; i++)
+        assert_int_equal(buf[i], 0);
+}
+
+static void mode_sense_default(void **state)
+{
+    (void)state;
+    /* PC 10b: the defaults (write cache on) whatever the current value */
+    const uint8_t cdb[6] = {0x1a, 0x08, 0x88, 0, 255, 0};
+    lun.write_cache = false;
+    lun.saved_write_cache = false;
+    run(cdb, sizeof(cdb));
+    assert_good();
+    assert_int_equal(plan.data_len, 4 + 20);
+    assert_int_equal(buf[4], 0x88);
     assert_int_equal(buf[6], 0x04);
 }
 
-static void mode_sense_saved_not_supported(void **state)
+static void mode_sense_saved(void **state)
 {
     (void)state;
-    const uint8_t cdb[6] = {0x1a, 0, 0xc8, 0, 255, 0};
+    /* PC 11b: the values last saved by MODE SELECT with SP, not the current ones */
+    const uint8_t cdb[6] = {0x1a, 0x08, 0xc8, 0, 255, 0};
+    lun.write_cache = true;
+    lun.saved_write_cache = false;
     run(cdb, sizeof(cdb));
-    assert_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_SAVING_PARAMS_UNSUPPORTED);
+    assert_good();
+    assert_int_equal(plan.data_len, 4 + 20);
+    assert_int_equal(buf[4], 0x88);
+    assert_int_equal(buf[6], 0x00);
+
+    lun.write_cache = false;
+    lun.saved_write_cache = true;
+    run(cdb, sizeof(cdb));
+    assert_int_equal(buf[6], 0x04);
+
+    /* the control page's saved busy timeout is the current one */
+    const uint8_t ctl[6] = {0x1a, 0x08, 0xca, 0, 255, 0};
+    run(ctl, sizeof(ctl));
+    assert_good();
+    assert_int_equal(buf[4], 0x8a);
+    assert_int_equal(twl_get_be16(buf + 4 + 8), 0xffff);
 }
 
 static void mode_sense_unsupported_page(void **state)
@@ -1019,6 +1114,7 @@ int main(void)
         T(vpd_device_identification_name_needs_extra_padding),
         T(vpd_device_identification_clipped),
         T(vpd_block_limits),
+        T(vpd_block_limits_thick_has_no_unmap_limits),
         T(vpd_block_characteristics),
         T(vpd_logical_block_provisioning),
         T(test_unit_ready),
@@ -1067,8 +1163,9 @@ int main(void)
         T(mode_sense_10_all_subpages),
         T(mode_sense_10_long_lba),
         T(mode_sense_changeable),
-        T(mode_sense_default_is_current),
-        T(mode_sense_saved_not_supported),
+        T(mode_sense_changeable_control_and_iec_fixed),
+        T(mode_sense_default),
+        T(mode_sense_saved),
         T(mode_sense_unsupported_page),
         T(mode_sense_unsupported_subpage),
         T(mode_sense_clipped),
