@@ -166,7 +166,8 @@ static int write_zeros(struct backing *b, uint64_t offset, uint64_t len)
 
 int backing_deallocate(struct backing *b, uint64_t offset, uint64_t len)
 {
-    if (fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) == 0)
+    if (fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) ==
+        0)
         return 0;
     if (errno != EOPNOTSUPP)
         return -errno;
@@ -175,15 +176,15 @@ int backing_deallocate(struct backing *b, uint64_t offset, uint64_t len)
 
 int backing_zero(struct backing *b, uint64_t offset, uint64_t len)
 {
-    if (fallocate(b->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) == 0)
+    if (fallocate(b->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) ==
+        0)
         return 0;
     if (errno != EOPNOTSUPP)
         return -errno;
     return write_zeros(b, offset, len);
 }
 
-int backing_extent(struct backing *b, uint64_t offset, uint64_t limit, uint64_t *len,
-                   bool *mapped)
+int backing_extent(struct backing *b, uint64_t offset, uint64_t limit, uint64_t *len, bool *mapped)
 {
     *mapped = true;
     *len = limit;

@@ -41,8 +41,7 @@ int backing_deallocate(struct backing *b, uint64_t offset, uint64_t len);
 int backing_zero(struct backing *b, uint64_t offset, uint64_t len);
 /* From offset, how far the store's allocation state stays the same (at most limit bytes), and
  * what it is. Block devices and filesystems without SEEK_HOLE report everything mapped. */
-int backing_extent(struct backing *b, uint64_t offset, uint64_t limit, uint64_t *len,
-                   bool *mapped);
+int backing_extent(struct backing *b, uint64_t offset, uint64_t limit, uint64_t *len, bool *mapped);
 
 enum backing_op { BACKING_READ, BACKING_WRITE, BACKING_FLUSH };
 

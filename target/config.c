@@ -76,9 +76,8 @@ static const char *const iscsi_keys[] = {"listen",
 static const char *const auth_keys[] = {"username", "secret", "mutual_username", "mutual_secret",
                                         NULL};
 static const char *const target_keys[] = {"iqn", "alias", "auth", "luns", NULL};
-static const char *const lun_keys[] = {"id",     "path",   "size",   "block_size",
-                                       "direct", "create", "serial",
-                                       "thin", "read_only", NULL};
+static const char *const lun_keys[] = {"id",     "path",   "size", "block_size", "direct",
+                                       "create", "serial", "thin", "read_only",  NULL};
 
 __attribute__((format(printf, 4, 0))) static int
 vfail_at(struct ctx *c, const char *file, unsigned line, const char *fmt, va_list ap)

@@ -74,14 +74,15 @@ struct tgt_task {
     struct backing_io io;
     struct remote_done replica; /* carries the replica's completion to this thread */
     int replica_err;
-    struct lu_nexus *nexus;  /* the I_T nexus as the LU knows it */
-    struct lu_range range;   /* blocks this command changes, while it runs */
-    struct remote_done wake; /* range granted / worker done, back on this thread */
-    struct tgt_job job;      /* multi-step command on a worker thread */
+    struct lu_nexus *nexus;     /* the I_T nexus as the LU knows it */
+    struct lu_range range;      /* blocks this command changes, while it runs */
+    struct remote_done wake;    /* range granted / worker done, back on this thread */
+    struct tgt_job job;         /* multi-step command on a worker thread */
     struct tgt_extent *extents; /* UNMAP's, for the replica */
 };
 
-#define TASK_OF(ptr, member) ((struct tgt_task *)((uint8_t *)(ptr) - offsetof(struct tgt_task, member)))
+#define TASK_OF(ptr, member)                                                                       \
+    ((struct tgt_task *)((uint8_t *)(ptr)-offsetof(struct tgt_task, member)))
 
 /* ---------------- PDU output ---------------- */
 
@@ -742,8 +743,8 @@ static struct lu_nexus *conn_nexus(struct conn *c, struct tgt_lun *lun)
             return NULL;
     }
     if (c->nexus[i] == NULL)
-        c->nexus[i] = lu_nexus_get(&lun->lu, c->initiator, c->isid,
-                                   c->thr->srv->groups[0].rel_port);
+        c->nexus[i] =
+            lu_nexus_get(&lun->lu, c->initiator, c->isid, c->thr->srv->groups[0].rel_port);
     return c->nexus[i];
 }
 
@@ -854,7 +855,8 @@ static void scsi_cmd_header(struct conn *c)
         (wbit ? t->edtl : 0) != t->plan.data_out) {
         /* Parameter lists and compare data must arrive whole: a differing expected length
          * means the initiator and the CDB disagree (SAM-5 5.4.3). */
-        TWL_WARN(PART, "%s: ITT 0x%08x opcode 0x%02x: expected data transfer length %u, CDB "
+        TWL_WARN(PART,
+                 "%s: ITT 0x%08x opcode 0x%02x: expected data transfer length %u, CDB "
                  "needs %u",
                  c->peer, itt, t->cdb[0], wbit ? t->edtl : 0, t->plan.data_out);
         scsi_plan_check_condition(&t->plan, SCSI_SENSE_ILLEGAL_REQUEST,

@@ -85,8 +85,7 @@ int lu_init(struct lu *lu, struct scsi_lun *info, const char *state_base)
         pthread_mutex_destroy(&lu->lock);
         return rc;
     } else {
-        TWL_INFO(PART, "LUN %u: persistent reservations restored from %s", lu->lun_id,
-                 lu->pr_path);
+        TWL_INFO(PART, "LUN %u: persistent reservations restored from %s", lu->lun_id, lu->pr_path);
     }
     atomic_store(&lu->reserved, any_reservation(&lu->pr));
     return 0;
@@ -127,8 +126,8 @@ bool lu_range_lock(struct lu *lu, struct lu_range *r, uint64_t lba, uint64_t blo
     r->next = NULL;
     pthread_mutex_lock(&lu->lock);
     /* Waiters keep their turn: a new request also waits behind an overlapping waiter. */
-    bool wait = conflicts_with_list(r, lu->active, NULL) ||
-                conflicts_with_list(r, lu->wait_head, NULL);
+    bool wait =
+        conflicts_with_list(r, lu->active, NULL) || conflicts_with_list(r, lu->wait_head, NULL);
     if (wait) {
         r->held = false;
         if (lu->wait_tail)
@@ -343,8 +342,8 @@ static void mode_select(struct lu *lu, const struct lu_nexus *self, const uint8_
     if (save && next.write_cache != lu->info->saved_write_cache) {
         int rc = mode_save(lu, next.write_cache);
         if (rc) {
-            TWL_ERROR(PART, "LUN %u: saving mode parameters to %s: %s", lu->lun_id,
-                      lu->mode_path, strerror(-rc));
+            TWL_ERROR(PART, "LUN %u: saving mode parameters to %s: %s", lu->lun_id, lu->mode_path,
+                      strerror(-rc));
             scsi_plan_check_condition(plan, SCSI_SENSE_HARDWARE_ERROR,
                                       SCSI_ASC_INTERNAL_TARGET_FAILURE);
             return;

@@ -505,8 +505,7 @@ static void get_lba_status(const struct cmd *c, struct scsi_plan *plan)
 }
 
 /* Reads the LBA and transfer length of a block command; false if the CDB kind is unknown. */
-static void decode_lba_len(const uint8_t *cdb, uint64_t *lba, uint32_t *blocks,
-                           uint16_t *len_field)
+static void decode_lba_len(const uint8_t *cdb, uint64_t *lba, uint32_t *blocks, uint16_t *len_field)
 {
     switch (cdb[0]) {
     case OP_READ_6:
@@ -889,7 +888,7 @@ static void cmd_read_defect_data(const struct cmd *c, struct scsi_plan *plan)
 static size_t mode_page(const struct scsi_lun *lun, uint8_t page, int pc, uint8_t *p)
 {
     size_t len;
-    bool wce = pc == MODE_PC_SAVED ? lun->saved_write_cache
+    bool wce = pc == MODE_PC_SAVED     ? lun->saved_write_cache
                : pc == MODE_PC_DEFAULT ? true
                                        : lun->write_cache;
 
@@ -1123,7 +1122,7 @@ static void report_target_port_groups(const struct cmd *c, struct scsi_plan *pla
         /* this port's group reports the state that gates its commands */
         enum scsi_alua_state state =
             g->id == c->view->target_port_group ? c->view->alua_state : g->state;
-        p[0] = 0x80 | (uint8_t)state; /* PREF: each node prefers its own port */
+        p[0] = 0x80 | (uint8_t)state;            /* PREF: each node prefers its own port */
         p[1] = 0x80 | 0x08 | 0x04 | 0x02 | 0x01; /* T_SUP U_SUP S_SUP AN_SUP AO_SUP */
         twl_put_be16(p + 2, g->id);
         p[5] = 0x02; /* status: altered by implicit asymmetric access behaviour */
@@ -1419,8 +1418,7 @@ void scsi_plan_command(const struct scsi_lun *lun, const struct scsi_target_view
         if (find_opcode(cdb[0], 0xff))
             invalid_field(plan, 1, 4); /* known opcode, unknown service action */
         else
-            scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST,
-                                      SCSI_ASC_INVALID_OPCODE);
+            scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_OPCODE);
         return;
     }
     if (cdb_len < op->cdb_len) {

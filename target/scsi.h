@@ -134,7 +134,7 @@ struct scsi_plan {
     /* media actions */
     uint64_t lba;
     uint32_t blocks;
-    bool fua; /* write reaches stable storage before completion */
+    bool fua;           /* write reaches stable storage before completion */
     uint32_t data_out;  /* Data-Out bytes the command needs (0 none) */
     uint32_t alloc_len; /* Data-In limit of transport-built responses */
     uint8_t bytchk;     /* VERIFY: 1 compare all blocks, 3 compare each with one block */

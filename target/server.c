@@ -1119,8 +1119,8 @@ int tgt_server_set_alua_state(struct tgt_server *srv, int state)
     for (size_t i = 0; i < srv->target_count; i++)
         for (size_t j = 0; j < srv->targets[i].lun_count; j++)
             lu_ua_all(&srv->targets[i].luns[j].lu, SCSI_ASC_ALUA_STATE_CHANGED, NULL);
-    TWL_INFO(PART, "target port group %u: asymmetric access state %d -> %d", srv->groups[0].id,
-             old, state);
+    TWL_INFO(PART, "target port group %u: asymmetric access state %d -> %d", srv->groups[0].id, old,
+             state);
     return 0;
 }
 

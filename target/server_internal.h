@@ -22,11 +22,11 @@
 
 #define PART "iscsi"
 
-#define RBUF_CAP        (64 * 1024)
-#define TASK_HASH_SIZE  256
-#define MAX_R2T_TRACKED 16
-#define MAX_IO_BYTES    (8u * 1024 * 1024) /* largest transfer of one command */
-#define EMULATED_BUF    8192
+#define RBUF_CAP         (64 * 1024)
+#define TASK_HASH_SIZE   256
+#define MAX_R2T_TRACKED  16
+#define MAX_IO_BYTES     (8u * 1024 * 1024) /* largest transfer of one command */
+#define EMULATED_BUF     8192
 #define MAX_REPORT_BYTES 65536 /* largest Data-In of a report built outside scsi.c */
 
 struct tgt_lun {

@@ -24,11 +24,11 @@
 #include "target.h"
 #include "twl_common.h"
 
-#define BLOCK          512
-#define COUNTER_LBA    100
-#define CLIENTS        4
-#define INCREMENTS     150
-#define NEIGHBOUR_LBA  101 /* written plainly all along: must not disturb the counter */
+#define BLOCK            512
+#define COUNTER_LBA      100
+#define CLIENTS          4
+#define INCREMENTS       150
+#define NEIGHBOUR_LBA    101 /* written plainly all along: must not disturb the counter */
 #define NEIGHBOUR_ROUNDS 300
 
 struct fixture {
@@ -114,8 +114,8 @@ static void *increment(void *arg)
         }
         uint64_t seen = twl_get_be64(buf);
         counter_block(buf + BLOCK, seen + 1);
-        struct scsi_task *t = iscsi_compareandwrite_sync(iscsi, lun, COUNTER_LBA, buf,
-                                                         sizeof(buf), BLOCK, 0, 0, 0, 0, 0);
+        struct scsi_task *t = iscsi_compareandwrite_sync(iscsi, lun, COUNTER_LBA, buf, sizeof(buf),
+                                                         BLOCK, 0, 0, 0, 0, 0);
         if (t == NULL) {
             cl->errors++;
             break;
@@ -175,6 +175,27 @@ static int setup(void **state)
              tgt_server_port(f->srv));
     *state = f;
     return 0;
+}
+
+/* Stops the server and starts a new one on the same configuration and state directory, as a
+ * daemon restart (or a power cycle after the stores were synced) would. */
+static void restart(struct fixture *f)
+{
+    tgt_server_stop(f->srv);
+    pthread_join(f->runner, NULL);
+    tgt_server_destroy(f->srv);
+    f->cfg.listen_port = 0;
+    assert_int_equal(tgt_server_create(&f->cfg, &f->srv), 0);
+    pthread_create(&f->runner, NULL, run_server, f->srv);
+    snprintf(f->url, sizeof(f->url), "iscsi://127.0.0.1:%u/iqn.2026-11.io.twinlun:default/0",
+             tgt_server_port(f->srv));
+}
+
+/* After a refused start, a server again for teardown to stop. */
+static void restart_after_failure(struct fixture *f)
+{
+    assert_int_equal(tgt_server_create(&f->cfg, &f->srv), 0);
+    pthread_create(&f->runner, NULL, run_server, f->srv);
 }
 
 static int teardown(void **state)
@@ -301,10 +322,119 @@ static void alua_state_change_reaches_every_nexus(void **state)
     }
 }
 
+static struct scsi_task *prout(struct iscsi_context *iscsi, int lun, int sa, int type, uint64_t key,
+                               uint64_t sa_key, bool aptpl)
+{
+    struct scsi_persistent_reserve_out_basic p = {
+        .reservation_key = key, .service_action_reservation_key = sa_key, .aptpl = aptpl};
+    struct scsi_task *t = iscsi_persistent_reserve_out_sync(iscsi, lun, sa, 0, type, &p);
+    assert_non_null(t);
+    return t;
+}
+
+static void expect_status(struct scsi_task *t, int status)
+{
+    assert_int_equal(t->status, status);
+    scsi_free_scsi_task(t);
+}
+
+/* Windows failover clustering's pattern: register with APTPL, reserve Write Exclusive -
+ * Registrants Only; after a restart the registration, the reservation and its effect on an
+ * unregistered initiator are all still there. Without APTPL nothing survives. */
+static void aptpl_reservations_survive_a_restart(void **state)
+{
+    struct fixture *f = *state;
+    int lun;
+    struct iscsi_context *a = connect_client(f, "iqn.2026-11.io.twinlun:node-a", &lun);
+    assert_non_null(a);
+    expect_status(prout(a, lun, SCSI_PERSISTENT_RESERVE_REGISTER, 0, 0, 0xabc, true),
+                  SCSI_STATUS_GOOD);
+    expect_status(prout(a, lun, SCSI_PERSISTENT_RESERVE_RESERVE,
+                        SCSI_PERSISTENT_RESERVE_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY, 0xabc, 0,
+                        false),
+                  SCSI_STATUS_GOOD);
+    iscsi_logout_sync(a);
+    iscsi_destroy_context(a);
+
+    restart(f);
+
+    struct iscsi_context *b = connect_client(f, "iqn.2026-11.io.twinlun:node-b", &lun);
+    assert_non_null(b);
+    struct scsi_task *t =
+        iscsi_persistent_reserve_in_sync(b, lun, SCSI_PERSISTENT_RESERVE_READ_KEYS, 1024);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    struct scsi_persistent_reserve_in_read_keys *rk = scsi_datain_unmarshall(t);
+    assert_non_null(rk);
+    assert_int_equal(rk->num_keys, 1);
+    assert_int_equal(rk->keys[0], 0xabc);
+    scsi_free_scsi_task(t);
+    uint8_t block[BLOCK] = {0};
+    /* b is not registered: its writes conflict, its reads do not */
+    expect_status(iscsi_write16_sync(b, lun, 0, block, BLOCK, BLOCK, 0, 0, 0, 0, 0),
+                  SCSI_STATUS_RESERVATION_CONFLICT);
+    expect_status(iscsi_read16_sync(b, lun, 0, BLOCK, BLOCK, 0, 0, 0, 0, 0), SCSI_STATUS_GOOD);
+
+    /* a comes back on a new I_T nexus (libiscsi picks a new ISID), which the old
+     * registration does not cover: it must register before it may clear */
+    a = connect_client(f, "iqn.2026-11.io.twinlun:node-a", &lun);
+    assert_non_null(a);
+    expect_status(prout(a, lun, SCSI_PERSISTENT_RESERVE_CLEAR, 0, 0xabc, 0, false),
+                  SCSI_STATUS_RESERVATION_CONFLICT);
+    expect_status(prout(a, lun, SCSI_PERSISTENT_RESERVE_REGISTER, 0, 0, 0xabc, false),
+                  SCSI_STATUS_GOOD);
+    expect_status(prout(a, lun, SCSI_PERSISTENT_RESERVE_CLEAR, 0, 0xabc, 0, false),
+                  SCSI_STATUS_GOOD);
+    expect_status(prout(a, lun, SCSI_PERSISTENT_RESERVE_REGISTER, 0, 0, 0xdef, false),
+                  SCSI_STATUS_GOOD);
+    iscsi_logout_sync(a);
+    iscsi_destroy_context(a);
+    iscsi_logout_sync(b);
+    iscsi_destroy_context(b);
+
+    restart(f);
+    b = connect_client(f, "iqn.2026-11.io.twinlun:node-b", &lun);
+    assert_non_null(b);
+    t = iscsi_persistent_reserve_in_sync(b, lun, SCSI_PERSISTENT_RESERVE_READ_KEYS, 1024);
+    assert_non_null(t);
+    rk = scsi_datain_unmarshall(t);
+    assert_non_null(rk);
+    assert_int_equal(rk->num_keys, 0);
+    scsi_free_scsi_task(t);
+    expect_status(iscsi_write16_sync(b, lun, 0, block, BLOCK, BLOCK, 0, 0, 0, 0, 0),
+                  SCSI_STATUS_GOOD);
+    iscsi_logout_sync(b);
+    iscsi_destroy_context(b);
+}
+
+/* A damaged reservation file stops the start with the file named, rather than silently
+ * dropping reservations a cluster relies on. */
+static void corrupt_reservation_file_refuses_to_start(void **state)
+{
+    struct fixture *f = *state;
+    tgt_server_stop(f->srv);
+    pthread_join(f->runner, NULL);
+    tgt_server_destroy(f->srv);
+    f->srv = NULL;
+    char path[256];
+    snprintf(path, sizeof(path), "%s/iqn.2026-11.io.twinlun:default.lun0.pr", f->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("not a reservation image", fp);
+    fclose(fp);
+    f->cfg.listen_port = 0;
+    assert_int_equal(tgt_server_create(&f->cfg, &f->srv), -EINVAL);
+    assert_null(f->srv);
+    unlink(path);
+    restart_after_failure(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(alua_state_change_reaches_every_nexus, setup, teardown),
+        cmocka_unit_test_setup_teardown(aptpl_reservations_survive_a_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(corrupt_reservation_file_refuses_to_start, setup, teardown),
         cmocka_unit_test_setup_teardown(compare_and_write_increments_are_never_lost, setup,
                                         teardown),
     };
