@@ -207,8 +207,7 @@ static void multi_step_changes_are_replicated(void **state)
     struct fixture *f = *state;
     uint8_t blocks[1024];
     memset(blocks, 'A', 512);
-    struct scsi_task *t =
-        iscsi_write10_sync(f->iscsi, f->lun, 40, blocks, 512, 512, 0, 0, 0, 0, 0);
+    struct scsi_task *t = iscsi_write10_sync(f->iscsi, f->lun, 40, blocks, 512, 512, 0, 0, 0, 0, 0);
     assert_non_null(t);
     assert_int_equal(t->status, SCSI_STATUS_GOOD);
     scsi_free_scsi_task(t);
