@@ -2413,6 +2413,25 @@ static void report_target_port_groups_extended(void **state)
     assert_invalid_field_bit(1, 7);
 }
 
+static void report_target_port_groups_own_group_live_state(void **state)
+{
+    (void)state;
+    /* this port's group (target_port_group) reports the state that gates its commands, not
+     * the one in the table; the partner's group keeps the table's */
+    view.groups = port_groups;
+    view.group_count = 2;
+    view.target_port_group = 1;
+    view.alua_state = SCSI_ALUA_TRANSITIONING;
+    const uint8_t cdb[12] = {0xa3, 0x0a, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0};
+    run(cdb, sizeof(cdb));
+    assert_good();
+    assert_int_equal(plan.data_len, 28);
+    assert_int_equal(buf[4], 0x8f);
+    assert_int_equal(twl_get_be16(buf + 4 + 2), 1);
+    assert_int_equal(buf[16], 0x82);
+    assert_int_equal(twl_get_be16(buf + 16 + 2), 2);
+}
+
 static void report_target_port_groups_none(void **state)
 {
     (void)state;
@@ -2761,6 +2780,7 @@ int main(void)
         T(report_supported_tmfs),
         T(report_target_port_groups),
         T(report_target_port_groups_extended),
+        T(report_target_port_groups_own_group_live_state),
         T(report_target_port_groups_none),
         T(alua_standby_gates_medium_access),
         T(alua_unavailable_and_transitioning),
