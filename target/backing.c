@@ -176,11 +176,9 @@ int backing_deallocate(struct backing *b, uint64_t offset, uint64_t len)
 
 int backing_zero(struct backing *b, uint64_t offset, uint64_t len)
 {
-    if (fallocate(b->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) ==
-        0)
-        return 0;
-    if (errno != EOPNOTSUPP)
-        return -errno;
+    /* Real zeros, not FALLOC_FL_ZERO_RANGE: filesystems keep a zeroed range as unwritten
+     * extents, which SEEK_DATA reports as holes, so GET LBA STATUS would call blocks WRITE SAME
+     * just mapped (or anchored) deallocated. */
     return write_zeros(b, offset, len);
 }
 

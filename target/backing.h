@@ -37,7 +37,7 @@ int backing_read_at(struct backing *b, uint8_t *buf, size_t len, uint64_t offset
 int backing_write_at(struct backing *b, const uint8_t *buf, size_t len, uint64_t offset, bool fua);
 /* Deallocates [offset, offset+len): reads return zeros afterwards, space is given back. */
 int backing_deallocate(struct backing *b, uint64_t offset, uint64_t len);
-/* Zeroes [offset, offset+len) keeping it allocated. */
+/* Zeroes [offset, offset+len) and keeps it allocated (written, so it reads as mapped). */
 int backing_zero(struct backing *b, uint64_t offset, uint64_t len);
 /* From offset, how far the store's allocation state stays the same (at most limit bytes), and
  * what it is. Block devices and filesystems without SEEK_HOLE report everything mapped. */

@@ -147,6 +147,7 @@ bool lu_range_lock(struct lu *lu, struct lu_range *r, uint64_t lba, uint64_t blo
 void lu_range_unlock(struct lu *lu, struct lu_range *r)
 {
     struct lu_range *granted = NULL;
+    struct lu_range **granted_tail = &granted;
     pthread_mutex_lock(&lu->lock);
     for (struct lu_range **p = &lu->active; *p; p = &(*p)->next) {
         if (*p == r) {
@@ -171,9 +172,10 @@ void lu_range_unlock(struct lu *lu, struct lu_range *r)
             w->held = true;
             w->next = lu->active;
             lu->active = w;
-            /* collected for the callbacks, which run after unlocking */
-            w->granted_next = granted;
-            granted = w;
+            /* collected in arrival order for the callbacks, which run after unlocking */
+            w->granted_next = NULL;
+            *granted_tail = w;
+            granted_tail = &w->granted_next;
         } else {
             prev = w;
         }

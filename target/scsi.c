@@ -730,7 +730,8 @@ static void cmd_write_same(const struct cmd *c, struct scsi_plan *plan)
     }
     /* WSNZ is 0: zero blocks means from lba to the end of the LU, within the limit. */
     uint64_t count = blocks ? blocks : c->lun->block_count - lba;
-    if (count == 0 || (c->lun->max_transfer_blocks && count > c->lun->max_transfer_blocks)) {
+    if (count == 0 || count > UINT32_MAX ||
+        (c->lun->max_transfer_blocks && count > c->lun->max_transfer_blocks)) {
         invalid_field(plan, (uint16_t)(sixteen ? 10 : 7), -1);
         return;
     }
@@ -1164,6 +1165,12 @@ static void cdb_usage(const struct opcode_info *op, uint8_t *u)
     u[op->cdb_len - 1] = 0x04; /* control byte: only NACA is looked at */
 }
 
+/* UNMAP exists only on thin LUs. */
+static bool opcode_supported(const struct scsi_lun *lun, const struct opcode_info *op)
+{
+    return op->opcode != OP_UNMAP || (lun && lun->thin);
+}
+
 static size_t timeouts_descriptor(uint8_t *p)
 {
     memset(p, 0, 12);
@@ -1188,6 +1195,8 @@ static void report_opcodes(const struct cmd *c, struct scsi_plan *plan)
         off = 4;
         for (size_t i = 0; i < opcode_count; i++) {
             const struct opcode_info *op = &opcodes[i];
+            if (!opcode_supported(c->lun, op))
+                continue;
             uint8_t *p = d + off;
             memset(p, 0, 8);
             p[0] = op->opcode;
@@ -1207,6 +1216,8 @@ static void report_opcodes(const struct cmd *c, struct scsi_plan *plan)
         return;
     }
     const struct opcode_info *op = find_opcode(req_op, (uint8_t)req_sa);
+    if (op && !opcode_supported(c->lun, op))
+        op = NULL;
     const struct opcode_info *any = find_opcode(req_op, 0xff);
     bool has_sa = any != NULL && any->sa != NO_SA;
     if (options == 1 && has_sa) {
