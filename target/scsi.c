@@ -724,6 +724,11 @@ static void cmd_write_same(const struct cmd *c, struct scsi_plan *plan)
         invalid_field(plan, 1, 4);
         return;
     }
+    /* A thick LU reports LBPWS/LBPWS10 0: unmapping through WRITE SAME is refused. */
+    if (unmap && !c->lun->thin) {
+        invalid_field(plan, 1, 3);
+        return;
+    }
     if (c->lun->read_only) {
         write_protected(plan);
         return;
@@ -740,7 +745,7 @@ static void cmd_write_same(const struct cmd *c, struct scsi_plan *plan)
     plan->lba = lba;
     plan->blocks = blocks;
     /* An anchored block keeps its space and reads as zeros: the store zeroes it in place. */
-    plan->unmap = (unmap || anchor) && c->lun->thin;
+    plan->unmap = unmap;
     plan->bytchk = anchor ? 1 : 0; /* reused as the anchor flag for the executor */
     plan->fua = !c->lun->write_cache;
     plan->data_out = ndob ? 0 : c->lun->block_size;

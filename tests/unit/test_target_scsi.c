@@ -1491,13 +1491,17 @@ static void write_same_anchor_needs_unmap(void **state)
     assert_invalid_field_bit(1, 4);
 }
 
-static void write_same_unmap_on_thick_lu_writes(void **state)
+static void write_same_unmap_on_thick_lu_is_refused(void **state)
 {
     (void)state;
-    /* LBPWS 0: the UNMAP bit cannot deallocate, the blocks are written */
+    /* LBPWS and LBPWS10 are 0 on a thick LU: WRITE SAME with UNMAP is refused (libiscsi's
+     * WriteSame*.UnmapVPD checks that the command and the VPD page agree) */
     lun.thin = false;
     uint8_t cdb[16];
     cdb16(cdb, 0x93, 0x08, 10, 4);
+    run(cdb, sizeof(cdb));
+    assert_invalid_field_bit(1, 3);
+    cdb16(cdb, 0x93, 0x00, 10, 4);
     run(cdb, sizeof(cdb));
     assert_write_same(10, 4, false, false, false);
 }
@@ -2743,7 +2747,7 @@ int main(void)
         T(write_same_10),
         T(write_same_16),
         T(write_same_anchor_needs_unmap),
-        T(write_same_unmap_on_thick_lu_writes),
+        T(write_same_unmap_on_thick_lu_is_refused),
         T(write_same_ndob),
         T(write_same_zero_blocks_to_end),
         T(write_same_limits),
