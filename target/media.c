@@ -37,13 +37,17 @@ static void no_memory(struct scsi_plan *plan)
     scsi_plan_check_condition(plan, SCSI_SENSE_HARDWARE_ERROR, SCSI_ASC_INTERNAL_TARGET_FAILURE);
 }
 
-/* COMPARE AND WRITE: data = blocks to compare, then blocks to write. */
-static void compare_and_write(struct backing *store, const struct scsi_lun *lun,
-                              struct scsi_plan *plan, const uint8_t *data)
+/* Reads the command's blocks, lets change() turn them into what is to be written (false: write
+ * nothing, plan says why), and writes them back. The caller holds the range lock, so nothing
+ * else writes in between. */
+static void read_modify_write(struct backing *store, const struct scsi_lun *lun,
+                              struct scsi_plan *plan, uint8_t *data,
+                              bool (*change)(uint8_t *cur, uint8_t *data, size_t len,
+                                             struct scsi_plan *plan))
 {
     size_t len = (size_t)plan->blocks * lun->block_size;
     uint64_t off = plan->lba * lun->block_size;
-    uint8_t *cur = alloc_aligned(len);
+    uint8_t *cur = alloc_aligned(len); /* aligned for O_DIRECT stores */
     if (cur == NULL) {
         no_memory(plan);
         return;
@@ -51,43 +55,34 @@ static void compare_and_write(struct backing *store, const struct scsi_lun *lun,
     int rc = backing_read_at(store, cur, len, off);
     if (rc) {
         io_failed(plan, false, rc, plan->lba);
-    } else {
-        size_t diff = scsi_first_difference(cur, data, len);
-        if (diff < len) {
-            scsi_plan_miscompare(plan, diff);
-        } else {
-            /* the write half is copied to an aligned buffer for O_DIRECT stores */
-            memcpy(cur, data + len, len);
-            rc = backing_write_at(store, cur, len, off, plan->fua);
-            if (rc)
-                io_failed(plan, true, rc, plan->lba);
-        }
-    }
-    free(cur);
-}
-
-static void orwrite(struct backing *store, const struct scsi_lun *lun, struct scsi_plan *plan,
-                    uint8_t *data)
-{
-    size_t len = (size_t)plan->blocks * lun->block_size;
-    uint64_t off = plan->lba * lun->block_size;
-    uint8_t *cur = alloc_aligned(len);
-    if (cur == NULL) {
-        no_memory(plan);
-        return;
-    }
-    int rc = backing_read_at(store, cur, len, off);
-    if (rc) {
-        io_failed(plan, false, rc, plan->lba);
-    } else {
-        for (size_t i = 0; i < len; i++)
-            cur[i] |= data[i];
-        memcpy(data, cur, len);
+    } else if (change(cur, data, len, plan)) {
         rc = backing_write_at(store, cur, len, off, plan->fua);
         if (rc)
             io_failed(plan, true, rc, plan->lba);
     }
     free(cur);
+}
+
+/* COMPARE AND WRITE: data = blocks to compare, then blocks to write. */
+static bool compare_then_replace(uint8_t *cur, uint8_t *data, size_t len, struct scsi_plan *plan)
+{
+    size_t diff = scsi_first_difference(cur, data, len);
+    if (diff < len) {
+        scsi_plan_miscompare(plan, diff);
+        return false;
+    }
+    memcpy(cur, data + len, len);
+    return true;
+}
+
+/* ORWRITE: the result also goes back into data, for the replica. */
+static bool or_into(uint8_t *cur, uint8_t *data, size_t len, struct scsi_plan *plan)
+{
+    (void)plan;
+    for (size_t i = 0; i < len; i++)
+        cur[i] |= data[i];
+    memcpy(data, cur, len);
+    return true;
 }
 
 /* VERIFY with BYTCHK 1 (data covers every block) or 3 (one block, compared with each). */
@@ -255,10 +250,10 @@ void media_execute(struct backing *store, const struct scsi_lun *lun, struct scs
     plan->data_len = 0;
     switch (plan->action) {
     case SCSI_ACTION_COMPARE_AND_WRITE:
-        compare_and_write(store, lun, plan, data);
+        read_modify_write(store, lun, plan, data, compare_then_replace);
         break;
     case SCSI_ACTION_ORWRITE:
-        orwrite(store, lun, plan, data);
+        read_modify_write(store, lun, plan, data, or_into);
         break;
     case SCSI_ACTION_VERIFY:
         verify(store, lun, plan, data);

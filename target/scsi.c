@@ -656,14 +656,19 @@ static void cmd_prefetch(const struct cmd *c, struct scsi_plan *plan)
     plan->status = SCSI_STATUS_CONDITION_MET;
 }
 
-static void cmd_compare_and_write(const struct cmd *c, struct scsi_plan *plan)
+/* COMPARE AND WRITE and ORWRITE: they read the blocks and write them back changed. */
+static void plan_read_modify_write(const struct cmd *c, struct scsi_plan *plan,
+                                   enum scsi_action action, uint32_t max_blocks,
+                                   uint32_t data_copies)
 {
     uint64_t lba;
     uint32_t blocks;
-    if (!check_block_range(c, plan, &lba, &blocks, false))
+    uint16_t len_field;
+    if (!check_block_range(c, plan, &lba, &blocks, true))
         return;
-    if (blocks > MAX_COMPARE_WRITE_BLOCKS) {
-        invalid_field(plan, 13, -1);
+    if (blocks > max_blocks) {
+        decode_lba_len(c->cdb, &lba, &blocks, &len_field);
+        invalid_field(plan, len_field, -1);
         return;
     }
     if (c->lun->read_only) {
@@ -672,30 +677,22 @@ static void cmd_compare_and_write(const struct cmd *c, struct scsi_plan *plan)
     }
     if (blocks == 0)
         return;
-    plan->action = SCSI_ACTION_COMPARE_AND_WRITE;
+    plan->action = action;
     plan->lba = lba;
     plan->blocks = blocks;
     plan->fua = (c->cdb[1] & 0x08) || !c->lun->write_cache;
-    plan->data_out = 2 * blocks * c->lun->block_size;
+    plan->data_out = data_copies * blocks * c->lun->block_size;
+}
+
+static void cmd_compare_and_write(const struct cmd *c, struct scsi_plan *plan)
+{
+    /* the Data-Out carries the blocks to compare, then the blocks to write */
+    plan_read_modify_write(c, plan, SCSI_ACTION_COMPARE_AND_WRITE, MAX_COMPARE_WRITE_BLOCKS, 2);
 }
 
 static void cmd_orwrite(const struct cmd *c, struct scsi_plan *plan)
 {
-    uint64_t lba;
-    uint32_t blocks;
-    if (!check_block_range(c, plan, &lba, &blocks, true))
-        return;
-    if (c->lun->read_only) {
-        write_protected(plan);
-        return;
-    }
-    if (blocks == 0)
-        return;
-    plan->action = SCSI_ACTION_ORWRITE;
-    plan->lba = lba;
-    plan->blocks = blocks;
-    plan->fua = (c->cdb[1] & 0x08) || !c->lun->write_cache;
-    plan->data_out = blocks * c->lun->block_size;
+    plan_read_modify_write(c, plan, SCSI_ACTION_ORWRITE, UINT32_MAX, 1);
 }
 
 static void cmd_write_same(const struct cmd *c, struct scsi_plan *plan)
