@@ -79,6 +79,32 @@ struct tgt_task {
     struct remote_done wake;    /* range granted / worker done, back on this thread */
     struct tgt_job job;         /* multi-step command on a worker thread */
     struct tgt_extent *extents; /* UNMAP's, for the replica */
+    struct copy_job *copy;      /* EXTENDED COPY */
+};
+
+/* One destination LU of an EXTENDED COPY and the span of it the copy writes. */
+struct copy_range {
+    struct lu_range range;
+    struct tgt_task *task;
+    struct tgt_lun *lun;
+};
+
+/* An EXTENDED COPY in progress: what it copies and the ranges it holds. */
+struct copy_job {
+    struct xcopy_lu *lus; /* every LU of the target, by index */
+    struct xcopy_segment segs[XCOPY_MAX_SEGMENT_DESCRIPTORS];
+    int count;
+    struct xcopy_list list;
+    struct xcopy_progress done;
+    struct copy_range ranges[XCOPY_MAX_SEGMENT_DESCRIPTORS]; /* by ascending LU index */
+    int range_count;
+    int ranges_held;
+    bool in_history; /* noted by lu_xcopy_begin, to be finished once */
+    /* a replica being waited for on the worker */
+    pthread_mutex_t wait_lock;
+    pthread_cond_t wait_cond;
+    bool replica_back;
+    int replica_err;
 };
 
 #define TASK_OF(ptr, member)                                                                       \
@@ -212,6 +238,12 @@ void iscsi_task_put(struct tgt_task *t)
         c->thr->reap_needed = true; /* the closed connection can go now */
     free(t->buf);
     free(t->extents);
+    if (t->copy) {
+        pthread_mutex_destroy(&t->copy->wait_lock);
+        pthread_cond_destroy(&t->copy->wait_cond);
+        free(t->copy->lus);
+        free(t->copy);
+    }
     free(t);
 }
 
@@ -482,6 +514,17 @@ static void task_respond(struct tgt_task *t)
 {
     if (t->range.held)
         lu_range_unlock(&t->lun->lu, &t->range);
+    if (t->copy) {
+        struct copy_job *cj = t->copy;
+        for (int i = 0; i < cj->range_count; i++)
+            if (cj->ranges[i].range.held)
+                lu_range_unlock(&cj->ranges[i].lun->lu, &cj->ranges[i].range);
+        if (cj->in_history) {
+            lu_xcopy_finish(&t->lun->lu, t->nexus, &cj->list,
+                            t->aborted || t->plan.status != SCSI_STATUS_GOOD, &cj->done);
+            cj->in_history = false;
+        }
+    }
     if (t->aborted || t->conn->fd < 0) {
         task_finish(t);
         return;
@@ -573,6 +616,183 @@ static void job_done_on_thread(struct remote_done *d)
     }
 }
 
+/* ---- EXTENDED COPY ---- */
+
+static struct lu_nexus *conn_nexus(struct conn *c, struct tgt_lun *lun);
+
+static void copy_replica_done(void *cookie, int err)
+{
+    struct copy_job *cj = cookie;
+    pthread_mutex_lock(&cj->wait_lock);
+    cj->replica_err = err;
+    cj->replica_back = true;
+    pthread_cond_signal(&cj->wait_cond);
+    pthread_mutex_unlock(&cj->wait_lock);
+}
+
+/* On the worker, after each chunk the copy wrote: the same blocks go to the replica before the
+ * next chunk (the destination ranges stay locked throughout). */
+static int copy_chunk_written(void *ctx, const struct xcopy_chunk *chunk)
+{
+    struct tgt_task *t = ctx;
+    struct copy_job *cj = t->copy;
+    const struct tgt_replicator *rep = &t->conn->thr->srv->replicator;
+    if (rep->replicate == NULL)
+        return 0;
+    struct tgt_target *target = t->conn->target;
+    struct tgt_write w = {.target_name = target->cfg->iqn,
+                          .lun = target->luns[chunk->lu].info.id,
+                          .kind = TGT_WRITE_DATA,
+                          .lba = chunk->lba,
+                          .blocks = chunk->blocks,
+                          .block_size = chunk->block_size,
+                          .data = chunk->data,
+                          .fua = chunk->fua};
+    cj->replica_back = false;
+    int rc = rep->replicate(rep->ctx, &w, copy_replica_done, cj);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&cj->wait_lock);
+    while (!cj->replica_back)
+        pthread_cond_wait(&cj->wait_cond, &cj->wait_lock);
+    rc = cj->replica_err;
+    pthread_mutex_unlock(&cj->wait_lock);
+    return rc;
+}
+
+static void copy_done_on_thread(struct remote_done *d)
+{
+    struct tgt_task *t = TASK_OF(d, wake);
+    struct copy_job *cj = t->copy;
+    if (t->plan.status != SCSI_STATUS_GOOD)
+        TWL_WARN(PART,
+                 "%s: LUN %u EXTENDED COPY list %u ended with sense %x/%02x%02x after %llu "
+                 "bytes",
+                 t->conn->peer, t->lun_id, cj->list.id, t->plan.sense[2] & 0x0f, t->plan.sense[12],
+                 t->plan.sense[13], (unsigned long long)cj->done.bytes);
+    task_respond(t);
+}
+
+static void copy_run(struct tgt_job *job)
+{
+    struct tgt_task *t = TASK_OF(job, job);
+    struct copy_job *cj = t->copy;
+    xcopy_execute(cj->lus, cj->segs, cj->count, copy_chunk_written, t, &t->plan, &cj->done);
+    t->wake.fn = copy_done_on_thread;
+    thread_post_done(t->conn->thr, &t->wake);
+}
+
+static void copy_lock_next(struct tgt_task *t);
+
+static void copy_range_granted_on_thread(struct remote_done *d)
+{
+    struct tgt_task *t = TASK_OF(d, wake);
+    t->copy->ranges_held++;
+    copy_lock_next(t);
+}
+
+static void copy_range_granted(struct lu_range *r)
+{
+    struct copy_range *cr =
+        (struct copy_range *)((uint8_t *)r - offsetof(struct copy_range, range));
+    cr->task->wake.fn = copy_range_granted_on_thread;
+    thread_post_done(cr->task->conn->thr, &cr->task->wake);
+}
+
+/* Takes the destination ranges one by one in LU order (so two copies never wait on each
+ * other in a cycle), then runs the copy on a worker. */
+static void copy_lock_next(struct tgt_task *t)
+{
+    struct copy_job *cj = t->copy;
+    while (cj->ranges_held < cj->range_count) {
+        if (t->aborted || t->conn->fd < 0) {
+            task_respond(t);
+            return;
+        }
+        struct copy_range *cr = &cj->ranges[cj->ranges_held];
+        cr->task = t;
+        cr->range.granted = copy_range_granted;
+        if (!lu_range_lock(&cr->lun->lu, &cr->range, cr->range.lba, cr->range.end - cr->range.lba))
+            return; /* copy_range_granted goes on */
+        cj->ranges_held++;
+    }
+    t->job.run = copy_run;
+    server_job_submit(t->conn->thr->srv, &t->job);
+}
+
+/* Parses the list, checks every LU it reaches against the reservations, notes the copy in the
+ * nexus's history and starts taking the destination ranges. */
+static void copy_start(struct tgt_task *t)
+{
+    struct conn *c = t->conn;
+    struct tgt_target *target = c->target;
+    struct copy_job *cj = calloc(1, sizeof(*cj));
+    struct xcopy_lu *lus = calloc(target->lun_count, sizeof(*lus));
+    if (cj == NULL || lus == NULL) {
+        free(cj);
+        free(lus);
+        complete_with_check(t, SCSI_SENSE_HARDWARE_ERROR, SCSI_ASC_INTERNAL_TARGET_FAILURE);
+        return;
+    }
+    pthread_mutex_init(&cj->wait_lock, NULL);
+    pthread_cond_init(&cj->wait_cond, NULL);
+    cj->lus = lus;
+    t->copy = cj;
+    for (size_t i = 0; i < target->lun_count; i++)
+        lus[i] = (struct xcopy_lu){.info = &target->luns[i].info, .store = &target->luns[i].store};
+    cj->count = xcopy_parse(t->buf, t->plan.data_out, lus, target->lun_count, cj->segs,
+                            XCOPY_MAX_SEGMENT_DESCRIPTORS, &cj->list, &t->plan);
+    if (cj->count <= 0) {
+        task_respond(t);
+        return;
+    }
+    /* the LU the command came to was admitted as a whole; the others as READ or WRITE */
+    static const uint8_t read10[10] = {0x28}, write10[10] = {0x2a};
+    for (int i = 0; i < cj->count; i++) {
+        size_t ends[2] = {cj->segs[i].src, cj->segs[i].dst};
+        for (int k = 0; k < 2; k++) {
+            struct tgt_lun *lun = &target->luns[ends[k]];
+            if (lun == t->lun)
+                continue;
+            struct lu_nexus *n = conn_nexus(c, lun);
+            if (n == NULL) {
+                complete_with_check(t, SCSI_SENSE_HARDWARE_ERROR, SCSI_ASC_INTERNAL_TARGET_FAILURE);
+                return;
+            }
+            if (lu_reservation_conflict(&lun->lu, n, k ? write10 : read10)) {
+                t->plan.status = SCSI_STATUS_RESERVATION_CONFLICT;
+                t->plan.sense_len = 0;
+                t->plan.data_len = 0;
+                task_respond(t);
+                return;
+            }
+        }
+    }
+    if (lu_xcopy_begin(&t->lun->lu, t->nexus, &cj->list, &t->plan) != 0) {
+        task_respond(t);
+        return;
+    }
+    cj->in_history = true;
+    /* one span per destination LU, in LU order */
+    for (size_t l = 0; l < target->lun_count; l++) {
+        uint64_t lo = UINT64_MAX, hi = 0;
+        for (int i = 0; i < cj->count; i++) {
+            if (cj->segs[i].dst != l || cj->segs[i].blocks == 0)
+                continue;
+            uint64_t end = cj->segs[i].dst_lba + cj->segs[i].blocks;
+            lo = cj->segs[i].dst_lba < lo ? cj->segs[i].dst_lba : lo;
+            hi = end > hi ? end : hi;
+        }
+        if (lo < hi) {
+            struct copy_range *cr = &cj->ranges[cj->range_count++];
+            cr->lun = &target->luns[l];
+            cr->range.lba = lo;
+            cr->range.end = hi;
+        }
+    }
+    copy_lock_next(t);
+}
+
 /* On a worker thread: the blocking part of the command, then back to the task's thread. */
 static void job_run(struct tgt_job *job)
 {
@@ -641,6 +861,9 @@ static void task_execute(struct tgt_task *t)
         lu_execute(&lun->lu, t->nexus, t->cdb, t->buf, t->plan.data_out, t->buf, t->buf_len,
                    &t->plan);
         task_respond(t);
+        return;
+    case SCSI_ACTION_EXTENDED_COPY:
+        copy_start(t);
         return;
     default:
         task_start_io(t);

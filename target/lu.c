@@ -234,6 +234,7 @@ struct lu_nexus *lu_nexus_get(struct lu *lu, const char *initiator, const uint8_
             memcpy(n->isid, isid, 6);
             n->rel_port = rel_port;
             ua_queue(n, SCSI_ASC_POWER_ON_RESET);
+            xcopy_history_init(&n->xcopy);
             n->next = lu->nexuses;
             lu->nexuses = n;
         }
@@ -387,6 +388,9 @@ void lu_execute(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb, const uin
         pr_release6(&lu->pr, &pn, cdb, &r);
         apply_pr_result(lu, &r, plan);
         break;
+    case XCOPY_RCR_OPCODE:
+        xcopy_receive_results(cdb, &n->xcopy, buf, buflen, plan);
+        break;
     default:
         mode_select(lu, n, cdb, param, param_len, plan);
         break;
@@ -394,12 +398,44 @@ void lu_execute(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb, const uin
     pthread_mutex_unlock(&lu->lock);
 }
 
+bool lu_reservation_conflict(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb)
+{
+    if (!atomic_load(&lu->reserved))
+        return false;
+    struct pr_nexus pn = pr_nexus_of(n);
+    pthread_mutex_lock(&lu->lock);
+    bool conflict = pr_conflicts(&lu->pr, &pn, cdb);
+    pthread_mutex_unlock(&lu->lock);
+    return conflict;
+}
+
+int lu_xcopy_begin(struct lu *lu, struct lu_nexus *n, const struct xcopy_list *list,
+                   struct scsi_plan *plan)
+{
+    pthread_mutex_lock(&lu->lock);
+    int rc = xcopy_history_begin(&n->xcopy, list, plan);
+    pthread_mutex_unlock(&lu->lock);
+    return rc;
+}
+
+void lu_xcopy_finish(struct lu *lu, struct lu_nexus *n, const struct xcopy_list *list, bool failed,
+                     const struct xcopy_progress *done)
+{
+    pthread_mutex_lock(&lu->lock);
+    xcopy_history_finish(&n->xcopy, list, failed, done);
+    pthread_mutex_unlock(&lu->lock);
+}
+
+/* Copy lists are forgotten with the nexus (and on reset) as SPC-4 6.18.3 allows; a copy still
+ * running records its end into the fresh history, harmlessly. */
 void lu_reset(struct lu *lu)
 {
     pthread_mutex_lock(&lu->lock);
     pr_reset(&lu->pr);
     atomic_store(&lu->reserved, any_reservation(&lu->pr));
     ua_all_locked(lu, SCSI_ASC_POWER_ON_RESET, NULL);
+    for (struct lu_nexus *n = lu->nexuses; n; n = n->next)
+        xcopy_history_init(&n->xcopy);
     pthread_mutex_unlock(&lu->lock);
 }
 
@@ -407,6 +443,7 @@ void lu_nexus_lost(struct lu *lu, struct lu_nexus *n)
 {
     struct pr_nexus pn = pr_nexus_of(n);
     pthread_mutex_lock(&lu->lock);
+    xcopy_history_init(&n->xcopy);
     pr_nexus_lost(&lu->pr, &pn);
     atomic_store(&lu->reserved, any_reservation(&lu->pr));
     pthread_mutex_unlock(&lu->lock);

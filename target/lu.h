@@ -27,6 +27,7 @@
 #include "config.h"
 #include "pr.h"
 #include "scsi.h"
+#include "xcopy.h"
 
 /* A range lock request; embedded in the command that holds it. */
 struct lu_range {
@@ -50,6 +51,7 @@ struct lu_nexus {
     uint16_t rel_port;
     atomic_uint ua_count; /* read without the lock on the I/O path */
     uint16_t ua[LU_UA_MAX];
+    struct xcopy_history xcopy; /* EXTENDED COPY lists for COPY STATUS (under the lock) */
 };
 
 struct lu {
@@ -94,6 +96,16 @@ bool lu_admit(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb, struct scsi
  * parameter list; Data-In goes to buf (at most buflen). */
 void lu_execute(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb, const uint8_t *param,
                 uint32_t param_len, uint8_t *buf, uint32_t buflen, struct scsi_plan *plan);
+
+/* Whether the reservations of this LU stop nexus n from running cdb here (an EXTENDED COPY
+ * reaches LUs other than the one it was sent to: each is checked with a READ or a WRITE). */
+bool lu_reservation_conflict(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb);
+
+/* EXTENDED COPY bookkeeping in the nexus's history (xcopy_history_begin/finish under the lock). */
+int lu_xcopy_begin(struct lu *lu, struct lu_nexus *n, const struct xcopy_list *list,
+                   struct scsi_plan *plan);
+void lu_xcopy_finish(struct lu *lu, struct lu_nexus *n, const struct xcopy_list *list, bool failed,
+                     const struct xcopy_progress *done);
 
 /* LOGICAL UNIT RESET / target reset: releases a RESERVE(6) reservation and queues a reset unit
  * attention for every nexus. */

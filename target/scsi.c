@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "twl_common.h"
+#include "xcopy.h"
 
 /* Operation codes handled here */
 #define OP_TEST_UNIT_READY 0x00
@@ -56,6 +57,8 @@
 #define OP_WRITE_VERIFY_12 0xae
 #define OP_VERIFY_12       0xaf
 #define OP_READ_DEFECT_12  0xb7
+#define OP_EXTENDED_COPY   XCOPY_OPCODE
+#define OP_RECEIVE_COPY    XCOPY_RCR_OPCODE
 
 #define SAI_READ_CAPACITY_16 0x10
 #define SAI_GET_LBA_STATUS   0x12
@@ -211,8 +214,9 @@ static size_t inquiry_standard(const struct scsi_lun *lun, uint8_t *d)
     d[2] = 0x06;              /* SPC-4 */
     d[3] = 0x10 | 0x02;       /* HISUP, response data format 2 */
     d[4] = STD_INQUIRY_LEN - 5;
-    d[5] = 0x10; /* TPGS 01b: implicit ALUA, the nodes change port states themselves */
-    d[7] = 0x02; /* CMDQUE */
+    d[5] = 0x10 | 0x08; /* TPGS 01b: implicit ALUA, the nodes change port states themselves;
+                           3PC: EXTENDED COPY */
+    d[7] = 0x02;        /* CMDQUE */
     copy_padded(d + 8, "TWINLUN", 8);
     copy_padded(d + 16, "twinlun disk", 16);
     copy_padded(d + 32, "0001", 4);
@@ -226,8 +230,9 @@ static size_t inquiry_standard(const struct scsi_lun *lun, uint8_t *d)
 
 static size_t vpd_supported(const struct scsi_lun *lun, uint8_t *d)
 {
-    static const uint8_t pages[] = {VPD_SUPPORTED,    VPD_SERIAL,      VPD_DEVICE_ID,
-                                    VPD_BLOCK_LIMITS, VPD_BLOCK_CHARS, VPD_PROVISIONING};
+    static const uint8_t pages[] = {VPD_SUPPORTED,   VPD_SERIAL,       VPD_DEVICE_ID,
+                                    XCOPY_VPD_PAGE,  VPD_BLOCK_LIMITS, VPD_BLOCK_CHARS,
+                                    VPD_PROVISIONING};
     /* A missing LU has no identity or limits to describe; only this page exists for it. */
     size_t n = lun ? sizeof(pages) : 1;
     memcpy(d + 4, pages, n);
@@ -372,6 +377,8 @@ static void cmd_inquiry(const struct cmd *c, struct scsi_plan *plan)
         len = vpd_serial(c->lun, d);
     } else if (page == VPD_DEVICE_ID) {
         len = vpd_device_id(c->lun, c->view, d);
+    } else if (page == XCOPY_VPD_PAGE) {
+        len = xcopy_vpd_page(d);
     } else if (page == VPD_BLOCK_LIMITS) {
         len = vpd_block_limits(c->lun, d);
     } else if (page == VPD_BLOCK_CHARS) {
@@ -1106,6 +1113,31 @@ static void cmd_reserve_release(const struct cmd *c, struct scsi_plan *plan)
     plan->action = SCSI_ACTION_LU;
 }
 
+static void cmd_extended_copy(const struct cmd *c, struct scsi_plan *plan)
+{
+    uint32_t len = twl_get_be32(c->cdb + 10);
+    if (len == 0)
+        return; /* SPC-4: no parameter list, nothing to copy */
+    if (len > XCOPY_MAX_PARAM_LEN) {
+        scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST,
+                                  SCSI_ASC_PARAM_LIST_LENGTH_ERROR);
+        return;
+    }
+    plan->action = SCSI_ACTION_EXTENDED_COPY;
+    plan->data_out = len;
+}
+
+static void cmd_receive_copy_results(const struct cmd *c, struct scsi_plan *plan)
+{
+    /* OPERATING PARAMETERS are fixed; COPY STATUS needs the nexus's history in the LU */
+    if ((c->cdb[1] & 0x1f) == XCOPY_RCR_OP_PARAMS) {
+        xcopy_receive_results(c->cdb, NULL, c->buf, c->buflen, plan);
+        return;
+    }
+    plan->action = SCSI_ACTION_LU;
+    plan->alloc_len = twl_get_be32(c->cdb + 10);
+}
+
 static void report_target_port_groups(const struct cmd *c, struct scsi_plan *plan)
 {
     uint8_t format = c->cdb[1] >> 5;
@@ -1298,6 +1330,9 @@ static const struct opcode_info opcodes[] = {
     {OP_PR_OUT, 0x05, 10, true, cmd_pr_out},
     {OP_PR_OUT, 0x06, 10, true, cmd_pr_out},
     {OP_PR_OUT, 0x07, 10, true, cmd_pr_out},
+    {OP_EXTENDED_COPY, XCOPY_SA_LID1, 16, true, cmd_extended_copy},
+    {OP_RECEIVE_COPY, XCOPY_RCR_COPY_STATUS, 16, true, cmd_receive_copy_results},
+    {OP_RECEIVE_COPY, XCOPY_RCR_OP_PARAMS, 16, true, cmd_receive_copy_results},
     {OP_READ_16, NO_SA, 16, true, cmd_read},
     {OP_COMPARE_WRITE, NO_SA, 16, true, cmd_compare_and_write},
     {OP_WRITE_16, NO_SA, 16, true, cmd_write},
@@ -1353,6 +1388,7 @@ bool scsi_data_out_exact(const uint8_t *cdb)
     case OP_MODE_SELECT_6:
     case OP_MODE_SELECT_10:
     case OP_PR_OUT:
+    case OP_EXTENDED_COPY:
         return true;
     default:
         return false;

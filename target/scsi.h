@@ -126,7 +126,9 @@ enum scsi_action {
     SCSI_ACTION_WRITE_SAME,        /* data: one block, repeated (or unmap) */
     SCSI_ACTION_UNMAP,             /* data: UNMAP parameter list */
     SCSI_ACTION_GET_LBA_STATUS,    /* no data: map state from lba, alloc_len bytes at most */
-    SCSI_ACTION_LU,                /* PR IN/OUT, RESERVE/RELEASE(6), MODE SELECT: LU state */
+    SCSI_ACTION_LU,                /* PR IN/OUT, RESERVE/RELEASE(6), MODE SELECT, RECEIVE COPY
+                                      RESULTS (COPY STATUS): LU state */
+    SCSI_ACTION_EXTENDED_COPY,     /* data: EXTENDED COPY parameter list (xcopy.h) */
 };
 
 struct scsi_plan {

@@ -35,9 +35,9 @@ struct tgt_extent {
 
 /* A change whose data is complete, offered to replication. Everything it points to stays
  * valid until done. Plain writes (and ORWRITE's and COMPARE AND WRITE's result) are
- * TGT_WRITE_DATA; WRITE SAME is TGT_WRITE_SAME, or TGT_WRITE_UNMAP with UNMAP; UNMAP is
- * TGT_WRITE_UNMAP. Writes to overlapping blocks are offered in the order they reach the local
- * store (the LU's range lock is held until done). */
+ * TGT_WRITE_DATA, as are the chunks of an EXTENDED COPY; WRITE SAME is TGT_WRITE_SAME, or
+ * TGT_WRITE_UNMAP with UNMAP; UNMAP is TGT_WRITE_UNMAP. Writes to overlapping blocks are offered in
+ * the order they reach the local store (the LU's range lock is held until done). */
 struct tgt_write {
     const char *target_name;
     uint32_t lun;
@@ -53,10 +53,12 @@ struct tgt_write {
 
 typedef void (*tgt_write_done_fn)(void *cookie, int err);
 
-/* The seam for the replication step. replicate() is called on a network thread and starts the
- * replica in parallel with the local write; it calls done(cookie, err) exactly once, from any
- * thread (the completion is handed back to the command's network thread). Returning non-zero
- * means it did not start (done is then not called) and the command fails. */
+/* The seam for the replication step. replicate() is called on a network thread (on a worker
+ * thread for the chunks of an EXTENDED COPY, which waits for each) and starts the replica in
+ * parallel with the local write, or after it for commands that must read first; it calls
+ * done(cookie, err) exactly once, from any thread (the completion is handed back to the command's
+ * network thread). Returning non-zero means it did not start (done is then not called) and the
+ * command fails. */
 struct tgt_replicator {
     void *ctx;
     int (*replicate)(void *ctx, const struct tgt_write *w, tgt_write_done_fn done, void *cookie);

@@ -22,6 +22,7 @@
 #include <iscsi/scsi-lowlevel.h>
 
 #include "target.h"
+#include "twl_common.h"
 
 #define REPLICA_DELAY_MS 150
 
@@ -268,12 +269,75 @@ static void multi_step_changes_are_replicated(void **state)
     scsi_free_scsi_task(t);
 }
 
+/* EXTENDED COPY hands every chunk it writes to the replicator before going on: a copy of
+ * 5000 blocks (three chunks of at most 1 MiB) arrives as DATA writes covering exactly the
+ * destination, the last one with the copied bytes. */
+static void extended_copy_is_replicated_chunk_by_chunk(void **state)
+{
+    struct fixture *f = *state;
+    enum { BLOCKS = 5000, SRC = 0, DST = 100000 };
+    uint8_t *data = malloc(BLOCKS * 512);
+    assert_non_null(data);
+    for (size_t i = 0; i < BLOCKS * 512; i++)
+        data[i] = (uint8_t)(i / 512 * 7 + i % 13);
+    struct scsi_task *t =
+        iscsi_write16_sync(f->iscsi, f->lun, SRC, data, BLOCKS * 512, 512, 0, 0, 0, 0, 0);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    scsi_free_scsi_task(t);
+    int before = f->log.calls;
+
+    /* the LU's NAA designator, for the identification target descriptor */
+    t = iscsi_inquiry_sync(f->iscsi, f->lun, 1, 0x83, 255);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    assert_true(t->datain.size >= 24);
+    uint8_t naa[20];
+    memcpy(naa, t->datain.data + 4, 20); /* first designation descriptor: NAA, 16 bytes */
+    scsi_free_scsi_task(t);
+
+    uint8_t list[16 + 32 + 28] = {0};
+    twl_put_be16(list + 2, 32); /* target descriptor list length */
+    twl_put_be32(list + 8, 28); /* segment descriptor list length */
+    list[1] = 3 << 3;           /* LIST ID USAGE 11b: no list identifier */
+    uint8_t *td = list + 16;
+    td[0] = 0xe4; /* identification descriptor */
+    memcpy(td + 4, naa, 20);
+    twl_put_be24(td + 29, 512); /* disk block length */
+    uint8_t *sd = list + 48;
+    sd[0] = 0x02; /* block to block */
+    twl_put_be16(sd + 2, 0x18);
+    twl_put_be16(sd + 10, BLOCKS); /* both ends are target descriptor 0 */
+    twl_put_be64(sd + 12, SRC);
+    twl_put_be64(sd + 20, DST);
+    struct iscsi_data param = {.size = sizeof(list), .data = list};
+    t = iscsi_extended_copy_sync(f->iscsi, f->lun, &param);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    scsi_free_scsi_task(t);
+
+    assert_int_equal(f->log.calls - before, 3);
+    assert_int_equal(f->log.kind, TGT_WRITE_DATA);
+    assert_int_equal(f->log.lba + f->log.blocks, DST + BLOCKS);
+    assert_memory_equal(f->log.data, data + (f->log.lba - DST) * 512,
+                        f->log.blocks * 512 < sizeof(f->log.data) ? f->log.blocks * 512
+                                                                  : sizeof(f->log.data));
+    t = iscsi_read16_sync(f->iscsi, f->lun, DST, BLOCKS * 512, 512, 0, 0, 0, 0, 0);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    assert_memory_equal(t->datain.data, data, BLOCKS * 512);
+    scsi_free_scsi_task(t);
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(write_completes_after_replica, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_replica_fails_the_write, setup, teardown),
         cmocka_unit_test_setup_teardown(multi_step_changes_are_replicated, setup, teardown),
+        cmocka_unit_test_setup_teardown(extended_copy_is_replicated_chunk_by_chunk, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
