@@ -213,7 +213,7 @@ static void vpd_supported_pages(void **state)
     const uint8_t cdb[6] = {0x12, 0x01, 0x00, 0, 255, 0};
     run(cdb, sizeof(cdb));
     assert_good();
-    const uint8_t want[] = {0x00, 0x00, 0x00, 6, 0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2};
+    const uint8_t want[] = {0x00, 0x00, 0x00, 7, 0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2};
     assert_int_equal(plan.data_len, sizeof(want));
     assert_memory_equal(buf, want, sizeof(want));
 }
@@ -2172,9 +2172,12 @@ static uint16_t group_cdb_len(uint8_t op)
     }
 }
 
+/* Opcode and service action pairs REPORT SUPPORTED OPERATION CODES lists for a thin LU. */
+#define OPCODE_ENTRIES 58
+
 static bool has_service_actions(uint8_t op)
 {
-    return op == 0x5e || op == 0x5f || op == 0x9e || op == 0xa3;
+    return op == 0x5e || op == 0x5f || op == 0x9e || op == 0xa3 || op == 0x83 || op == 0x84;
 }
 
 static void rsoc_all_commands(void **state)
@@ -2185,10 +2188,10 @@ static void rsoc_all_commands(void **state)
     run(cdb, sizeof(cdb));
     assert_good();
     uint32_t n = twl_get_be32(buf);
-    assert_int_equal(n, 55 * 8);
+    assert_int_equal(n, OPCODE_ENTRIES * 8);
     assert_int_equal(plan.data_len, 4 + n);
 
-    bool caw = false, unmap = false, glbas = false, rc16 = false, rtpg = false;
+    bool caw = false, unmap = false, glbas = false, rc16 = false, rtpg = false, xcopy = false;
     unsigned pr_in = 0, pr_out = 0;
     for (uint32_t off = 4; off < 4 + n; off += 8) {
         const uint8_t *d = buf + off;
@@ -2203,10 +2206,11 @@ static void rsoc_all_commands(void **state)
         glbas |= d[0] == 0x9e && twl_get_be16(d + 2) == 0x12;
         rc16 |= d[0] == 0x9e && twl_get_be16(d + 2) == 0x10;
         rtpg |= d[0] == 0xa3 && twl_get_be16(d + 2) == 0x0a;
+        xcopy |= d[0] == 0x83 && twl_get_be16(d + 2) == 0x00;
         pr_in += d[0] == 0x5e;
         pr_out += d[0] == 0x5f;
     }
-    assert_true(caw && unmap && glbas && rc16 && rtpg);
+    assert_true(caw && unmap && glbas && rc16 && rtpg && xcopy);
     assert_int_equal(pr_in, 4);
     assert_int_equal(pr_out, 8);
 }
@@ -2219,7 +2223,7 @@ static void rsoc_all_commands_with_timeouts(void **state)
     run(cdb, sizeof(cdb));
     assert_good();
     uint32_t n = twl_get_be32(buf);
-    assert_int_equal(n, 55 * 20);
+    assert_int_equal(n, OPCODE_ENTRIES * 20);
     assert_int_equal(plan.data_len, 4 + n);
     const uint8_t timeouts[12] = {0, 0x0a, 0, 0, 0, 0, 0, 30, 0, 0, 0, 60};
     for (uint32_t off = 4; off < 4 + n; off += 20) {
@@ -2238,7 +2242,7 @@ static void rsoc_all_commands_clipped(void **state)
     run(cdb, sizeof(cdb));
     assert_good();
     assert_int_equal(plan.data_len, 12);
-    assert_int_equal(twl_get_be32(buf), 55 * 8); /* the full length still */
+    assert_int_equal(twl_get_be32(buf), OPCODE_ENTRIES * 8); /* the full length still */
     assert_int_equal(buf[12], 0xee);
 }
 
