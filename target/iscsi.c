@@ -68,6 +68,7 @@ struct tgt_task {
     uint8_t fail_key;
     uint16_t fail_asc;
     bool aborted;
+    bool aborted_by_other; /* task management of another I_T nexus: answer TASK ABORTED */
     struct tmf_wait *tmf;
     int pending; /* local write + replica */
     int first_error;
@@ -288,6 +289,12 @@ static void set_residual(uint8_t *hdr, uint32_t edtl, uint32_t moved, uint8_t ov
 static void send_scsi_response(struct tgt_task *t, uint32_t moved)
 {
     struct conn *c = t->conn;
+    if (t->aborted_by_other) {
+        /* TAS 1 (control mode page): the initiator hears at once instead of timing out */
+        t->plan.status = SCSI_STATUS_TASK_ABORTED;
+        t->plan.sense_len = 0;
+        moved = 0;
+    }
     uint8_t hdr[ISCSI_BHS_LEN] = {0};
     hdr[0] = ISCSI_OP_SCSI_RSP;
     hdr[1] = ISCSI_FLAG_FINAL;
@@ -318,7 +325,7 @@ static void send_data_in(struct tgt_task *t, uint32_t avail)
 {
     struct conn *c = t->conn;
     uint32_t len = avail < t->edtl ? avail : t->edtl;
-    if (len == 0 || t->plan.status != SCSI_STATUS_GOOD) {
+    if (len == 0 || t->plan.status != SCSI_STATUS_GOOD || t->aborted_by_other) {
         send_scsi_response(t, avail);
         return;
     }
@@ -705,7 +712,7 @@ static void copy_lock_next(struct tgt_task *t)
 {
     struct copy_job *cj = t->copy;
     while (cj->ranges_held < cj->range_count) {
-        if (t->aborted || t->conn->fd < 0) {
+        if (t->aborted || t->aborted_by_other || t->conn->fd < 0) {
             task_respond(t);
             return;
         }
@@ -811,7 +818,7 @@ static void task_submit_job(struct tgt_task *t)
 /* The command holds its blocks: carry it out. */
 static void task_locked(struct tgt_task *t)
 {
-    if (t->aborted || t->conn->fd < 0) {
+    if (t->aborted || t->aborted_by_other || t->conn->fd < 0) {
         task_respond(t);
         return;
     }
@@ -839,6 +846,10 @@ static void task_execute(struct tgt_task *t)
 {
     struct tgt_lun *lun = t->lun;
     t->state = TASK_EXECUTING;
+    if (t->aborted_by_other) {
+        task_respond(t);
+        return;
+    }
     switch (t->plan.action) {
     case SCSI_ACTION_WRITE:
     case SCSI_ACTION_COMPARE_AND_WRITE:
@@ -857,11 +868,15 @@ static void task_execute(struct tgt_task *t)
     case SCSI_ACTION_GET_LBA_STATUS:
         task_submit_job(t);
         return;
-    case SCSI_ACTION_LU:
+    case SCSI_ACTION_LU: {
+        struct lu_preempted preempted;
         lu_execute(&lun->lu, t->nexus, t->cdb, t->buf, t->plan.data_out, t->buf, t->buf_len,
-                   &t->plan);
+                   &t->plan, &preempted);
+        for (unsigned i = 0; i < preempted.count; i++)
+            server_abort_elsewhere(t->conn, t->lun_id, &preempted.sel[i]);
         task_respond(t);
         return;
+    }
     case SCSI_ACTION_EXTENDED_COPY:
         copy_start(t);
         return;
@@ -907,6 +922,11 @@ static void send_r2ts(struct tgt_task *t)
 /* All write data is in: write it, or fail the command the data phase broke. */
 static void task_data_complete(struct tgt_task *t)
 {
+    if (t->aborted_by_other) {
+        send_scsi_response(t, 0);
+        task_finish(t);
+        return;
+    }
     if (t->failed) {
         complete_with_check(t, t->fail_key, t->fail_asc);
         return;
@@ -1459,6 +1479,25 @@ static void abort_task(struct tgt_task *t, struct tmf_wait *w)
     }
 }
 
+void iscsi_abort_for_other_nexus(struct conn *c, uint32_t lun)
+{
+    unsigned n = 0;
+    for (unsigned b = 0; b < TASK_HASH_SIZE; b++) {
+        for (struct tgt_task *t = c->tasks[b]; t; t = t->hnext) {
+            if (t->state == TASK_DONE || t->aborted || t->aborted_by_other ||
+                (lun != ALL_LUNS && t->lun_id != lun))
+                continue;
+            /* Receiving tasks take their data and then answer; executing ones answer when
+             * their I/O ends (what already reached the medium stays there). */
+            t->aborted_by_other = true;
+            n++;
+        }
+    }
+    if (n)
+        TWL_INFO(PART, "%s: %u task(s) on LUN %d aborted by another I_T nexus", c->peer, n,
+                 lun == ALL_LUNS ? -1 : (int)lun);
+}
+
 static void handle_tmf(struct conn *c)
 {
     const uint8_t *bhs = c->hdr;
@@ -1519,9 +1558,13 @@ static void handle_tmf(struct conn *c)
          * attention and a RESERVE(6) reservation ends. */
         if (function == ISCSI_TMF_LUN_RESET) {
             lu_reset(&target_find_lun(c->target, lun)->lu);
-        } else if (function != ISCSI_TMF_ABORT_TASK_SET && function != ISCSI_TMF_CLEAR_TASK_SET) {
+            server_abort_elsewhere(c, lun, NULL);
+        } else if (function == ISCSI_TMF_CLEAR_TASK_SET) {
+            server_abort_elsewhere(c, lun, NULL); /* the task set is shared by all nexuses */
+        } else if (function != ISCSI_TMF_ABORT_TASK_SET) {
             for (size_t i = 0; i < c->target->lun_count; i++)
                 lu_reset(&c->target->luns[i].lu);
+            server_abort_elsewhere(c, ALL_LUNS, NULL);
         }
         TWL_INFO(PART, "%s: task management function %u on LUN %u", c->peer, function, lun);
         break;

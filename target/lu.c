@@ -299,8 +299,14 @@ bool lu_admit(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb, struct scsi
 
 /* ---------------- reservations and mode parameters ---------------- */
 
-static void apply_pr_result(struct lu *lu, const struct pr_result *r, struct scsi_plan *plan)
+static void apply_pr_result(struct lu *lu, const struct pr_result *r, struct scsi_plan *plan,
+                            struct lu_preempted *preempted)
 {
+    if (preempted && r->abort_preempted) {
+        for (unsigned i = 0; i < r->ua_count; i++)
+            if (r->ua[i].asc_ascq == PR_ASC_REGISTRATIONS_PREEMPTED)
+                preempted->sel[preempted->count++] = r->ua[i];
+    }
     for (unsigned i = 0; i < r->ua_count; i++) {
         for (struct lu_nexus *n = lu->nexuses; n; n = n->next) {
             struct pr_nexus pn = pr_nexus_of(n);
@@ -362,8 +368,11 @@ static void mode_select(struct lu *lu, const struct lu_nexus *self, const uint8_
 }
 
 void lu_execute(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb, const uint8_t *param,
-                uint32_t param_len, uint8_t *buf, uint32_t buflen, struct scsi_plan *plan)
+                uint32_t param_len, uint8_t *buf, uint32_t buflen, struct scsi_plan *plan,
+                struct lu_preempted *preempted)
 {
+    if (preempted)
+        preempted->count = 0;
     struct pr_nexus pn = pr_nexus_of(n);
     struct pr_result r;
     plan->action = SCSI_ACTION_COMPLETE;
@@ -374,19 +383,19 @@ void lu_execute(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb, const uin
     switch (cdb[0]) {
     case OP_PR_IN:
         pr_in(&lu->pr, &pn, cdb, buf, buflen, &r);
-        apply_pr_result(lu, &r, plan);
+        apply_pr_result(lu, &r, plan, preempted);
         break;
     case OP_PR_OUT:
         pr_out(&lu->pr, &pn, cdb, param, param_len, &r);
-        apply_pr_result(lu, &r, plan);
+        apply_pr_result(lu, &r, plan, preempted);
         break;
     case OP_RESERVE_6:
         pr_reserve6(&lu->pr, &pn, cdb, &r);
-        apply_pr_result(lu, &r, plan);
+        apply_pr_result(lu, &r, plan, preempted);
         break;
     case OP_RELEASE_6:
         pr_release6(&lu->pr, &pn, cdb, &r);
-        apply_pr_result(lu, &r, plan);
+        apply_pr_result(lu, &r, plan, preempted);
         break;
     case XCOPY_RCR_OPCODE:
         xcopy_receive_results(cdb, &n->xcopy, buf, buflen, plan);

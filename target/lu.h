@@ -92,10 +92,18 @@ void lu_ua_all(struct lu *lu, uint16_t asc_ascq, const struct lu_nexus *except);
 bool lu_admit(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb, struct scsi_plan *plan,
               uint16_t *pending_ua);
 
-/* Carries out a SCSI_ACTION_LU command (PR IN/OUT, RESERVE/RELEASE(6), MODE SELECT) with its
- * parameter list; Data-In goes to buf (at most buflen). */
+/* The I_T nexuses a PREEMPT AND ABORT preempted: the caller aborts their tasks on the LU. */
+struct lu_preempted {
+    unsigned count;
+    struct pr_ua sel[PR_MAX_REGISTRANTS];
+};
+
+/* Carries out a SCSI_ACTION_LU command (PR IN/OUT, RESERVE/RELEASE(6), MODE SELECT, RECEIVE
+ * COPY RESULTS) with its parameter list; Data-In goes to buf (at most buflen). preempted (may
+ * be NULL) receives what a PREEMPT AND ABORT asks to abort. */
 void lu_execute(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb, const uint8_t *param,
-                uint32_t param_len, uint8_t *buf, uint32_t buflen, struct scsi_plan *plan);
+                uint32_t param_len, uint8_t *buf, uint32_t buflen, struct scsi_plan *plan,
+                struct lu_preempted *preempted);
 
 /* Whether the reservations of this LU stop nexus n from running cdb here (an EXTENDED COPY
  * reaches LUs other than the one it was sent to: each is checked with a READ or a WRITE). */

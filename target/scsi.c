@@ -910,11 +910,14 @@ static size_t mode_page(const struct scsi_lun *lun, uint8_t page, int pc, uint8_
             p[2] = 0x04; /* WCE */
         break;
     case MODE_PAGE_CONTROL:
-        /* D_SENSE 0 (fixed sense), TST 0, QErr 0, TAS 0: all fixed. */
+        /* D_SENSE 0 (fixed sense), TST 0 (one task set shared by all nexuses), QErr 0; TAS 1:
+         * tasks another nexus's task management aborts end with TASK ABORTED. All fixed. */
         len = 12;
         memset(p, 0, len);
-        if (pc != MODE_PC_CHANGEABLE)
+        if (pc != MODE_PC_CHANGEABLE) {
+            p[5] = 0x40;                 /* TAS */
             twl_put_be16(p + 8, 0xffff); /* busy timeout: unlimited */
+        }
         break;
     case MODE_PAGE_IEC:
         len = 12;

@@ -205,7 +205,7 @@ static void reap_closed(struct net_thread *thr)
         next = c->next;
         if (c->fd >= 0)
             continue;
-        if (c->task_count == 0 && !c->in_dirty)
+        if (c->task_count == 0 && !c->in_dirty && atomic_load(&c->inbound) == 0)
             conn_free(c);
         else if (c->in_dirty)
             thr->reap_needed = true; /* flushed (as a no-op) next turn */
@@ -252,6 +252,56 @@ static void conn_adopt(struct net_thread *thr, int fd)
     c->next = thr->conns;
     thr->conns = c;
     TWL_DEBUG(PART, "%s: connected (thread %u)", c->peer, thr->index);
+}
+
+/* ---------------- task management across sessions ---------------- */
+
+struct abort_msg {
+    struct remote_done d;
+    struct conn *conn;
+    uint32_t lun;
+};
+
+static void abort_msg_on_thread(struct remote_done *d)
+{
+    struct abort_msg *m = (struct abort_msg *)((uint8_t *)d - offsetof(struct abort_msg, d));
+    struct conn *c = m->conn;
+    if (c->fd >= 0)
+        iscsi_abort_for_other_nexus(c, m->lun);
+    atomic_fetch_sub(&c->inbound, 1);
+    c->thr->reap_needed = true;
+    free(m);
+}
+
+void server_abort_elsewhere(struct conn *from, uint32_t lun, const struct pr_ua *sel)
+{
+    struct tgt_server *srv = from->thr->srv;
+    pthread_mutex_lock(&srv->sessions_lock);
+    for (struct conn *o = srv->sessions; o; o = o->sess_next) {
+        if (o == from || o->target != from->target)
+            continue;
+        if (sel) {
+            struct pr_nexus n = {.initiator_name = o->initiator,
+                                 .rel_port = srv->groups[0].rel_port};
+            memcpy(n.isid, o->isid, 6);
+            if (!pr_ua_matches(sel, &n))
+                continue;
+        }
+        struct abort_msg *m = malloc(sizeof(*m));
+        if (m == NULL) {
+            TWL_ERROR(PART, "%s: out of memory: tasks of %s on LUN %u not aborted", from->peer,
+                      o->peer, lun);
+            continue;
+        }
+        m->d.fn = abort_msg_on_thread;
+        m->conn = o;
+        m->lun = lun;
+        /* o stays registered, so not freed, until we let go of the lock; inbound keeps it
+         * until the message is handled */
+        atomic_fetch_add(&o->inbound, 1);
+        thread_post_done(o->thr, &m->d);
+    }
+    pthread_mutex_unlock(&srv->sessions_lock);
 }
 
 /* ---------------- login ---------------- */

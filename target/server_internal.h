@@ -149,6 +149,7 @@ struct conn {
     bool close_after_tx;
     bool registered;     /* in srv->sessions */
     atomic_bool evicted; /* reinstated by a newer login (set by another thread) */
+    atomic_int inbound;  /* messages from other threads not yet handled: no freeing before */
     bool async_logout_sent;
 
     /* login and session */
@@ -217,11 +218,21 @@ void iscsi_send_reject(struct conn *c, const uint8_t *bhs, uint8_t reason);
 void iscsi_send_async_logout(struct conn *c, uint16_t seconds);
 void iscsi_send_ping(struct conn *c);
 void iscsi_conn_release_tasks(struct conn *c);
+/* On c's thread: aborts c's tasks for lun because another nexus's task management said so. */
+void iscsi_abort_for_other_nexus(struct conn *c, uint32_t lun);
 void iscsi_task_put(struct tgt_task *t);
 /* Queues d for thr and wakes it; safe from any thread. d stays owned by the caller (it lives
  * in the task). */
 void thread_post_done(struct net_thread *thr, struct remote_done *d);
 /* Runs job->run() on a worker thread. */
 void server_job_submit(struct tgt_server *srv, struct tgt_job *job);
+
+#define ALL_LUNS UINT32_MAX
+
+/* Task management reaching other I_T nexuses (SAM-5 7.x: LOGICAL UNIT RESET, CLEAR TASK SET,
+ * target resets, PREEMPT AND ABORT): every other full-feature session of from's target (only
+ * those whose nexus matches sel, when not NULL) has its tasks for lun (ALL_LUNS: every LUN)
+ * aborted, on its own thread, with TASK ABORTED status (TAS 1). */
+void server_abort_elsewhere(struct conn *from, uint32_t lun, const struct pr_ua *sel);
 
 #endif

@@ -409,7 +409,7 @@ static void prout(struct lu_nexus *n, uint8_t sa, uint8_t type, uint64_t rk, uin
     twl_put_be64(p, rk);
     twl_put_be64(p + 8, sark);
     p[20] = flags;
-    lu_execute(&f->lu, n, cdb, p, sizeof(p), f->buf, sizeof(f->buf), &f->plan);
+    lu_execute(&f->lu, n, cdb, p, sizeof(p), f->buf, sizeof(f->buf), &f->plan, NULL);
 }
 
 static void assert_lu_good(void)
@@ -423,7 +423,7 @@ static void read_keys(struct lu_nexus *n)
 {
     const uint8_t cdb[10] = {0x5e, 0x00, 0, 0, 0, 0, 0, 0x01, 0x00, 0};
     memset(f->buf, 0xee, sizeof(f->buf));
-    lu_execute(&f->lu, n, cdb, NULL, 0, f->buf, sizeof(f->buf), &f->plan);
+    lu_execute(&f->lu, n, cdb, NULL, 0, f->buf, sizeof(f->buf), &f->plan, NULL);
     assert_lu_good();
 }
 
@@ -505,7 +505,7 @@ static void reserve6_and_release6(void **state)
     clear_power_on(a);
     clear_power_on(b);
 
-    lu_execute(&f->lu, a, RESERVE_6, NULL, 0, f->buf, sizeof(f->buf), &f->plan);
+    lu_execute(&f->lu, a, RESERVE_6, NULL, 0, f->buf, sizeof(f->buf), &f->plan, NULL);
     assert_lu_good();
     assert_true(atomic_load(&f->lu.reserved));
     assert_admitted(a, WRITE_10);
@@ -514,11 +514,11 @@ static void reserve6_and_release6(void **state)
     assert_admitted(b, INQUIRY);
 
     /* RELEASE(6) from a non-holder is GOOD and releases nothing */
-    lu_execute(&f->lu, b, RELEASE_6, NULL, 0, f->buf, sizeof(f->buf), &f->plan);
+    lu_execute(&f->lu, b, RELEASE_6, NULL, 0, f->buf, sizeof(f->buf), &f->plan, NULL);
     assert_lu_good();
     assert_conflict(b, READ_10);
 
-    lu_execute(&f->lu, a, RELEASE_6, NULL, 0, f->buf, sizeof(f->buf), &f->plan);
+    lu_execute(&f->lu, a, RELEASE_6, NULL, 0, f->buf, sizeof(f->buf), &f->plan, NULL);
     assert_lu_good();
     assert_false(atomic_load(&f->lu.reserved));
     assert_admitted(b, READ_10);
@@ -531,7 +531,7 @@ static void nexus_lost_releases_reserve6(void **state)
     struct lu_nexus *b = nexus_b();
     clear_power_on(a);
     clear_power_on(b);
-    lu_execute(&f->lu, a, RESERVE_6, NULL, 0, f->buf, sizeof(f->buf), &f->plan);
+    lu_execute(&f->lu, a, RESERVE_6, NULL, 0, f->buf, sizeof(f->buf), &f->plan, NULL);
     assert_lu_good();
 
     lu_nexus_lost(&f->lu, b); /* not the holder: nothing changes */
@@ -550,7 +550,7 @@ static void lu_reset_releases_reserve6_keeps_persistent(void **state)
     struct lu_nexus *b = nexus_b();
     clear_power_on(a);
     clear_power_on(b);
-    lu_execute(&f->lu, a, RESERVE_6, NULL, 0, f->buf, sizeof(f->buf), &f->plan);
+    lu_execute(&f->lu, a, RESERVE_6, NULL, 0, f->buf, sizeof(f->buf), &f->plan, NULL);
     assert_lu_good();
     lu_reset(&f->lu);
     assert_unit_attention(b, SCSI_ASC_POWER_ON_RESET);
@@ -574,7 +574,7 @@ static void mode_select_wce(struct lu_nexus *n, bool wce, bool sp)
     p[8] = 0x08;
     p[9] = 0x12;
     p[10] = wce ? 0x04 : 0x00;
-    lu_execute(&f->lu, n, cdb, p, sizeof(p), f->buf, sizeof(f->buf), &f->plan);
+    lu_execute(&f->lu, n, cdb, p, sizeof(p), f->buf, sizeof(f->buf), &f->plan, NULL);
 }
 
 static void mode_select_changes_write_cache(void **state)
@@ -604,7 +604,7 @@ static void mode_select_changes_write_cache(void **state)
     p[8] = 0x08;
     p[9] = 0x12;
     p[10] = 0x04 | 0x01; /* WCE on, RCD */
-    lu_execute(&f->lu, a, cdb, p, sizeof(p), f->buf, sizeof(f->buf), &f->plan);
+    lu_execute(&f->lu, a, cdb, p, sizeof(p), f->buf, sizeof(f->buf), &f->plan, NULL);
     assert_int_equal(f->plan.status, SCSI_STATUS_CHECK_CONDITION);
     assert_int_equal(f->plan.sense[2], SCSI_SENSE_ILLEGAL_REQUEST);
     assert_int_equal(f->plan.sense[12], 0x26);

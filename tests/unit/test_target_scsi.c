@@ -880,8 +880,9 @@ static void mode_sense_6_dbd_control(void **state)
     const uint8_t cdb[6] = {0x1a, 0x08, 0x0a, 0, 255, 0};
     run(cdb, sizeof(cdb));
     assert_good();
-    /* PS; all fixed but the busy timeout period (bytes 8-9): FFFFh, unlimited */
-    const uint8_t want[] = {15, 0, 0x10, 0, 0x8a, 0x0a, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0};
+    /* PS; TAS (byte 5 bit 6: tasks aborted by another nexus end with TASK ABORTED); the busy
+     * timeout period (bytes 8-9): FFFFh, unlimited */
+    const uint8_t want[] = {15, 0, 0x10, 0, 0x8a, 0x0a, 0, 0, 0, 0x40, 0, 0, 0xff, 0xff, 0, 0};
     assert_int_equal(plan.data_len, sizeof(want));
     assert_memory_equal(buf, want, sizeof(want));
 }

@@ -5,6 +5,7 @@
  * must fail when the replica fails; reads are never replicated.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -330,6 +331,109 @@ static void extended_copy_is_replicated_chunk_by_chunk(void **state)
     free(data);
 }
 
+struct async_result {
+    bool done;
+    int status;
+};
+
+static void async_done(struct iscsi_context *iscsi, int status, void *command_data, void *priv)
+{
+    (void)iscsi;
+    (void)status;
+    struct async_result *r = priv;
+    struct scsi_task *t = command_data;
+    r->done = true;
+    r->status = t->status;
+    scsi_free_scsi_task(t);
+}
+
+static void serve_until(struct iscsi_context *iscsi, struct async_result *r)
+{
+    for (int i = 0; i < 500 && !r->done; i++) {
+        struct pollfd pfd = {.fd = iscsi_get_fd(iscsi), .events = iscsi_which_events(iscsi)};
+        if (poll(&pfd, 1, 10) > 0)
+            assert_int_equal(iscsi_service(iscsi, pfd.revents), 0);
+    }
+    assert_true(r->done);
+}
+
+static struct iscsi_context *second_session(struct fixture *f)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "iscsi://127.0.0.1:%u/iqn.2026-11.io.twinlun:default/0",
+             tgt_server_port(f->srv));
+    struct iscsi_context *b = iscsi_create_context("iqn.2026-11.io.twinlun:other-node");
+    struct iscsi_url *u = iscsi_parse_full_url(b, url);
+    assert_non_null(u);
+    iscsi_set_session_type(b, ISCSI_SESSION_NORMAL);
+    iscsi_set_targetname(b, u->target);
+    assert_int_equal(iscsi_full_connect_sync(b, u->portal, u->lun), 0);
+    iscsi_destroy_url(u);
+    return b;
+}
+
+/* Task management from another I_T nexus reaches this session's tasks (SAM-5: the LU's task
+ * set is shared): a write still waiting for its replica when the other node resets the LU, or
+ * preempts-and-aborts this node's registration, ends with TASK ABORTED (TAS 1), not silence. */
+static void other_nexus_task_management_aborts_with_task_aborted(void **state)
+{
+    struct fixture *f = *state;
+    struct iscsi_context *b = second_session(f);
+    uint8_t block[512] = {7};
+
+    struct async_result r = {0};
+    assert_non_null(
+        iscsi_write10_task(f->iscsi, f->lun, 9, block, 512, 512, 0, 0, 0, 0, 0, async_done, &r));
+    /* send it; the replica holds it for REPLICA_DELAY_MS */
+    for (int i = 0; i < 5; i++)
+        iscsi_service(f->iscsi, POLLOUT);
+    usleep(20000);
+    assert_int_equal(iscsi_task_mgmt_lun_reset_sync(b, f->lun), 0);
+    serve_until(f->iscsi, &r);
+    assert_int_equal(r.status, SCSI_STATUS_TASK_ABORTED);
+
+    /* PREEMPT AND ABORT: b preempts a's key; a's pending write is aborted too */
+    struct scsi_persistent_reserve_out_basic pa = {.service_action_reservation_key = 0xa};
+    struct scsi_persistent_reserve_out_basic pb = {.service_action_reservation_key = 0xb};
+    struct scsi_task *t;
+    /* clear the reset's unit attentions first */
+    for (int i = 0; i < 2; i++) {
+        t = iscsi_testunitready_sync(i ? b : f->iscsi, f->lun);
+        scsi_free_scsi_task(t);
+    }
+    t = iscsi_persistent_reserve_out_sync(f->iscsi, f->lun, SCSI_PERSISTENT_RESERVE_REGISTER, 0, 0,
+                                          &pa);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    scsi_free_scsi_task(t);
+    t = iscsi_persistent_reserve_out_sync(b, f->lun, SCSI_PERSISTENT_RESERVE_REGISTER, 0, 0, &pb);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    scsi_free_scsi_task(t);
+    memset(&r, 0, sizeof(r));
+    assert_non_null(
+        iscsi_write10_task(f->iscsi, f->lun, 9, block, 512, 512, 0, 0, 0, 0, 0, async_done, &r));
+    for (int i = 0; i < 5; i++)
+        iscsi_service(f->iscsi, POLLOUT);
+    usleep(20000);
+    struct scsi_persistent_reserve_out_basic preempt = {.reservation_key = 0xb,
+                                                        .service_action_reservation_key = 0xa};
+    t = iscsi_persistent_reserve_out_sync(b, f->lun, SCSI_PERSISTENT_RESERVE_PREEMPT_AND_ABORT, 0,
+                                          SCSI_PERSISTENT_RESERVE_TYPE_EXCLUSIVE_ACCESS, &preempt);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    scsi_free_scsi_task(t);
+    serve_until(f->iscsi, &r);
+    assert_int_equal(r.status, SCSI_STATUS_TASK_ABORTED);
+    /* and a learns why: its registration was preempted */
+    t = iscsi_testunitready_sync(f->iscsi, f->lun);
+    assert_int_equal(t->status, SCSI_STATUS_CHECK_CONDITION);
+    assert_int_equal(t->sense.key, SCSI_SENSE_UNIT_ATTENTION);
+    assert_int_equal(t->sense.ascq, 0x2a05); /* REGISTRATIONS PREEMPTED */
+    scsi_free_scsi_task(t);
+    t = iscsi_persistent_reserve_out_sync(b, f->lun, SCSI_PERSISTENT_RESERVE_CLEAR, 0, 0, &pb);
+    scsi_free_scsi_task(t);
+    iscsi_logout_sync(b);
+    iscsi_destroy_context(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +441,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(failed_replica_fails_the_write, setup, teardown),
         cmocka_unit_test_setup_teardown(multi_step_changes_are_replicated, setup, teardown),
         cmocka_unit_test_setup_teardown(extended_copy_is_replicated_chunk_by_chunk, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(other_nexus_task_management_aborts_with_task_aborted, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
