@@ -70,6 +70,8 @@ static void default_text_loads(void **state)
     assert_int_equal(l->block_size, 512);
     assert_true(l->create);
     assert_false(l->direct);
+    assert_true(l->thin); /* thin provisioning unless the config says otherwise */
+    assert_false(l->read_only);
     assert_int_equal(strlen(l->serial), 12);
 
     tgt_config_free(&cfg);
@@ -348,6 +350,14 @@ static const struct bad_case bad_cases[] = {
     {"no path",
      "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\"; luns = (\n  { id = 1; } ); } );\n", 2,
      "targets[0].luns[0] has no path"},
+    {"thin is a boolean",
+     "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\"; luns = (\n  { path = \"/a\";\n"
+     "    thin = \"yes\"; } ); } );\n",
+     3, "wrong type for targets[0].luns[0].thin: expected true or false, got a string"},
+    {"read_only is a boolean",
+     "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\"; luns = (\n  { path = \"/a\";\n"
+     "    read_only = 1; } ); } );\n",
+     3, "wrong type for targets[0].luns[0].read_only: expected true or false, got an integer"},
     {"bad listen port", "iscsi = {\n  listen = \"1.2.3.4:70000\";\n};\n" TARGETS, 2,
      "bad port '70000'; expected a port 1..65535"},
     {"listen port zero", "iscsi = { listen = \"1.2.3.4:0\"; };\n" TARGETS, 1, "bad port '0'"},
