@@ -725,6 +725,34 @@ static void io_errors_carry_the_lba(void **state)
     assert_int_equal(f->plan.data_len, 0);
 }
 
+/* thin = false: the file gets all its space at open, so a full filesystem shows at start, not
+ * in the middle of an initiator's write; a thin one stays sparse. */
+static void thick_lu_is_allocated_at_open(void **state)
+{
+    (void)state;
+    char path[160];
+    snprintf(path, sizeof(path), "%s/thick.img", f->dir);
+    struct tgt_lun_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    snprintf(cfg.path, sizeof(cfg.path), "%s", path);
+    cfg.size_bytes = 4u << 20;
+    cfg.block_size = BS;
+    cfg.create = true;
+    cfg.thin = false;
+    struct backing thick;
+    assert_int_equal(backing_open(&cfg, &thick), 0);
+    assert_false(thick.thin);
+    struct stat st;
+    assert_int_equal(fstat(thick.fd, &st), 0);
+    assert_true((uint64_t)st.st_blocks * 512 >= cfg.size_bytes);
+    backing_close(&thick);
+    unlink(path);
+
+    assert_true(f->store.thin);
+    assert_int_equal(fstat(f->store.fd, &st), 0);
+    assert_true((uint64_t)st.st_blocks * 512 < LU_BYTES);
+}
+
 static void not_a_media_action(void **state)
 {
     (void)state;
@@ -760,6 +788,7 @@ int main(void)
         T(lba_status_starts_at_the_requested_lba),
         T(lba_status_allocation_length),
         T(io_errors_carry_the_lba),
+        T(thick_lu_is_allocated_at_open),
         T(not_a_media_action),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
