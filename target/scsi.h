@@ -9,6 +9,7 @@
 #ifndef TGT_SCSI_H
 #define TGT_SCSI_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,13 +68,14 @@
 #define SCSI_SENSE_FIXED_LEN 18
 
 /* What the SCSI layer knows about one logical unit. Filled by the target from config and the
- * backing store; read-only here. */
+ * backing store; read-only here. write_cache is atomic: MODE SELECT changes it (under the LU's
+ * lock) while other threads plan commands. */
 struct scsi_lun {
     uint32_t id;
     uint64_t block_count;
     uint32_t block_size;          /* 512 or 4096 */
-    bool thin;                    /* thin provisioned (sparse file); reported in VPD 0xB2 later */
-    bool write_cache;             /* WCE in the caching mode page: writes are cached unless FUA;
+    bool thin;                    /* thin provisioned: UNMAP, LBPME, VPD 0xB2 */
+    _Atomic bool write_cache;     /* WCE in the caching mode page: writes are cached unless FUA;
                                      off, every write is planned FUA */
     char serial[33];              /* VPD 0x80, NUL terminated, at most 32 chars */
     uint8_t naa[16];              /* VPD 0x83 NAA type 6 (IEEE registered extended) designator */
