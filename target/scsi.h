@@ -73,16 +73,16 @@
 struct scsi_lun {
     uint32_t id;
     uint64_t block_count;
-    uint32_t block_size;          /* 512 or 4096 */
-    bool thin;                    /* thin provisioned: UNMAP, LBPME, VPD 0xB2 */
-    _Atomic bool write_cache;     /* WCE in the caching mode page: writes are cached unless FUA;
-                                     off, every write is planned FUA */
-    char serial[33];              /* VPD 0x80, NUL terminated, at most 32 chars */
-    uint8_t naa[16];              /* VPD 0x83 NAA type 6 (IEEE registered extended) designator */
-    uint32_t max_transfer_blocks; /* reported as block limits; 0 = no limit */
-    bool saved_write_cache;       /* WCE as last saved by MODE SELECT with SP (PC = saved) */
-    bool read_only;               /* writes fail with DATA PROTECT, WRITE PROTECTED */
-    uint8_t lbppbe;               /* log2(logical blocks per physical block) */
+    uint32_t block_size;            /* 512 or 4096 */
+    bool thin;                      /* thin provisioned: UNMAP, LBPME, VPD 0xB2 */
+    _Atomic bool write_cache;       /* WCE in the caching mode page: writes are cached unless FUA;
+                                       off, every write is planned FUA */
+    char serial[33];                /* VPD 0x80, NUL terminated, at most 32 chars */
+    uint8_t naa[16];                /* VPD 0x83 NAA type 6 (IEEE registered extended) designator */
+    uint32_t max_transfer_blocks;   /* reported as block limits; 0 = no limit */
+    _Atomic bool saved_write_cache; /* WCE as last saved by MODE SELECT with SP (PC = saved) */
+    bool read_only;                 /* writes fail with DATA PROTECT, WRITE PROTECTED */
+    uint8_t lbppbe;                 /* log2(logical blocks per physical block) */
 };
 
 /* ALUA asymmetric access states of a target port group (SPC-4 6.37). */
