@@ -52,7 +52,10 @@ struct ctx {
     size_t errlen;
 };
 
-static const char *const root_keys[] = {"node", "log", "iscsi", "targets", NULL};
+static const char *const root_keys[] = {"node", "log", "iscsi", "targets", "pair", NULL};
+static const char *const pair_keys[] = {"partner",      "listen",     "partner_address",
+                                        "policy",       "timeout_ms", "ring_size",
+                                        "heartbeat_ms", "dead_ms",    NULL};
 static const char *const node_keys[] = {"name", "state_dir", NULL};
 static const char *const log_keys[] = {"level", NULL};
 static const char *const iscsi_keys[] = {"listen",
@@ -76,8 +79,9 @@ static const char *const iscsi_keys[] = {"listen",
 static const char *const auth_keys[] = {"username", "secret", "mutual_username", "mutual_secret",
                                         NULL};
 static const char *const target_keys[] = {"iqn", "alias", "auth", "luns", NULL};
-static const char *const lun_keys[] = {"id",     "path",   "size", "block_size", "direct",
-                                       "create", "serial", "thin", "read_only",  NULL};
+static const char *const lun_keys[] = {"id",        "path",   "size",   "block_size",
+                                       "direct",    "create", "serial", "thin",
+                                       "read_only", "owner",  NULL};
 
 __attribute__((format(printf, 4, 0))) static int
 vfail_at(struct ctx *c, const char *file, unsigned line, const char *fmt, va_list ap)
@@ -759,7 +763,8 @@ static int parse_lun(struct ctx *c, const config_setting_t *targets, const confi
     struct tgt_target_config *t = &cfg->targets[ti];
     struct tgt_lun_config *lun = &t->luns[li];
     const config_setting_t *ps, *ss;
-    const char *path, *serial;
+    const char *path, *serial, *owner;
+    const config_setting_t *os;
     long long id = (long long)li;
     char where[64];
     snprintf(where, sizeof(where), "targets[%zu].luns[%zu]", ti, li);
@@ -773,10 +778,27 @@ static int parse_lun(struct ctx *c, const config_setting_t *targets, const confi
         (rc = get_bool(c, g, where, "create", &lun->create)) ||
         (rc = get_bool(c, g, where, "thin", &lun->thin)) ||
         (rc = get_bool(c, g, where, "read_only", &lun->read_only)) ||
+        (rc = get_string(c, g, where, "owner", &owner, &os)) ||
         (rc = get_string(c, g, where, "path", &path, &ps)) ||
         (rc = get_string(c, g, where, "serial", &serial, &ss)))
         return rc;
     lun->id = (uint32_t)id;
+    if (owner && !cfg->pair.enabled)
+        return fail(c, os,
+                    "%s.owner is set but there is no pair section; expected no owner on "
+                    "a single node",
+                    where);
+    if (cfg->pair.enabled) {
+        if (!owner)
+            return fail(c, g,
+                        "%s has no owner; expected owner = \"%s\" or \"%s\" (the node "
+                        "that serves it and replicates to the other)",
+                        where, cfg->node_name, cfg->pair.partner);
+        if (strcmp(owner, cfg->node_name) != 0 && strcmp(owner, cfg->pair.partner) != 0)
+            return fail(c, os, "%s.owner '%s' is neither this node ('%s') nor its partner ('%s')",
+                        where, owner, cfg->node_name, cfg->pair.partner);
+        snprintf(lun->owner, sizeof(lun->owner), "%s", owner);
+    }
     for (size_t k = 0; k < li; k++)
         if (t->luns[k].id == lun->id)
             return fail(c,
@@ -911,6 +933,95 @@ static int parse_target(struct ctx *c, const config_setting_t *targets, struct t
     return 0;
 }
 
+/* "host:port" of the backplane (IPv4, or a name; the port is required). */
+static int parse_host_port(struct ctx *c, const config_setting_t *s, const char *key, const char *v,
+                           char *host, size_t hostlen, uint16_t *port)
+{
+    const char *colon = strrchr(v, ':');
+    size_t hlen = colon ? (size_t)(colon - v) : 0;
+    if (!colon || hlen == 0 || hlen >= hostlen || parse_port(colon + 1, port) != 0)
+        return fail(c, s,
+                    "pair.%s '%s' is not an address; expected \"host:port\", e.g. "
+                    "\"10.0.0.2:7471\"",
+                    key, v);
+    for (size_t i = 0; i < hlen; i++)
+        if (!isalnum((unsigned char)v[i]) && !strchr("-._", v[i]))
+            return fail(c, s, "pair.%s '%s' has a bad host name; expected \"host:port\"", key, v);
+    memcpy(host, v, hlen);
+    host[hlen] = '\0';
+    return 0;
+}
+
+static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_config *cfg)
+{
+    struct tgt_pair_config *p = &cfg->pair;
+    const config_setting_t *g, *s;
+    const char *v;
+    p->policy = TGT_PAIR_AVAILABLE;
+    p->replica_timeout_ms = 5000;
+    p->ring_bytes = 16u << 20;
+    p->heartbeat_ms = 200;
+    p->dead_ms = 2000;
+    int rc = get_group(c, root, NULL, "pair", &g);
+    if (rc || !g || (rc = check_keys(c, g, "pair", pair_keys)))
+        return rc;
+    p->enabled = true;
+    if ((rc = get_string(c, g, "pair", "partner", &v, &s)))
+        return rc;
+    if (!v)
+        return fail(c, g, "pair has no partner; expected partner = \"<the other node's name>\"");
+    if (!v[0] || strlen(v) >= sizeof(p->partner) || !valid_node_name(v))
+        return fail(c, s, "pair.partner '%s' is not a node name", v);
+    if (strcmp(v, cfg->node_name) == 0)
+        return fail(c, s,
+                    "pair.partner '%s' is this node's own name; expected the other node's "
+                    "node.name",
+                    v);
+    snprintf(p->partner, sizeof(p->partner), "%s", v);
+    if ((rc = get_string(c, g, "pair", "listen", &v, &s)))
+        return rc;
+    if (!v)
+        return fail(c, g,
+                    "pair has no listen; expected listen = \"host:port\" (this node's "
+                    "backplane address)");
+    if ((rc = parse_host_port(c, s, "listen", v, p->listen_host, sizeof(p->listen_host),
+                              &p->listen_port)))
+        return rc;
+    if ((rc = get_string(c, g, "pair", "partner_address", &v, &s)))
+        return rc;
+    if (!v)
+        return fail(c, g,
+                    "pair has no partner_address; expected partner_address = \"host:port\" "
+                    "(the partner's backplane address)");
+    if ((rc = parse_host_port(c, s, "partner_address", v, p->partner_host, sizeof(p->partner_host),
+                              &p->partner_port)))
+        return rc;
+    if ((rc = get_string(c, g, "pair", "policy", &v, &s)))
+        return rc;
+    if (v && strcmp(v, "strict") == 0)
+        p->policy = TGT_PAIR_STRICT;
+    else if (v && strcmp(v, "available") != 0)
+        return fail(c, s, "pair.policy '%s' is not a policy; expected \"available\" or \"strict\"",
+                    v);
+    if ((rc = get_u32(c, g, "pair", "timeout_ms", 100, 600000, &p->replica_timeout_ms)) ||
+        (rc = get_u32(c, g, "pair", "heartbeat_ms", 10, 10000, &p->heartbeat_ms)) ||
+        (rc = get_u32(c, g, "pair", "dead_ms", 100, 600000, &p->dead_ms)))
+        return rc;
+    if (p->dead_ms <= 2 * p->heartbeat_ms)
+        return fail(c, config_setting_get_member(g, "dead_ms"),
+                    "pair.dead_ms %u must exceed two heartbeats (2 x heartbeat_ms = %u)",
+                    p->dead_ms, 2 * p->heartbeat_ms);
+    const config_setting_t *ring = config_setting_get_member(g, "ring_size");
+    if (ring && (rc = parse_size(c, ring, "pair.ring_size", &p->ring_bytes)))
+        return rc;
+    if (p->ring_bytes < (1u << 20) || p->ring_bytes > (1ull << 31) ||
+        (p->ring_bytes & (p->ring_bytes - 1)) != 0)
+        return fail(c, ring ? ring : g,
+                    "pair.ring_size %llu is not a power of two between 1M and 2G",
+                    (unsigned long long)p->ring_bytes);
+    return 0;
+}
+
 static int parse_targets(struct ctx *c, const config_setting_t *root, struct tgt_config *cfg)
 {
     const config_setting_t *s = config_setting_get_member(root, "targets");
@@ -972,8 +1083,8 @@ static int load_text(const char *text, const char *name, const char *include_dir
     snprintf(tmp.source, sizeof(tmp.source), "%s", name);
     const config_setting_t *root = config_root_setting(&lc);
     if ((rc = check_keys(&c, root, NULL, root_keys)) || (rc = parse_node(&c, root, &tmp)) ||
-        (rc = parse_log(&c, root, &tmp)) || (rc = parse_iscsi(&c, root, &tmp)) ||
-        (rc = parse_targets(&c, root, &tmp))) {
+        (rc = parse_pair(&c, root, &tmp)) || (rc = parse_log(&c, root, &tmp)) ||
+        (rc = parse_iscsi(&c, root, &tmp)) || (rc = parse_targets(&c, root, &tmp))) {
         if (rc == -ENOMEM)
             fail_at(&c, name, 1, "out of memory");
         tgt_config_free(&tmp);

@@ -37,6 +37,8 @@ struct tgt_lun_config {
     bool thin;           /* thin provisioned (default): UNMAP and WRITE SAME deallocate; when
                             false a created or extended file is allocated in full */
     bool read_only;      /* writes fail with DATA PROTECT, WRITE PROTECTED */
+    char owner[64];      /* node that serves it and replicates to the other ("" = this node,
+                            always so without a pair) */
     char serial[33];     /* unit serial number; default derived from target+lun */
 };
 
@@ -63,6 +65,27 @@ struct tgt_iscsi_params {
     uint32_t cmd_window; /* commands outstanding per session (MaxCmdSN - ExpCmdSN + 1) */
 };
 
+/* What a replica failure does to the write (DESIGN.md section 5). */
+enum tgt_pair_policy {
+    TGT_PAIR_AVAILABLE = 0, /* the write completes GOOD, the pair goes degraded */
+    TGT_PAIR_STRICT,        /* the write fails with CHECK CONDITION */
+};
+
+/* The partner node and the backplane (absent: a single node, nothing replicated). */
+struct tgt_pair_config {
+    bool enabled;
+    char partner[64];     /* the partner's node.name */
+    char listen_host[64]; /* this node's backplane address (rdma_cm binds it) */
+    uint16_t listen_port;
+    char partner_host[64]; /* the partner's backplane address */
+    uint16_t partner_port;
+    enum tgt_pair_policy policy;
+    uint32_t replica_timeout_ms; /* a replica not done by then counts as failed */
+    uint64_t ring_bytes;         /* the inflight ring the partner writes into */
+    uint32_t heartbeat_ms;
+    uint32_t dead_ms; /* no heartbeat for this long: the partner is gone */
+};
+
 struct tgt_config {
     char source[PATH_MAX]; /* file name, or "<built-in default>" */
     char node_name[64];
@@ -76,6 +99,7 @@ struct tgt_config {
     uint32_t login_timeout_s; /* drop a connection that has not completed login by then */
     char log_level[16];
     struct tgt_chap_config discovery_chap;
+    struct tgt_pair_config pair;
     struct tgt_iscsi_params iscsi;
     struct tgt_target_config *targets;
     size_t target_count;

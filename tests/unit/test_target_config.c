@@ -92,6 +92,29 @@ static void default_state_dir_is_escaped(void **state)
     tgt_config_free(&cfg);
 }
 
+/* The pair examples load, name each other and agree on the LUN's owner. */
+static void example_pair_confs_load(void **state)
+{
+    (void)state;
+    struct tgt_config a, b;
+    char err[512];
+    assert_int_equal(
+        tgt_config_load_file(TWL_SOURCE_DIR "/etc/twinlun-a.conf", &a, err, sizeof(err)), 0);
+    assert_int_equal(
+        tgt_config_load_file(TWL_SOURCE_DIR "/etc/twinlun-b.conf", &b, err, sizeof(err)), 0);
+    assert_true(a.pair.enabled && b.pair.enabled);
+    assert_string_equal(a.pair.partner, b.node_name);
+    assert_string_equal(b.pair.partner, a.node_name);
+    assert_string_equal(a.pair.partner_host, b.pair.listen_host);
+    assert_int_equal(a.pair.partner_port, b.pair.listen_port);
+    assert_int_equal(a.pair.policy, TGT_PAIR_AVAILABLE);
+    assert_int_equal(a.pair.ring_bytes, 16u << 20);
+    assert_string_equal(a.targets[0].luns[0].owner, "node-a");
+    assert_string_equal(b.targets[0].luns[0].owner, "node-a");
+    tgt_config_free(&a);
+    tgt_config_free(&b);
+}
+
 static void example_twinlun_conf_loads(void **state)
 {
     (void)state;
@@ -350,6 +373,40 @@ static const struct bad_case bad_cases[] = {
     {"no path",
      "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\"; luns = (\n  { id = 1; } ); } );\n", 2,
      "targets[0].luns[0] has no path"},
+    {"partner equal to self",
+     "node = { name = \"a\"; };\npair = {\n  partner = \"a\"; listen = \"1.2.3.4:7471\";\n"
+     "  partner_address = \"1.2.3.5:7471\"; };\n" TARGETS,
+     3, "pair.partner 'a' is this node's own name"},
+    {"pair without partner",
+     "node = { name = \"a\"; };\npair = { listen = \"1.2.3.4:7471\"; };\n" TARGETS, 2,
+     "pair has no partner"},
+    {"bad backplane address",
+     "node = { name = \"a\"; };\npair = { partner = \"b\";\n  listen = \"1.2.3.4\";\n"
+     "  partner_address = \"1.2.3.5:7471\"; };\n" TARGETS,
+     3, "pair.listen '1.2.3.4' is not an address; expected \"host:port\""},
+    {"bad policy",
+     "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
+     "  partner_address = \"h:2\";\n  policy = \"maybe\"; };\n" TARGETS,
+     4, "pair.policy 'maybe' is not a policy"},
+    {"ring not a power of two",
+     "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
+     "  partner_address = \"h:2\";\n  ring_size = \"3M\"; };\n" TARGETS,
+     4, "pair.ring_size 3145728 is not a power of two"},
+    {"pair LUN without owner",
+     "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\"; "
+     "partner_address = \"h:2\"; };\n"
+     "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\"; luns = (\n  { path = \"/a\"; } ); } );\n",
+     4, "has no owner; expected owner = \"a\" or \"b\""},
+    {"owner neither node",
+     "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\"; "
+     "partner_address = \"h:2\"; };\n"
+     "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\"; luns = (\n  { path = \"/a\";\n"
+     "    owner = \"c\"; } ); } );\n",
+     5, "owner 'c' is neither this node ('a') nor its partner ('b')"},
+    {"owner without pair",
+     "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\"; luns = (\n  { path = \"/a\";\n"
+     "    owner = \"a\"; } ); } );\n",
+     3, "owner is set but there is no pair section"},
     {"thin is a boolean",
      "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\"; luns = (\n  { path = \"/a\";\n"
      "    thin = \"yes\"; } ); } );\n",
@@ -423,6 +480,7 @@ int main(void)
         cmocka_unit_test(default_text_loads),
         cmocka_unit_test(default_state_dir_is_escaped),
         cmocka_unit_test(example_twinlun_conf_loads),
+        cmocka_unit_test(example_pair_confs_load),
         cmocka_unit_test(example_chap_conf_loads),
         cmocka_unit_test(missing_file_is_errno),
         cmocka_unit_test(accepted_forms),
