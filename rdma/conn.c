@@ -17,10 +17,15 @@
 
 #define PART "rdma"
 
-#define SQ_DATA   128u /* send WRs for records: 2 per record (payload write, header write+imm) */
-#define SQ_CTRL   16u  /* send WRs for control writes (heartbeat, consumed position) */
-#define RQ_DEPTH  128u /* receives kept posted, one consumed per WRITE_WITH_IMM */
-#define CQ_DEPTH  (SQ_DATA + SQ_CTRL + RQ_DEPTH)
+#define SQ_DATA  128u /* send WRs for records: 2 per record (payload write, header write+imm) */
+#define SQ_CTRL  16u  /* send WRs for control writes (heartbeat, consumed position) */
+#define RQ_DEPTH 128u /* receives the peer may use for records, one per WRITE_WITH_IMM */
+/* Receives posted: the records' plus one per control write that may be in flight (a control
+ * write that publishes a new consumed position carries an immediate, so the record sender
+ * learns of it from a completion instead of polling memory). */
+#define RQ_POSTED (RQ_DEPTH + SQ_CTRL)
+#define CQ_DEPTH  (SQ_DATA + SQ_CTRL + RQ_POSTED)
+#define CTRL_IMM  0xffffffffu /* immediate of a control write; records carry offset / 64 */
 #define HDR_SLOTS (SQ_DATA / 2)
 #define CQ_BATCH  16
 
@@ -236,7 +241,7 @@ static int verbs_setup(struct twl_rdma_conn *c)
         .recv_cq = c->cq,
         .qp_type = IBV_QPT_RC,
         .cap = {.max_send_wr = SQ_DATA + SQ_CTRL,
-                .max_recv_wr = RQ_DEPTH,
+                .max_recv_wr = RQ_POSTED,
                 .max_send_sge = 1,
                 .max_recv_sge = 1},
     };
@@ -245,7 +250,7 @@ static int verbs_setup(struct twl_rdma_conn *c)
         goto err_errno;
     c->qp_created = true;
     what = "posting receives";
-    rc = post_recvs(c, RQ_DEPTH);
+    rc = post_recvs(c, RQ_POSTED);
     if (rc)
         goto err;
     return 0;
@@ -415,8 +420,9 @@ static int do_connect(struct twl_rdma_conn *c)
         if (rc != -EAGAIN && rc != -ETIMEDOUT)
             return rc;
         if (twl_now_ns() + ms_to_ns(RETRY_PAUSE_MS) >= deadline) {
-            TWL_ERROR(PART, "connect to %s:%s: no peer within %d ms", c->o.addr, c->o.port,
-                      c->o.connect_timeout_ms);
+            twl_log(c->o.quiet_timeouts ? TWL_LOG_DEBUG : TWL_LOG_ERROR, PART,
+                    "connect to %s:%s: no peer within %d ms", c->o.addr, c->o.port,
+                    c->o.connect_timeout_ms);
             return -ETIMEDOUT;
         }
         sleep_ms(RETRY_PAUSE_MS);
@@ -448,8 +454,9 @@ static int do_listen(struct twl_rdma_conn *c)
     ev = wait_cm_event(c, deadline, &c->id, &c->peer, &peer_rc);
     if (ev != RDMA_CM_EVENT_CONNECT_REQUEST) {
         rc = ev < 0 ? ev : -EPROTO;
-        TWL_ERROR(PART, "waiting for the peer on %s:%s: %s", c->o.addr ? c->o.addr : "*", c->o.port,
-                  ev < 0 ? strerror(-ev) : rdma_event_str(ev));
+        twl_log(rc == -ETIMEDOUT && c->o.quiet_timeouts ? TWL_LOG_DEBUG : TWL_LOG_ERROR, PART,
+                "waiting for the peer on %s:%s: %s", c->o.addr ? c->o.addr : "*", c->o.port,
+                ev < 0 ? strerror(-ev) : rdma_event_str(ev));
         c->id = NULL;
         goto out_listen;
     }
@@ -668,12 +675,16 @@ static int post_ctrl(struct twl_rdma_conn *c)
     slot->consumed_seq = c->rel_seq;
     struct ibv_sge sge = {
         .addr = (uintptr_t)slot, .length = 3 * sizeof(uint64_t), .lkey = c->ctrl_tx_mr->lkey};
+    /* A new consumed position is what the record sender waits for (its writes complete when
+     * the partner has applied them): wake it with an immediate. Plain heartbeats need none. */
+    bool news = c->rel_seq != c->pub_seq;
     struct ibv_send_wr wr = {
         .wr_id = WR_ID(WR_CTRL, c->ctrl_next),
         .sg_list = &sge,
         .num_sge = 1,
-        .opcode = IBV_WR_RDMA_WRITE,
+        .opcode = news ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE,
         .send_flags = IBV_SEND_SIGNALED,
+        .imm_data = htonl(CTRL_IMM),
         .wr.rdma = {.remote_addr = c->peer.ctrl_addr, .rkey = c->peer.ctrl_rkey}};
     struct ibv_send_wr *bad;
     int rc = ibv_post_send(c->id->qp, &wr, &bad);
@@ -789,6 +800,13 @@ static int drain_cq(struct twl_rdma_conn *c, struct twl_rdma_event *ev, int room
                 int rc = post_recvs(c, 1);
                 if (rc)
                     return rc;
+                if (ntohl(wc[i].imm_data) == CTRL_IMM) {
+                    memset(&ev[n], 0, sizeof(ev[n]));
+                    ev[n].type = TWL_RDMA_EV_CONSUMED;
+                    ev[n].seq = load_u64(&c->ctrl_rx->consumed_seq);
+                    n++;
+                    break;
+                }
                 rc = on_record(c, ntohl(wc[i].imm_data), &ev[n]);
                 if (rc < 0)
                     return rc;
@@ -906,13 +924,16 @@ int twl_rdma_poll(struct twl_rdma_conn *c, struct twl_rdma_event *ev, int max, i
                 wake = dead_at;
         }
         int ms = wake > now ? (int)((wake - now + 999999ull) / 1000000ull) : 0;
-        struct pollfd pfd[2] = {{.fd = c->cch->fd, .events = POLLIN},
-                                {.fd = c->ech->fd, .events = POLLIN}};
-        if (poll(pfd, 2, ms) < 0 && errno != EINTR) {
+        struct pollfd pfd[3] = {{.fd = c->cch->fd, .events = POLLIN},
+                                {.fd = c->ech->fd, .events = POLLIN},
+                                {.fd = c->o.wake_fd, .events = POLLIN}};
+        if (poll(pfd, c->o.wake_fd > 0 ? 3 : 2, ms) < 0 && errno != EINTR) {
             rc = -errno;
             TWL_ERROR(PART, "poll: %s", strerror(-rc));
             return rc;
         }
+        if (c->o.wake_fd > 0 && (pfd[2].revents & POLLIN))
+            return 0; /* the caller has work of its own; it drains its fd */
         if (pfd[0].revents & POLLIN) {
             struct ibv_cq *cq;
             void *ctx;
@@ -930,6 +951,11 @@ void twl_rdma_rx_release(struct twl_rdma_conn *c)
 {
     c->rel_pos = c->rx_pos;
     c->rel_seq = c->rx_seq;
+}
+
+uint64_t twl_rdma_peer_consumed(const struct twl_rdma_conn *c)
+{
+    return load_u64(&c->ctrl_rx->consumed_seq);
 }
 
 bool twl_rdma_tx_idle(const struct twl_rdma_conn *c)

@@ -89,6 +89,10 @@ struct twl_rdma_opts {
     int heartbeat_ms;       /* heartbeat period (default 200) */
     int dead_ms;            /* no heartbeat for this long = dead peer (default 2000) */
     uint8_t retry_count;    /* transport retries, <= 6 or rxe never gives up (default 6) */
+    bool quiet_timeouts;    /* no peer within connect_timeout_ms is logged at debug level
+                               (a caller that keeps retrying says so itself) */
+    int wake_fd;            /* > 0: twl_rdma_poll also returns (with 0 events) when this fd is
+                               readable, so another thread can hand the caller work */
 };
 
 /* Sets up one connection (listen and accept one peer, or connect with retries). */
@@ -112,6 +116,7 @@ enum twl_rdma_ev_type {
     TWL_RDMA_EV_TX_DONE,      /* the record seq was placed in the peer's ring */
     TWL_RDMA_EV_PEER_DEAD,    /* transport error or heartbeat timeout; the connection is over */
     TWL_RDMA_EV_DISCONNECTED, /* the peer disconnected (rdma_cm) */
+    TWL_RDMA_EV_CONSUMED,     /* the peer consumed (released) records [0, seq) */
 };
 
 enum twl_rdma_dead_reason {
@@ -140,6 +145,9 @@ int twl_rdma_poll(struct twl_rdma_conn *c, struct twl_rdma_event *ev, int max, i
  * peer (published on the next poll). */
 void twl_rdma_rx_release(struct twl_rdma_conn *c);
 
+/* Records [0, n) the peer has consumed (released after handling them). */
+uint64_t twl_rdma_peer_consumed(const struct twl_rdma_conn *c);
+
 /* True when every record sent has completed and the peer has consumed it. */
 bool twl_rdma_tx_idle(const struct twl_rdma_conn *c);
 
@@ -149,5 +157,51 @@ struct twl_rdma_stats {
     uint64_t heartbeats_sent, heartbeats_seen;
 };
 void twl_rdma_get_stats(const struct twl_rdma_conn *c, struct twl_rdma_stats *st);
+
+/* ---- the backplane: the connection to the partner, run by its own thread ---- */
+
+struct twl_rdma_backplane;
+
+/* Completion of a submitted record, on the backplane thread: 0 once the partner applied it;
+ * -ENOTCONN when the connection dropped first; the record may or may not have been applied. */
+typedef void (*twl_rdma_done_fn)(void *cookie, int err);
+
+struct twl_rdma_bp_opts {
+    bool connect;           /* this node connects to the partner; else it listens */
+    const char *local_host; /* where this node listens */
+    const char *local_port;
+    const char *peer_host; /* where the partner listens */
+    const char *peer_port;
+    uint32_t ring_size; /* this node's inflight ring, and the staging area, power of two */
+    int heartbeat_ms;
+    int dead_ms;
+    uint32_t timeout_ms; /* a record not applied by then drops the connection */
+    const void *hello;   /* sent first on every connection; must stay valid while running */
+    uint32_t hello_len;
+    /* Called on the backplane thread. check_hello: 0 to accept the partner's handshake, or
+     * -EPROTO (after logging why). apply: a change record from the partner, 0 once it is on
+     * this node's copy; anything else drops the connection. */
+    int (*check_hello)(void *ctx, const void *theirs, uint32_t len);
+    int (*apply)(void *ctx, const void *rec, uint32_t len);
+    void *ctx;
+};
+
+struct twl_rdma_bp_stats {
+    bool connected;
+    uint64_t submitted, acked, failed, acked_bytes;
+    uint64_t applied, applied_bytes; /* records of the partner applied here */
+};
+
+/* Starts the backplane thread, which connects (or listens) and reconnects for ever. */
+int twl_rdma_backplane_start(const struct twl_rdma_bp_opts *o, struct twl_rdma_backplane **out);
+/* Any thread. Queues one record (hdr then data, both copied). Returns 0 (done will be called)
+ * or -ENOTCONN (no partner connection: done will not be called), -EMSGSIZE, -ENOMEM. */
+int twl_rdma_backplane_submit(struct twl_rdma_backplane *bp, const void *hdr, uint32_t hdr_len,
+                              const void *data, uint32_t data_len, twl_rdma_done_fn done,
+                              void *cookie);
+bool twl_rdma_backplane_connected(const struct twl_rdma_backplane *bp);
+void twl_rdma_backplane_stats(struct twl_rdma_backplane *bp, struct twl_rdma_bp_stats *st);
+/* Stops the thread; records still queued or in flight complete with -ENOTCONN. */
+void twl_rdma_backplane_stop(struct twl_rdma_backplane *bp);
 
 #endif

@@ -214,6 +214,8 @@ static int run_client(struct twl_rdma_conn *c, const struct opts *o)
             case TWL_RDMA_EV_TX_DONE:
                 done++;
                 break;
+            case TWL_RDMA_EV_CONSUMED:
+                break;
             case TWL_RDMA_EV_REC:
                 twl_rdma_rx_release(c);
                 break;
@@ -264,6 +266,8 @@ static int run_server(struct twl_rdma_conn *c, const struct opts *o)
             return n == -EBADMSG || n == -EPROTO ? EXIT_VERIFY : EXIT_USAGE;
         for (int i = 0; i < n; i++) {
             switch (ev[i].type) {
+            case TWL_RDMA_EV_CONSUMED:
+                break;
             case TWL_RDMA_EV_REC:
                 if (!t0)
                     t0 = twl_now_ns();

@@ -1,0 +1,446 @@
+/*
+ * The backplane: the one connection to the partner, run by its own thread.
+ *
+ * Any thread submits change records (twl_rdma_backplane_submit); the backplane thread copies
+ * them into a registered staging area, places them in the partner's inflight ring with
+ * one-sided writes, and completes each once the partner has consumed it, i.e. applied it to
+ * its copy (the partner releases a record only after applying it, and its consumed position
+ * comes back as a write with immediate). Records the partner sends are applied here, in ring
+ * order, through the caller's apply callback.
+ *
+ * Every connection starts with a HELLO record each way; no change moves before both sides
+ * accepted the other's (a mismatch is logged by each side from its own point of view, and
+ * the connection is retried after a pause, so fixing the config and restarting one node
+ * heals the pair). While no connection is up, submissions fail at once with -ENOTCONN and the
+ * caller's policy decides (DESIGN.md section 5); records in flight when the connection drops
+ * fail with -ENOTCONN too.
+ */
+#include "rdma.h"
+
+#include "twl_common.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PART "backplane"
+
+#define REC_HELLO       0x2u /* record flag: the connection's handshake */
+#define CONNECT_TRY_MS  1000 /* one connect or accept attempt; the loop retries */
+#define REFUSED_PAUSE_S 5    /* after a refused handshake */
+#define EVENTS          64
+
+struct submission {
+    struct submission *next;
+    twl_rdma_done_fn done;
+    void *cookie;
+    uint64_t submit_ns;
+    uint32_t len;
+    uint8_t bytes[]; /* header then data */
+};
+
+/* A record sent and not yet consumed by the partner. */
+struct inflight {
+    uint64_t seq;
+    twl_rdma_done_fn done;
+    void *cookie;
+    uint64_t submit_ns;
+    uint64_t stage_end; /* staging position after this record: free once it is placed */
+};
+
+struct twl_rdma_backplane {
+    struct twl_rdma_bp_opts o;
+    pthread_t thread;
+    int wake_fd;
+    atomic_bool stop;
+    atomic_bool connected; /* handshake done both ways */
+
+    pthread_mutex_t lock; /* submissions */
+    struct submission *head, *tail;
+
+    /* owned by the backplane thread */
+    struct twl_rdma_conn *conn;
+    struct twl_rdma_buf *stage_mr;
+    uint8_t *stage;
+    uint64_t stage_head, stage_tail; /* positions: records live in [tail, head) */
+    struct inflight *ring;           /* cap entries, [ring_tail, ring_head) by sequence */
+    uint64_t ring_head, ring_tail, cap;
+    uint64_t placed_seq; /* records [0, placed_seq) reached the partner's ring */
+    bool hello_sent, hello_ok;
+
+    struct twl_rdma_bp_stats st; /* under lock */
+};
+
+static void wake(struct twl_rdma_backplane *bp)
+{
+    uint64_t one = 1;
+    if (write(bp->wake_fd, &one, sizeof(one)) < 0)
+        TWL_WARN(PART, "wake: %s", strerror(errno));
+}
+
+static void take_wake(struct twl_rdma_backplane *bp)
+{
+    uint64_t v;
+    if (read(bp->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        TWL_WARN(PART, "wake read: %s", strerror(errno));
+}
+
+int twl_rdma_backplane_submit(struct twl_rdma_backplane *bp, const void *hdr, uint32_t hdr_len,
+                              const void *data, uint32_t data_len, twl_rdma_done_fn done,
+                              void *cookie)
+{
+    if (!atomic_load(&bp->connected))
+        return -ENOTCONN;
+    uint64_t len = (uint64_t)hdr_len + data_len;
+    /* a record must fit the partner's ring with its header and alignment */
+    if (twl_rdma_rec_len((uint32_t)len) > bp->o.ring_size / 2 || len > UINT32_MAX)
+        return -EMSGSIZE;
+    struct submission *s = malloc(sizeof(*s) + len);
+    if (s == NULL)
+        return -ENOMEM;
+    s->next = NULL;
+    s->done = done;
+    s->cookie = cookie;
+    s->submit_ns = twl_now_ns();
+    s->len = (uint32_t)len;
+    memcpy(s->bytes, hdr, hdr_len);
+    if (data_len)
+        memcpy(s->bytes + hdr_len, data, data_len);
+    pthread_mutex_lock(&bp->lock);
+    if (bp->tail)
+        bp->tail->next = s;
+    else
+        bp->head = s;
+    bp->tail = s;
+    bp->st.submitted++;
+    pthread_mutex_unlock(&bp->lock);
+    wake(bp);
+    return 0;
+}
+
+bool twl_rdma_backplane_connected(const struct twl_rdma_backplane *bp)
+{
+    return atomic_load(&bp->connected);
+}
+
+void twl_rdma_backplane_stats(struct twl_rdma_backplane *bp, struct twl_rdma_bp_stats *st)
+{
+    pthread_mutex_lock(&bp->lock);
+    *st = bp->st;
+    st->connected = atomic_load(&bp->connected);
+    pthread_mutex_unlock(&bp->lock);
+}
+
+static void count_done(struct twl_rdma_backplane *bp, int err, uint64_t bytes)
+{
+    pthread_mutex_lock(&bp->lock);
+    if (err == 0) {
+        bp->st.acked++;
+        bp->st.acked_bytes += bytes;
+    } else {
+        bp->st.failed++;
+    }
+    pthread_mutex_unlock(&bp->lock);
+}
+
+/* Fails everything queued or in flight (the connection is gone). */
+static void fail_all(struct twl_rdma_backplane *bp, int err)
+{
+    for (; bp->ring_tail < bp->ring_head; bp->ring_tail++) {
+        struct inflight *f = &bp->ring[bp->ring_tail % bp->cap];
+        count_done(bp, err, 0);
+        f->done(f->cookie, err);
+    }
+    pthread_mutex_lock(&bp->lock);
+    struct submission *s = bp->head;
+    bp->head = bp->tail = NULL;
+    pthread_mutex_unlock(&bp->lock);
+    while (s) {
+        struct submission *next = s->next;
+        count_done(bp, err, 0);
+        s->done(s->cookie, err);
+        free(s);
+        s = next;
+    }
+}
+
+static void close_conn(struct twl_rdma_backplane *bp, const char *why)
+{
+    if (bp->conn == NULL)
+        return;
+    if (atomic_exchange(&bp->connected, false))
+        TWL_WARN(PART, "partner connection lost (%s): writes are not replicated until it is back",
+                 why);
+    twl_rdma_conn_close(bp->conn);
+    bp->conn = NULL;
+    bp->stage_mr = NULL;
+    fail_all(bp, -ENOTCONN);
+}
+
+/* Places queued submissions while the staging area, the in-flight table and the partner's
+ * ring take them. */
+static int send_queued(struct twl_rdma_backplane *bp)
+{
+    for (;;) {
+        pthread_mutex_lock(&bp->lock);
+        struct submission *s = bp->head;
+        pthread_mutex_unlock(&bp->lock);
+        if (s == NULL || bp->ring_head - bp->ring_tail == bp->cap)
+            return 0;
+        /* staging is a ring too; a record never straddles its end */
+        uint64_t size = bp->o.ring_size;
+        uint64_t start = bp->stage_head;
+        if ((start % size) + s->len > size)
+            start += size - start % size;
+        if (start + s->len - bp->stage_tail > size)
+            return 0; /* wait for placements to free staging */
+        uint8_t *dst = bp->stage + start % size;
+        memcpy(dst, s->bytes, s->len);
+        int64_t seq = twl_rdma_send(bp->conn, bp->stage_mr, dst, s->len, 0);
+        if (seq == -EAGAIN)
+            return 0;
+        if (seq < 0)
+            return (int)seq;
+        pthread_mutex_lock(&bp->lock);
+        bp->head = s->next;
+        if (bp->head == NULL)
+            bp->tail = NULL;
+        pthread_mutex_unlock(&bp->lock);
+        struct inflight *f = &bp->ring[bp->ring_head++ % bp->cap];
+        f->seq = (uint64_t)seq;
+        f->done = s->done;
+        f->cookie = s->cookie;
+        f->submit_ns = s->submit_ns;
+        f->stage_end = start + s->len;
+        bp->stage_head = start + s->len;
+        free(s);
+    }
+}
+
+/* Records [0, consumed) are applied on the partner: complete them. The HELLO is record 0 of
+ * every connection and has no entry. */
+static void complete_consumed(struct twl_rdma_backplane *bp, uint64_t consumed)
+{
+    while (bp->ring_tail < bp->ring_head) {
+        struct inflight *f = &bp->ring[bp->ring_tail % bp->cap];
+        if (f->seq >= consumed)
+            break;
+        bp->ring_tail++;
+        /* consumed implies placed, whichever completion was seen first */
+        if (f->stage_end > bp->stage_tail)
+            bp->stage_tail = f->stage_end;
+        count_done(bp, 0, 0);
+        f->done(f->cookie, 0);
+    }
+}
+
+/* The oldest record waiting too long fails the connection: the partner is not applying. */
+static bool overdue(struct twl_rdma_backplane *bp, uint64_t now)
+{
+    if (bp->ring_tail == bp->ring_head)
+        return false;
+    struct inflight *f = &bp->ring[bp->ring_tail % bp->cap];
+    return now - f->submit_ns > (uint64_t)bp->o.timeout_ms * 1000000ull;
+}
+
+static int handle_record(struct twl_rdma_backplane *bp, const struct twl_rdma_event *ev)
+{
+    if (ev->flags & REC_HELLO) {
+        int rc = bp->o.check_hello(bp->o.ctx, ev->data, ev->len);
+        if (rc)
+            return rc;
+        bp->hello_ok = true;
+        atomic_store(&bp->connected, true);
+        TWL_INFO(PART, "partner accepted: replicating");
+        return 0;
+    }
+    if (!bp->hello_ok) {
+        TWL_ERROR(PART, "partner sent a change before its handshake; dropping the connection");
+        return -EPROTO;
+    }
+    int rc = bp->o.apply(bp->o.ctx, ev->data, ev->len);
+    if (rc == 0) {
+        pthread_mutex_lock(&bp->lock);
+        bp->st.applied++;
+        bp->st.applied_bytes += ev->len;
+        pthread_mutex_unlock(&bp->lock);
+    }
+    return rc;
+}
+
+/* One connected session until it ends or the backplane stops. */
+static void run_connection(struct twl_rdma_backplane *bp)
+{
+    struct twl_rdma_event ev[EVENTS];
+    bp->stage_head = bp->stage_tail = 0;
+    bp->hello_ok = false;
+    bp->stage_mr = twl_rdma_buf_reg(bp->conn, bp->stage, bp->o.ring_size);
+    if (bp->stage_mr == NULL) {
+        close_conn(bp, "cannot register the staging area");
+        return;
+    }
+    memcpy(bp->stage, bp->o.hello, bp->o.hello_len);
+    int64_t seq = twl_rdma_send(bp->conn, bp->stage_mr, bp->stage, bp->o.hello_len, REC_HELLO);
+    if (seq != 0) {
+        close_conn(bp, "handshake not sent");
+        return;
+    }
+    bp->stage_tail = 0;
+    bp->stage_head = bp->o.hello_len;
+    while (!atomic_load(&bp->stop)) {
+        int busy = bp->ring_head != bp->ring_tail;
+        int n = twl_rdma_poll(bp->conn, ev, EVENTS, busy ? 10 : 100);
+        take_wake(bp);
+        if (n < 0) {
+            close_conn(bp, strerror(-n));
+            return;
+        }
+        bool received = false;
+        for (int i = 0; i < n; i++) {
+            switch (ev[i].type) {
+            case TWL_RDMA_EV_REC: {
+                int rc = handle_record(bp, &ev[i]);
+                if (rc) {
+                    close_conn(bp, rc == -EPROTO ? "handshake refused" : "apply failed");
+                    if (rc == -EPROTO) {
+                        struct timespec ts = {REFUSED_PAUSE_S, 0};
+                        nanosleep(&ts, NULL);
+                    }
+                    return;
+                }
+                received = true;
+                break;
+            }
+            case TWL_RDMA_EV_TX_DONE:
+                /* placed in the partner's ring: its staging bytes may be reused */
+                bp->placed_seq = ev[i].seq + 1;
+                if (ev[i].seq == 0 && bp->stage_tail < bp->o.hello_len)
+                    bp->stage_tail = bp->o.hello_len;
+                for (uint64_t k = bp->ring_tail; k < bp->ring_head; k++) {
+                    struct inflight *f = &bp->ring[k % bp->cap];
+                    if (f->seq == ev[i].seq && f->stage_end > bp->stage_tail)
+                        bp->stage_tail = f->stage_end;
+                }
+                break;
+            case TWL_RDMA_EV_CONSUMED:
+                complete_consumed(bp, ev[i].seq);
+                break;
+            case TWL_RDMA_EV_PEER_DEAD:
+                close_conn(bp, "partner dead");
+                return;
+            case TWL_RDMA_EV_DISCONNECTED:
+                close_conn(bp, "partner disconnected");
+                return;
+            }
+        }
+        if (received)
+            twl_rdma_rx_release(bp->conn); /* applied: the partner may complete them */
+        complete_consumed(bp, twl_rdma_peer_consumed(bp->conn));
+        if (bp->hello_ok) {
+            int rc = send_queued(bp);
+            if (rc) {
+                close_conn(bp, strerror(-rc));
+                return;
+            }
+        }
+        if (overdue(bp, twl_now_ns())) {
+            TWL_ERROR(PART, "partner has not applied a record for %u ms", bp->o.timeout_ms);
+            close_conn(bp, "replica timeout");
+            return;
+        }
+    }
+    close_conn(bp, "stopping");
+}
+
+static void *backplane_main(void *arg)
+{
+    struct twl_rdma_backplane *bp = arg;
+    unsigned failures = 0;
+    while (!atomic_load(&bp->stop)) {
+        struct twl_rdma_opts co = {
+            .addr = bp->o.connect ? bp->o.peer_host : bp->o.local_host,
+            .port = bp->o.connect ? bp->o.peer_port : bp->o.local_port,
+            .listen = !bp->o.connect,
+            .ring_size = bp->o.ring_size,
+            .connect_timeout_ms = CONNECT_TRY_MS,
+            .heartbeat_ms = bp->o.heartbeat_ms,
+            .dead_ms = bp->o.dead_ms,
+            .quiet_timeouts = true,
+            .wake_fd = bp->wake_fd,
+        };
+        int rc = twl_rdma_conn_open(&bp->conn, &co);
+        if (rc) {
+            if (rc != -ETIMEDOUT && failures++ % 30 == 0)
+                TWL_WARN(PART, "no partner connection yet (%s %s:%s: %s); retrying",
+                         bp->o.connect ? "connect to" : "listen on", co.addr ? co.addr : "*",
+                         co.port, strerror(-rc));
+            struct timespec ts = {0, 200 * 1000000L};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        failures = 0;
+        run_connection(bp);
+    }
+    return NULL;
+}
+
+int twl_rdma_backplane_start(const struct twl_rdma_bp_opts *o, struct twl_rdma_backplane **out)
+{
+    *out = NULL;
+    if (!o->apply || !o->check_hello || !o->hello || !o->hello_len || !o->timeout_ms ||
+        o->ring_size < 4096 || (o->ring_size & (o->ring_size - 1)))
+        return -EINVAL;
+    struct twl_rdma_backplane *bp = calloc(1, sizeof(*bp));
+    if (bp == NULL)
+        return -ENOMEM;
+    bp->o = *o;
+    bp->cap = 4096;
+    bp->ring = calloc(bp->cap, sizeof(*bp->ring));
+    bp->stage = aligned_alloc(4096, o->ring_size);
+    bp->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    int rc = -ENOMEM;
+    if (bp->ring == NULL || bp->stage == NULL)
+        goto err_mem;
+    if (bp->wake_fd < 0) {
+        rc = -errno;
+        goto err_mem;
+    }
+    pthread_mutex_init(&bp->lock, NULL);
+    rc = pthread_create(&bp->thread, NULL, backplane_main, bp);
+    if (rc) {
+        rc = -rc;
+        goto err_thread;
+    }
+    *out = bp;
+    return 0;
+
+err_thread:
+    pthread_mutex_destroy(&bp->lock);
+    close(bp->wake_fd);
+err_mem:
+    free(bp->stage);
+    free(bp->ring);
+    free(bp);
+    TWL_ERROR(PART, "cannot start the backplane: %s", strerror(-rc));
+    return rc;
+}
+
+void twl_rdma_backplane_stop(struct twl_rdma_backplane *bp)
+{
+    if (bp == NULL)
+        return;
+    atomic_store(&bp->stop, true);
+    wake(bp);
+    pthread_join(bp->thread, NULL);
+    fail_all(bp, -ENOTCONN);
+    pthread_mutex_destroy(&bp->lock);
+    close(bp->wake_fd);
+    free(bp->stage);
+    free(bp->ring);
+    free(bp);
+}
