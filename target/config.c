@@ -1035,6 +1035,9 @@ static int parse_targets(struct ctx *c, const config_setting_t *root, struct tgt
     size_t n = (size_t)config_setting_length(s);
     if (n == 0)
         return fail(c, s, "no targets: targets is empty; expected at least one target");
+    /* the pair presents one target; its LUN ids name the LUNs on the backplane */
+    if (n > 1 && cfg->pair.enabled)
+        return fail(c, s, "%zu targets with a pair section; expected one target on a pair", n);
     cfg->targets = calloc(n, sizeof(*cfg->targets));
     if (!cfg->targets)
         return -ENOMEM;

@@ -960,8 +960,8 @@ static void fail_data_phase(struct tgt_task *t, uint8_t key, uint16_t asc)
 
 /* ---------------- commands ---------------- */
 
-static const struct scsi_target_view *target_view(struct conn *c, struct scsi_target_view *v,
-                                                  uint16_t pending_ua)
+static const struct scsi_target_view *target_view(struct conn *c, struct tgt_lun *lun,
+                                                  struct scsi_target_view *v, uint16_t pending_ua)
 {
     struct tgt_server *srv = c->thr->srv;
     v->target_name = c->target->cfg->iqn;
@@ -971,7 +971,9 @@ static const struct scsi_target_view *target_view(struct conn *c, struct scsi_ta
     v->lun_count = c->target->lun_count;
     v->groups = srv->groups;
     v->group_count = sizeof(srv->groups) / sizeof(srv->groups[0]);
-    v->alua_state = (enum scsi_alua_state)atomic_load(&srv->alua_state);
+    int lu_state = lun ? atomic_load(&lun->lu.alua_state) : -1;
+    v->alua_state =
+        (enum scsi_alua_state)(lu_state >= 0 ? lu_state : atomic_load(&srv->alua_state));
     v->pending_ua = pending_ua;
     return v;
 }
@@ -1084,8 +1086,9 @@ static void scsi_cmd_header(struct conn *c)
         struct scsi_target_view view;
         uint8_t scratch[EMULATED_BUF];
         if (admitted)
-            scsi_plan_command(t->lun ? &t->lun->info : NULL, target_view(c, &view, pending_ua),
-                              t->cdb, 16, scratch, sizeof(scratch), &t->plan);
+            scsi_plan_command(t->lun ? &t->lun->info : NULL,
+                              target_view(c, t->lun, &view, pending_ua), t->cdb, 16, scratch,
+                              sizeof(scratch), &t->plan);
         if (t->plan.action == SCSI_ACTION_COMPLETE && t->plan.data_len) {
             if (!task_alloc_buf(t, t->plan.data_len))
                 return;

@@ -70,6 +70,7 @@ int lu_init(struct lu *lu, struct scsi_lun *info, const char *state_base)
         return -rc;
     lu->lun_id = info->id;
     lu->info = info;
+    atomic_store(&lu->alua_state, -1);
     info->saved_write_cache = info->write_cache;
     snprintf(lu->pr_path, sizeof(lu->pr_path), "%s.pr", state_base);
     snprintf(lu->mode_path, sizeof(lu->mode_path), "%s.mode", state_base);

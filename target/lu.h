@@ -63,6 +63,9 @@ struct lu {
     struct lu_range *wait_tail;
     struct lu_nexus *nexuses;
     atomic_bool reserved; /* a reservation exists: commands must be checked against it */
+    /* ALUA state of this node's port for this LU, or -1 to follow the port group's (the
+     * partner's LUNs are standby here: their writes come over the backplane) */
+    atomic_int alua_state;
     struct pr_state pr;
     char pr_path[PATH_MAX + TGT_NAME_MAX + 32];   /* APTPL state */
     char mode_path[PATH_MAX + TGT_NAME_MAX + 32]; /* saved mode parameters */

@@ -961,6 +961,11 @@ static int open_targets(struct tgt_server *srv)
             if (rc)
                 return rc;
             l->lu_ready = true;
+            if (cfg->pair.enabled && strcmp(l->cfg->owner, cfg->node_name) != 0) {
+                atomic_store(&l->lu.alua_state, SCSI_ALUA_STANDBY);
+                TWL_INFO(PART, "target %s LUN %u: owned by %s, standby here", tc->iqn, l->info.id,
+                         l->cfg->owner);
+            }
             TWL_INFO(PART, "target %s LUN %u: %s, %llu blocks of %u bytes%s%s", tc->iqn, l->info.id,
                      l->store.path, (unsigned long long)l->info.block_count, l->info.block_size,
                      l->store.thin ? ", thin" : "", l->store.direct ? ", O_DIRECT" : "");

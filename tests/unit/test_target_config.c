@@ -403,6 +403,14 @@ static const struct bad_case bad_cases[] = {
      "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\"; luns = (\n  { path = \"/a\";\n"
      "    owner = \"c\"; } ); } );\n",
      5, "owner 'c' is neither this node ('a') nor its partner ('b')"},
+    {"pair with two targets",
+     "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\"; "
+     "partner_address = \"h:2\"; };\n"
+     "targets = (\n { iqn = \"iqn.2026-11.io.twinlun:t\"; luns = ( { path = \"/a\"; owner = "
+     "\"a\"; } ); },\n"
+     " { iqn = \"iqn.2026-11.io.twinlun:u\"; luns = ( { path = \"/b\"; owner = \"a\"; } ); } "
+     ");\n",
+     3, "2 targets with a pair section; expected one target on a pair"},
     {"owner without pair",
      "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\"; luns = (\n  { path = \"/a\";\n"
      "    owner = \"a\"; } ); } );\n",
