@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "replica.h"
 #include "server_internal.h"
 
 #define RING_DEPTH      512
@@ -1099,6 +1100,11 @@ int tgt_server_create(const struct tgt_config *cfg, struct tgt_server **out)
     rc = workers_start(srv);
     if (rc)
         goto fail;
+    if (cfg->pair.enabled) {
+        rc = replica_start(srv, &srv->pair);
+        if (rc)
+            goto fail;
+    }
     rc = bind_portal(srv);
     if (rc)
         goto fail;
@@ -1211,6 +1217,7 @@ void tgt_server_destroy(struct tgt_server *srv)
     free(srv->threads);
     if (srv->listen_fd >= 0)
         close(srv->listen_fd);
+    replica_stop(srv->pair);
     workers_stop(srv);
     close_targets(srv);
     pthread_mutex_destroy(&srv->sessions_lock);

@@ -105,6 +105,7 @@ struct tgt_server {
     unsigned thread_count;
     atomic_bool stop_requested;
     struct tgt_replicator replicator;
+    struct replica *pair; /* the partner, when the config has a pair section */
     pthread_mutex_t sessions_lock;
     struct conn *sessions; /* full-feature connections, by (initiator, ISID, target) */
     uint16_t next_tsih;

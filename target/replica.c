@@ -1,0 +1,278 @@
+/*
+ * The pair: this node's side of replication (DESIGN.md sections 4 and 5).
+ *
+ * Owner side: every change a command makes to a LUN this node owns (tgt_write: data, write
+ * same, unmap) becomes one change record (rdma/proto.h) the backplane places in the partner's
+ * inflight ring; the command completes when the partner has applied it. Partner side: change
+ * records arriving from the owner are applied to this node's copy in ring order, and only
+ * then released, which is what the owner waits for (ack = "applied": written to this node's
+ * backing store; FUA changes reach stable storage first).
+ *
+ * Policy when the partner is away or a replica fails (DESIGN.md section 5): "available"
+ * completes the write GOOD and the pair runs degraded (the failure issue adds the dirty
+ * region log that makes the later resync cheap); "strict" fails the write.
+ */
+#include "replica.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "media.h"
+#include "proto.h"
+#include "rdma.h"
+#include "server_internal.h"
+
+#define RPART "pair"
+
+struct replica {
+    struct tgt_server *srv;
+    const struct tgt_config *cfg;
+    struct tgt_target *target;
+    struct twl_rdma_backplane *bp;
+    struct twl_rdma_hello mine;
+    uint8_t *hello;
+    uint32_t hello_len;
+    char port_local[8], port_peer[8];
+    atomic_uint_fast64_t seq;
+    atomic_bool degraded;
+    atomic_uint_fast64_t unreplicated; /* changes completed without their replica */
+};
+
+struct pending {
+    struct replica *r;
+    tgt_write_done_fn done;
+    void *cookie;
+};
+
+static void enter_degraded(struct replica *r, int err)
+{
+    atomic_fetch_add(&r->unreplicated, 1);
+    if (!atomic_exchange(&r->degraded, true))
+        TWL_WARN(RPART,
+                 "degraded: a write completed without its replica on %s (%s); the copies differ "
+                 "until a resync",
+                 r->cfg->pair.partner, strerror(-err));
+}
+
+static void replica_done(void *cookie, int err)
+{
+    struct pending *p = cookie;
+    struct replica *r = p->r;
+    if (err == 0) {
+        if (atomic_exchange(&r->degraded, false))
+            TWL_INFO(RPART, "replicating to %s again", r->cfg->pair.partner);
+    } else if (r->cfg->pair.policy == TGT_PAIR_AVAILABLE) {
+        enter_degraded(r, err);
+        err = 0;
+    }
+    p->done(p->cookie, err ? -EIO : 0);
+    free(p);
+}
+
+static int replicate(void *ctx, const struct tgt_write *w, tgt_write_done_fn done, void *cookie)
+{
+    struct replica *r = ctx;
+    static _Thread_local struct twl_rdma_change ch;
+    static _Thread_local uint8_t hdr[TWL_RDMA_CHANGE_MAX_HDR_LEN];
+    memset(&ch, 0, offsetof(struct twl_rdma_change, extents));
+    ch.seq = atomic_fetch_add(&r->seq, 1);
+    ch.lun = w->lun;
+    ch.block_size = w->block_size;
+    ch.fua = w->fua;
+    const void *data = NULL;
+    switch (w->kind) {
+    case TGT_WRITE_DATA:
+        ch.kind = TWL_RDMA_CHANGE_DATA;
+        ch.lba = w->lba;
+        ch.blocks = w->blocks;
+        ch.data_len = w->blocks * w->block_size;
+        data = w->data;
+        break;
+    case TGT_WRITE_SAME:
+        ch.kind = TWL_RDMA_CHANGE_SAME;
+        ch.lba = w->lba;
+        ch.blocks = w->blocks;
+        ch.data_len = w->data ? w->block_size : 0;
+        data = w->data;
+        break;
+    case TGT_WRITE_UNMAP:
+        ch.kind = TWL_RDMA_CHANGE_UNMAP;
+        ch.extent_count = (uint32_t)w->extent_count;
+        for (size_t i = 0; i < w->extent_count && i < TWL_RDMA_CHANGE_MAX_EXTENTS; i++) {
+            ch.extents[i].lba = w->extents[i].lba;
+            ch.extents[i].blocks = w->extents[i].blocks;
+        }
+        break;
+    }
+    int rc = twl_rdma_change_encode(&ch, NULL, hdr, sizeof(hdr));
+    if (rc) {
+        TWL_ERROR(RPART, "LUN %u LBA %" PRIu64 ": change not encodable: %s", w->lun, w->lba,
+                  strerror(-rc));
+        return rc;
+    }
+    struct pending *p = malloc(sizeof(*p));
+    if (p == NULL)
+        return -ENOMEM;
+    p->r = r;
+    p->done = done;
+    p->cookie = cookie;
+    rc = twl_rdma_backplane_submit(r->bp, hdr, (uint32_t)twl_rdma_change_header_len(&ch), data,
+                                   ch.data_len, replica_done, p);
+    if (rc == 0)
+        return 0;
+    free(p);
+    if (rc == -ENOTCONN && r->cfg->pair.policy == TGT_PAIR_AVAILABLE) {
+        enter_degraded(r, rc);
+        done(cookie, 0);
+        return 0;
+    }
+    return rc;
+}
+
+/* ---- partner side ---- */
+
+static struct tgt_lun *find_lun(struct replica *r, uint32_t id)
+{
+    return target_find_lun(r->target, id);
+}
+
+static int apply(void *ctx, const void *rec, uint32_t len)
+{
+    struct replica *r = ctx;
+    static struct twl_rdma_change ch; /* the backplane thread only */
+    const uint8_t *data;
+    int rc = twl_rdma_change_decode(rec, len, &ch, &data);
+    if (rc) {
+        TWL_ERROR(RPART, "change record from %s refused: %s", r->cfg->pair.partner,
+                  twl_rdma_change_strerror(&ch));
+        return rc;
+    }
+    struct tgt_lun *lun = find_lun(r, ch.lun);
+    if (lun == NULL || lun->info.block_size != ch.block_size) {
+        TWL_ERROR(RPART, "change seq %" PRIu64 " for LUN %u: no such LUN here", ch.seq, ch.lun);
+        return -ENOENT;
+    }
+    uint32_t bs = ch.block_size;
+    switch (ch.kind) {
+    case TWL_RDMA_CHANGE_DATA:
+        rc = backing_write_at(&lun->store, data, ch.data_len, ch.lba * bs, ch.fua);
+        break;
+    case TWL_RDMA_CHANGE_SAME: {
+        /* the same code the owner ran, so both copies get the same bytes */
+        struct scsi_plan plan = {.action = SCSI_ACTION_WRITE_SAME,
+                                 .lba = ch.lba,
+                                 .blocks = ch.blocks,
+                                 .fua = ch.fua,
+                                 .ndob = data == NULL,
+                                 .data_out = ch.data_len};
+        media_execute(&lun->store, &lun->info, &plan, (uint8_t *)data, NULL, 0);
+        rc = plan.status == SCSI_STATUS_GOOD ? 0 : -EIO;
+        break;
+    }
+    case TWL_RDMA_CHANGE_UNMAP:
+        rc = 0;
+        for (uint32_t i = 0; i < ch.extent_count && rc == 0; i++)
+            rc = backing_deallocate(&lun->store, ch.extents[i].lba * bs,
+                                    (uint64_t)ch.extents[i].blocks * bs);
+        break;
+    }
+    if (rc)
+        TWL_ERROR(RPART, "change seq %" PRIu64 " LUN %u LBA %" PRIu64 "+%u: applying failed: %s",
+                  ch.seq, ch.lun, ch.lba, ch.blocks, strerror(-rc));
+    return rc;
+}
+
+static int check_hello(void *ctx, const void *theirs, uint32_t len)
+{
+    struct replica *r = ctx;
+    static struct twl_rdma_hello h; /* the backplane thread only */
+    char err[256];
+    int rc = twl_rdma_hello_decode(theirs, len, &h, err, sizeof(err));
+    if (rc == 0)
+        rc = twl_rdma_hello_check(&r->mine, &h, err, sizeof(err));
+    if (rc) {
+        TWL_ERROR(RPART, "partner refused: %s", err);
+        return -EPROTO;
+    }
+    TWL_INFO(RPART, "paired with %s: %u LUNs agree", h.node, h.lun_count);
+    return 0;
+}
+
+int replica_start(struct tgt_server *srv, struct replica **out)
+{
+    const struct tgt_config *cfg = srv->cfg;
+    *out = NULL;
+    struct replica *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return -ENOMEM;
+    r->srv = srv;
+    r->cfg = cfg;
+    r->target = &srv->targets[0];
+    twl_rdma_hello_init(&r->mine);
+    snprintf(r->mine.node, sizeof(r->mine.node), "%s", cfg->node_name);
+    snprintf(r->mine.partner, sizeof(r->mine.partner), "%s", cfg->pair.partner);
+    snprintf(r->mine.iqn, sizeof(r->mine.iqn), "%s", r->target->cfg->iqn);
+    r->mine.lun_count = (uint32_t)r->target->lun_count;
+    for (size_t i = 0; i < r->target->lun_count; i++) {
+        const struct tgt_lun *l = &r->target->luns[i];
+        struct twl_rdma_hello_lun *hl = &r->mine.luns[i];
+        hl->id = l->info.id;
+        hl->block_size = l->info.block_size;
+        hl->size = l->info.block_count * l->info.block_size;
+        snprintf(hl->owner, sizeof(hl->owner), "%s", l->cfg->owner);
+    }
+    r->hello_len = (uint32_t)twl_rdma_hello_len(&r->mine);
+    r->hello = malloc(r->hello_len);
+    int rc = r->hello ? twl_rdma_hello_encode(&r->mine, r->hello, r->hello_len) : -ENOMEM;
+    if (rc < 0) {
+        TWL_ERROR(RPART, "cannot describe this node to its partner: %s", strerror(-rc));
+        goto err;
+    }
+    snprintf(r->port_local, sizeof(r->port_local), "%u", cfg->pair.listen_port);
+    snprintf(r->port_peer, sizeof(r->port_peer), "%u", cfg->pair.partner_port);
+    struct twl_rdma_bp_opts o = {
+        /* one side connects, the other listens: the smaller name connects */
+        .connect = strcmp(cfg->node_name, cfg->pair.partner) < 0,
+        .local_host = cfg->pair.listen_host,
+        .local_port = r->port_local,
+        .peer_host = cfg->pair.partner_host,
+        .peer_port = r->port_peer,
+        .ring_size = (uint32_t)cfg->pair.ring_bytes,
+        .heartbeat_ms = (int)cfg->pair.heartbeat_ms,
+        .dead_ms = (int)cfg->pair.dead_ms,
+        .timeout_ms = cfg->pair.replica_timeout_ms,
+        .hello = r->hello,
+        .hello_len = r->hello_len,
+        .check_hello = check_hello,
+        .apply = apply,
+        .ctx = r,
+    };
+    rc = twl_rdma_backplane_start(&o, &r->bp);
+    if (rc)
+        goto err;
+    struct tgt_replicator rep = {.ctx = r, .replicate = replicate};
+    tgt_server_set_replicator(srv, &rep);
+    TWL_INFO(RPART, "%s pairs with %s over %s:%u / %s:%u, policy %s", cfg->node_name,
+             cfg->pair.partner, cfg->pair.listen_host, cfg->pair.listen_port,
+             cfg->pair.partner_host, cfg->pair.partner_port,
+             cfg->pair.policy == TGT_PAIR_STRICT ? "strict" : "available");
+    *out = r;
+    return 0;
+err:
+    free(r->hello);
+    free(r);
+    return rc;
+}
+
+void replica_stop(struct replica *r)
+{
+    if (r == NULL)
+        return;
+    twl_rdma_backplane_stop(r->bp);
+    free(r->hello);
+    free(r);
+}

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Pair replication, run INSIDE one guest by tools/test-guest (shape a of ../shared/RXE.md: two
+# daemons on one rxe device, own iSCSI ports, backplane ports, state directories and backing
+# files):
+#   paired        node A and node B connect over the backplane and accept each other's
+#                 handshake (same target, LUN table and owners)
+#   workload      twl-workload writes to node A's LUN: random LBAs and sizes 512 B..1 MiB,
+#                 QD 16, overlapping writes, UNMAP and WRITE SAME mixed in; every op GOOD
+#   sha256        once the pair is idle, node A's and node B's backing files are identical
+#   verify-b      node B's copy holds the last acknowledged write of every block
+#   stop          both daemons drain and exit 0 on SIGTERM
+# Prints one "guest-check: PASS|FAIL NAME" line per check; exits 1 if any failed.
+# Usage: tests/guest/pair-replication.sh BUILD_DIR
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+build=$(cd "${1:?build dir}" && pwd)
+. "$repo/tools/rxe-lib.sh"
+ip=${TWL_RXE_IP:?TWL_RXE_IP not set: run under tools/rxe-vm}
+dir=$build/guest-tests/pair
+rm -rf "$dir"
+mkdir -p "$dir/a" "$dir/b"
+failed=0
+iqn=iqn.2026-11.io.twinlun:pair
+workload=$build/tests/workload/twl-workload
+
+check() {
+    local name=$1 t0 t1
+    shift
+    t0=$(date +%s%N)
+    if "$@"; then
+        t1=$(date +%s%N)
+        echo "guest-check: PASS $name ($(((t1 - t0) / 1000000)) ms)"
+    else
+        echo "guest-check: FAIL $name"
+        failed=1
+    fi
+}
+
+node_config() { # name partner iscsi_port bp_port partner_bp_port
+    cat <<CONF
+node = { name = "$1"; state_dir = "$dir/$1"; };
+log = { level = "info"; };
+iscsi = { listen = "127.0.0.1:$3"; threads = 2; };
+pair = { partner = "$2"; listen = "$ip:$4"; partner_address = "$ip:$5"; timeout_ms = 5000; };
+targets = ( { iqn = "$iqn"; luns = ( { id = 0; path = "$dir/$1/lun0.img"; size = "64M";
+  create = true; owner = "a"; } ); } );
+CONF
+}
+node_config a b 3261 7471 7472 >"$dir/a.conf"
+node_config b a 3262 7472 7471 >"$dir/b.conf"
+
+rxe_node_start a "$dir/a" 3261 -- "$build/target/twinlund" --config "$dir/a.conf"
+rxe_node_start b "$dir/b" 3262 -- "$build/target/twinlund" --config "$dir/b.conf"
+
+paired() {
+    for _ in $(seq 1 100); do
+        if grep -q 'paired with b' "$dir/a/a.log" && grep -q 'paired with a' "$dir/b/b.log"; then
+            grep -h 'paired with' "$dir/a/a.log" "$dir/b/b.log"
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "paired: no handshake within 20 s"
+    tail -20 "$dir/a/a.log" "$dir/b/b.log"
+    return 1
+}
+
+run_workload() {
+    "$workload" run --url "iscsi://127.0.0.1:3261/$iqn/0" --journal "$dir/journal" \
+        --ops 3000 --qd 16 --seed 7 >"$dir/workload.log" 2>&1
+    local rc=$?
+    tail -3 "$dir/workload.log"
+    return $rc
+}
+
+same_sha() {
+    # the pair is idle: every write completed only after node B applied it
+    local sa sb
+    sa=$(sha256sum <"$dir/a/lun0.img" | cut -c1-64)
+    sb=$(sha256sum <"$dir/b/lun0.img" | cut -c1-64)
+    echo "sha256 a $sa"
+    echo "sha256 b $sb"
+    [ "$sa" = "$sb" ]
+}
+
+verify_b() {
+    "$workload" verify --journal "$dir/journal" --file "$dir/b/lun0.img" --block-size 512 \
+        >"$dir/verify.log" 2>&1
+    local rc=$?
+    tail -3 "$dir/verify.log"
+    return $rc
+}
+
+stop_both() {
+    local ra=0 rb=0
+    rxe_node_kill a TERM
+    rxe_node_kill b TERM
+    rxe_node_wait a || ra=$?
+    rxe_node_wait b || rb=$?
+    echo "exit a $ra, b $rb"
+    [ $ra = 0 ] && [ $rb = 0 ]
+}
+
+check paired paired
+if [ $failed = 0 ]; then
+    check workload run_workload
+    check sha256 same_sha
+    check verify-b verify_b
+fi
+check stop stop_both
+if [ $failed != 0 ]; then
+    echo "---- node a ----"
+    tail -40 "$dir/a/a.log"
+    echo "---- node b ----"
+    tail -40 "$dir/b/b.log"
+fi
+exit $failed
