@@ -80,6 +80,7 @@ struct tgt_task {
     struct remote_done wake;    /* range granted / worker done, back on this thread */
     struct tgt_job job;         /* multi-step command on a worker thread */
     struct tgt_extent *extents; /* UNMAP's, for the replica */
+    uint8_t *meta;              /* the LU's metadata image, for the replica */
     struct copy_job *copy;      /* EXTENDED COPY */
 };
 
@@ -239,6 +240,7 @@ void iscsi_task_put(struct tgt_task *t)
         c->thr->reap_needed = true; /* the closed connection can go now */
     free(t->buf);
     free(t->extents);
+    free(t->meta);
     if (t->copy) {
         pthread_mutex_destroy(&t->copy->wait_lock);
         pthread_cond_destroy(&t->copy->wait_cond);
@@ -600,6 +602,35 @@ static bool describe_change(struct tgt_task *t, struct tgt_write *w)
     }
 }
 
+/* Reservations or mode parameters changed: the partner gets the LU's whole metadata image
+ * before the command completes, so both nodes answer PR IN alike. */
+static void task_replicate_meta(struct tgt_task *t)
+{
+    const struct tgt_replicator *rep = &t->conn->thr->srv->replicator;
+    t->meta = malloc(LU_META_MAX);
+    size_t len = t->meta ? lu_meta_encode(&t->lun->lu, t->meta, LU_META_MAX) : 0;
+    if (len == 0 || len > LU_META_MAX) {
+        t->first_error = -ENOMEM;
+        task_replicated(t);
+        return;
+    }
+    struct tgt_write w = {.target_name = t->conn->target->cfg->iqn,
+                          .lun = t->lun_id,
+                          .kind = TGT_WRITE_META,
+                          .block_size = t->lun->info.block_size,
+                          .data = t->meta,
+                          .data_len = (uint32_t)len};
+    t->pending = 1;
+    t->refs++;
+    int rc = rep->replicate(rep->ctx, &w, replica_done, t);
+    if (rc) {
+        t->pending = 0;
+        t->refs--;
+        t->first_error = rc;
+        task_replicated(t);
+    }
+}
+
 static void job_done_on_thread(struct remote_done *d)
 {
     struct tgt_task *t = TASK_OF(d, wake);
@@ -869,11 +900,15 @@ static void task_execute(struct tgt_task *t)
         task_submit_job(t);
         return;
     case SCSI_ACTION_LU: {
-        struct lu_preempted preempted;
+        struct lu_effects effects;
         lu_execute(&lun->lu, t->nexus, t->cdb, t->buf, t->plan.data_out, t->buf, t->buf_len,
-                   &t->plan, &preempted);
-        for (unsigned i = 0; i < preempted.count; i++)
-            server_abort_elsewhere(t->conn, t->lun_id, &preempted.sel[i]);
+                   &t->plan, &effects);
+        for (unsigned i = 0; i < effects.count; i++)
+            server_abort_elsewhere(t->conn, t->lun_id, &effects.sel[i]);
+        if (effects.meta_changed && t->conn->thr->srv->replicator.replicate) {
+            task_replicate_meta(t);
+            return;
+        }
         task_respond(t);
         return;
     }

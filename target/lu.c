@@ -301,13 +301,15 @@ bool lu_admit(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb, struct scsi
 /* ---------------- reservations and mode parameters ---------------- */
 
 static void apply_pr_result(struct lu *lu, const struct pr_result *r, struct scsi_plan *plan,
-                            struct lu_preempted *preempted)
+                            struct lu_effects *effects)
 {
-    if (preempted && r->abort_preempted) {
+    if (effects && r->abort_preempted) {
         for (unsigned i = 0; i < r->ua_count; i++)
             if (r->ua[i].asc_ascq == PR_ASC_REGISTRATIONS_PREEMPTED)
-                preempted->sel[preempted->count++] = r->ua[i];
+                effects->sel[effects->count++] = r->ua[i];
     }
+    if (effects && r->changed)
+        effects->meta_changed = true;
     for (unsigned i = 0; i < r->ua_count; i++) {
         for (struct lu_nexus *n = lu->nexuses; n; n = n->next) {
             struct pr_nexus pn = pr_nexus_of(n);
@@ -342,7 +344,8 @@ static void apply_pr_result(struct lu *lu, const struct pr_result *r, struct scs
 }
 
 static void mode_select(struct lu *lu, const struct lu_nexus *self, const uint8_t *cdb,
-                        const uint8_t *param, uint32_t len, struct scsi_plan *plan)
+                        const uint8_t *param, uint32_t len, struct scsi_plan *plan,
+                        struct lu_effects *effects)
 {
     struct scsi_mode_params cur = {.write_cache = lu->info->write_cache};
     struct scsi_mode_params next;
@@ -359,9 +362,13 @@ static void mode_select(struct lu *lu, const struct lu_nexus *self, const uint8_
             return;
         }
         lu->info->saved_write_cache = next.write_cache;
+        if (effects)
+            effects->meta_changed = true;
     }
     if (next.write_cache != cur.write_cache) {
         lu->info->write_cache = next.write_cache;
+        if (effects)
+            effects->meta_changed = true;
         ua_all_locked(lu, SCSI_ASC_MODE_PARAMS_CHANGED, self);
         TWL_INFO(PART, "LUN %u: write cache %s by %s", lu->lun_id,
                  next.write_cache ? "enabled" : "disabled", self->initiator);
@@ -370,10 +377,12 @@ static void mode_select(struct lu *lu, const struct lu_nexus *self, const uint8_
 
 void lu_execute(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb, const uint8_t *param,
                 uint32_t param_len, uint8_t *buf, uint32_t buflen, struct scsi_plan *plan,
-                struct lu_preempted *preempted)
+                struct lu_effects *effects)
 {
-    if (preempted)
-        preempted->count = 0;
+    if (effects) {
+        effects->count = 0;
+        effects->meta_changed = false;
+    }
     struct pr_nexus pn = pr_nexus_of(n);
     struct pr_result r;
     plan->action = SCSI_ACTION_COMPLETE;
@@ -384,25 +393,25 @@ void lu_execute(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb, const uin
     switch (cdb[0]) {
     case OP_PR_IN:
         pr_in(&lu->pr, &pn, cdb, buf, buflen, &r);
-        apply_pr_result(lu, &r, plan, preempted);
+        apply_pr_result(lu, &r, plan, effects);
         break;
     case OP_PR_OUT:
         pr_out(&lu->pr, &pn, cdb, param, param_len, &r);
-        apply_pr_result(lu, &r, plan, preempted);
+        apply_pr_result(lu, &r, plan, effects);
         break;
     case OP_RESERVE_6:
         pr_reserve6(&lu->pr, &pn, cdb, &r);
-        apply_pr_result(lu, &r, plan, preempted);
+        apply_pr_result(lu, &r, plan, effects);
         break;
     case OP_RELEASE_6:
         pr_release6(&lu->pr, &pn, cdb, &r);
-        apply_pr_result(lu, &r, plan, preempted);
+        apply_pr_result(lu, &r, plan, effects);
         break;
     case XCOPY_RCR_OPCODE:
         xcopy_receive_results(cdb, &n->xcopy, buf, buflen, plan);
         break;
     default:
-        mode_select(lu, n, cdb, param, param_len, plan);
+        mode_select(lu, n, cdb, param, param_len, plan, effects);
         break;
     }
     pthread_mutex_unlock(&lu->lock);
@@ -457,4 +466,61 @@ void lu_nexus_lost(struct lu *lu, struct lu_nexus *n)
     pr_nexus_lost(&lu->pr, &pn);
     atomic_store(&lu->reserved, any_reservation(&lu->pr));
     pthread_mutex_unlock(&lu->lock);
+}
+
+/* ---------------- replicated metadata ---------------- */
+
+#define META_MAGIC   0x54574c4du /* "TWLM" */
+#define META_VERSION 1u
+#define META_HDR     12u
+
+size_t lu_meta_encode(struct lu *lu, uint8_t *buf, size_t cap)
+{
+    pthread_mutex_lock(&lu->lock);
+    size_t pr_len = pr_state_encode(&lu->pr, NULL, 0);
+    size_t total = META_HDR + pr_len + 4;
+    if (total <= cap) {
+        twl_put_be32(buf, META_MAGIC);
+        twl_put_be16(buf + 4, META_VERSION);
+        twl_put_be16(buf + 6, (uint16_t)((lu->info->write_cache ? 1u : 0u) |
+                                         (lu->info->saved_write_cache ? 2u : 0u)));
+        twl_put_be32(buf + 8, (uint32_t)pr_len);
+        pr_state_encode(&lu->pr, buf + META_HDR, pr_len);
+        twl_put_be32(buf + META_HDR + pr_len, twl_crc32c(buf, META_HDR + pr_len));
+    }
+    pthread_mutex_unlock(&lu->lock);
+    return total;
+}
+
+int lu_meta_apply(struct lu *lu, const uint8_t *buf, size_t len)
+{
+    if (len < META_HDR + 4 || twl_get_be32(buf) != META_MAGIC ||
+        twl_get_be16(buf + 4) != META_VERSION)
+        return -EINVAL;
+    size_t pr_len = twl_get_be32(buf + 8);
+    if (pr_len != len - META_HDR - 4 ||
+        twl_get_be32(buf + META_HDR + pr_len) != twl_crc32c(buf, META_HDR + pr_len))
+        return -EINVAL;
+    static _Thread_local struct pr_state pr;
+    if (pr_state_decode(&pr, buf + META_HDR, pr_len) != 0)
+        return -EINVAL;
+    uint16_t flags = twl_get_be16(buf + 6);
+    int rc = 0;
+    pthread_mutex_lock(&lu->lock);
+    bool was_aptpl = lu->pr.aptpl;
+    lu->pr = pr;
+    atomic_store(&lu->reserved, any_reservation(&lu->pr));
+    lu->info->write_cache = flags & 1u;
+    if ((bool)(flags & 2u) != lu->info->saved_write_cache) {
+        rc = mode_save(lu, flags & 2u);
+        if (rc == 0)
+            lu->info->saved_write_cache = flags & 2u;
+    }
+    /* this node must come back with the same persistent reservations as the owner */
+    if (rc == 0 && (lu->pr.aptpl || was_aptpl))
+        rc = pr_state_save(&lu->pr, lu->pr_path);
+    pthread_mutex_unlock(&lu->lock);
+    if (rc)
+        TWL_ERROR(PART, "LUN %u: saving the partner's metadata: %s", lu->lun_id, strerror(-rc));
+    return rc;
 }

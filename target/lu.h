@@ -95,18 +95,35 @@ void lu_ua_all(struct lu *lu, uint16_t asc_ascq, const struct lu_nexus *except);
 bool lu_admit(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb, struct scsi_plan *plan,
               uint16_t *pending_ua);
 
-/* The I_T nexuses a PREEMPT AND ABORT preempted: the caller aborts their tasks on the LU. */
-struct lu_preempted {
+/* What a command did beyond its status, for the caller to act on. */
+struct lu_effects {
+    /* the I_T nexuses a PREEMPT AND ABORT preempted: the caller aborts their tasks on the LU */
     unsigned count;
     struct pr_ua sel[PR_MAX_REGISTRANTS];
+    bool meta_changed; /* reservations or mode parameters changed: replicate lu_meta_encode */
 };
 
 /* Carries out a SCSI_ACTION_LU command (PR IN/OUT, RESERVE/RELEASE(6), MODE SELECT, RECEIVE
- * COPY RESULTS) with its parameter list; Data-In goes to buf (at most buflen). preempted (may
- * be NULL) receives what a PREEMPT AND ABORT asks to abort. */
+ * COPY RESULTS) with its parameter list; Data-In goes to buf (at most buflen). effects (may be
+ * NULL) receives what the caller must do beyond answering. */
 void lu_execute(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb, const uint8_t *param,
                 uint32_t param_len, uint8_t *buf, uint32_t buflen, struct scsi_plan *plan,
-                struct lu_preempted *preempted);
+                struct lu_effects *effects);
+
+/* The LU's replicated metadata, one image: mode parameters and the whole reservation state.
+ * Format (all big-endian):
+ *   0   magic "TWLM"
+ *   4   version (1)
+ *   6   flags: bit 0 WCE, bit 1 saved WCE
+ *   8   length of the reservation image that follows (pr_state_encode)
+ *   12  the reservation image
+ *   end CRC32C of everything before it
+ * Encoding takes the LU's lock; applying replaces this node's metadata with the image (and
+ * saves the APTPL state when the image has APTPL on). */
+#define LU_META_MAX (16 + PR_STATE_IMAGE_MAX)
+size_t lu_meta_encode(struct lu *lu, uint8_t *buf, size_t cap);
+/* -EINVAL when the image is damaged or not one (nothing changes then). */
+int lu_meta_apply(struct lu *lu, const uint8_t *buf, size_t len);
 
 /* Whether the reservations of this LU stop nexus n from running cdb here (an EXTENDED COPY
  * reaches LUs other than the one it was sent to: each is checked with a READ or a WRITE). */

@@ -8,6 +8,14 @@
  * then released, which is what the owner waits for (ack = "applied": written to this node's
  * backing store; FUA changes reach stable storage first).
  *
+ * Besides change records (rdma/proto.h) the ring carries metadata records, written here:
+ *   0  magic "TWLX"
+ *   4  LUN id
+ *   8  the LU's metadata image (lu_meta_encode: mode parameters and reservations, with its
+ *      own CRC32C), which replaces the partner's
+ * They are sent after every change to reservations or mode parameters, before the command
+ * that made it completes, in ring order with the data changes.
+ *
  * Policy when the partner is away or a replica fails (DESIGN.md section 5): "available"
  * completes the write GOOD and the pair runs degraded (the failure issue adds the dirty
  * region log that makes the later resync cheap); "strict" fails the write.
@@ -27,6 +35,8 @@
 #include "server_internal.h"
 
 #define RPART "pair"
+
+#define META_MAGIC 0x54574c58u /* "TWLX" */
 
 struct replica {
     struct tgt_server *srv;
@@ -84,7 +94,18 @@ static int replicate(void *ctx, const struct tgt_write *w, tgt_write_done_fn don
     ch.block_size = w->block_size;
     ch.fua = w->fua;
     const void *data = NULL;
+    uint8_t meta_hdr[8];
+    const void *hdr_bytes = hdr;
+    uint32_t hdr_len;
     switch (w->kind) {
+    case TGT_WRITE_META:
+        twl_put_be32(meta_hdr, META_MAGIC);
+        twl_put_be32(meta_hdr + 4, w->lun);
+        hdr_bytes = meta_hdr;
+        hdr_len = sizeof(meta_hdr);
+        data = w->data;
+        ch.data_len = w->data_len;
+        goto submit;
     case TGT_WRITE_DATA:
         ch.kind = TWL_RDMA_CHANGE_DATA;
         ch.lba = w->lba;
@@ -114,14 +135,15 @@ static int replicate(void *ctx, const struct tgt_write *w, tgt_write_done_fn don
                   strerror(-rc));
         return rc;
     }
+    hdr_len = (uint32_t)twl_rdma_change_header_len(&ch);
+submit:;
     struct pending *p = malloc(sizeof(*p));
     if (p == NULL)
         return -ENOMEM;
     p->r = r;
     p->done = done;
     p->cookie = cookie;
-    rc = twl_rdma_backplane_submit(r->bp, hdr, (uint32_t)twl_rdma_change_header_len(&ch), data,
-                                   ch.data_len, replica_done, p);
+    rc = twl_rdma_backplane_submit(r->bp, hdr_bytes, hdr_len, data, ch.data_len, replica_done, p);
     if (rc == 0)
         return 0;
     free(p);
@@ -145,6 +167,15 @@ static int apply(void *ctx, const void *rec, uint32_t len)
     struct replica *r = ctx;
     static struct twl_rdma_change ch; /* the backplane thread only */
     const uint8_t *data;
+    if (len >= 8 && twl_get_be32(rec) == META_MAGIC) {
+        uint32_t id = twl_get_be32((const uint8_t *)rec + 4);
+        struct tgt_lun *lun = find_lun(r, id);
+        int rc = lun ? lu_meta_apply(&lun->lu, (const uint8_t *)rec + 8, len - 8) : -ENOENT;
+        if (rc)
+            TWL_ERROR(RPART, "metadata of LUN %u from %s not applied: %s", id, r->cfg->pair.partner,
+                      strerror(-rc));
+        return rc;
+    }
     int rc = twl_rdma_change_decode(rec, len, &ch, &data);
     if (rc) {
         TWL_ERROR(RPART, "change record from %s refused: %s", r->cfg->pair.partner,

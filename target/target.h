@@ -26,6 +26,8 @@ enum tgt_write_kind {
     TGT_WRITE_SAME,     /* data holds one block written to each of [lba, lba + blocks); NULL
                            means a block of zeros (the blocks stay allocated) */
     TGT_WRITE_UNMAP,    /* the extents are deallocated and read back as zeros; data unused */
+    TGT_WRITE_META,     /* data holds data_len bytes: the LU's metadata image (reservations,
+                           mode parameters) that replaces the partner's */
 };
 
 struct tgt_extent {
@@ -49,6 +51,7 @@ struct tgt_write {
     bool fua;
     const struct tgt_extent *extents; /* TGT_WRITE_UNMAP */
     size_t extent_count;
+    uint32_t data_len; /* TGT_WRITE_META */
 };
 
 typedef void (*tgt_write_done_fn)(void *cookie, int err);

@@ -1,6 +1,7 @@
 /* Shared state of one LU: block range locks, unit attentions per I_T nexus, admission against
  * reservations, PR/RESERVE(6)/MODE SELECT through lu_execute with real CDBs, and what persists
  * across lu_destroy/lu_init (saved mode parameters, APTPL reservations). */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -697,6 +698,57 @@ static void aptpl_reservation_survives_lu_init(void **state)
     assert_admitted(b, READ_10);
 }
 
+/* The partner gets the owner's metadata as one image: after applying it, its reservations
+ * (registrations, reservation, generation) and mode parameters are the owner's, and a
+ * damaged image changes nothing. */
+static void metadata_image_makes_the_partner_equal(void **state)
+{
+    (void)state;
+    struct lu_nexus *a = nexus_a();
+    clear_power_on(a);
+    prout(a, 0x00, 0, 0, KEY_A, 0x01); /* REGISTER with APTPL */
+    prout(a, 0x01, 0x05, KEY_A, 0, 0); /* RESERVE Write Exclusive - Registrants Only */
+    assert_lu_good();
+    f->info.write_cache = false;
+
+    static uint8_t image[LU_META_MAX];
+    size_t len = lu_meta_encode(&f->lu, image, sizeof(image));
+    assert_true(len > 16 && len <= sizeof(image));
+    assert_int_equal(lu_meta_encode(&f->lu, image, 8), len); /* too small: the size, no bytes */
+
+    char dir[64], base[128];
+    snprintf(dir, sizeof(dir), "/var/tmp/twl-lu-partner-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(base, sizeof(base), "%s/iqn.2026-01.test:disk.lun0", dir);
+    struct scsi_lun info;
+    info_defaults(&info);
+    struct lu partner;
+    assert_int_equal(lu_init(&partner, &info, base), 0);
+
+    uint8_t bad[LU_META_MAX];
+    memcpy(bad, image, len);
+    bad[len / 2] ^= 0x01;
+    assert_int_equal(lu_meta_apply(&partner, bad, len), -EINVAL);
+    assert_false(atomic_load(&partner.reserved));
+    assert_int_equal(lu_meta_apply(&partner, image, len), 0);
+    assert_true(atomic_load(&partner.reserved));
+    assert_false(info.write_cache);
+
+    /* both encode the same image now */
+    static uint8_t again[LU_META_MAX];
+    assert_int_equal(lu_meta_encode(&partner, again, sizeof(again)), len);
+    assert_memory_equal(again, image, len);
+    /* and APTPL made the partner save it, as the owner did */
+    char path[160];
+    snprintf(path, sizeof(path), "%s.pr", base);
+    assert_int_equal(access(path, F_OK), 0);
+    lu_destroy(&partner);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s.mode", base);
+    unlink(path);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 static void without_aptpl_nothing_survives(void **state)
 {
     (void)state;
@@ -741,6 +793,7 @@ int main(void)
         T(mode_select_saved_survives_lu_init),
         T(aptpl_registration_survives_lu_init),
         T(aptpl_reservation_survives_lu_init),
+        T(metadata_image_makes_the_partner_equal),
         T(without_aptpl_nothing_survives),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

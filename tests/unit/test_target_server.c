@@ -434,6 +434,37 @@ static void other_nexus_task_management_aborts_with_task_aborted(void **state)
     iscsi_destroy_context(b);
 }
 
+/* A reservation change reaches the partner (as the LU's metadata image) before the command
+ * completes; reading reservations does not. */
+static void reservation_changes_are_replicated(void **state)
+{
+    struct fixture *f = *state;
+    struct scsi_persistent_reserve_out_basic p = {.service_action_reservation_key = 0x77};
+    int before = f->log.calls;
+    struct scsi_task *t = iscsi_persistent_reserve_out_sync(
+        f->iscsi, f->lun, SCSI_PERSISTENT_RESERVE_REGISTER, 0, 0, &p);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    scsi_free_scsi_task(t);
+    assert_int_equal(f->log.calls, before + 1);
+    assert_int_equal(f->log.kind, TGT_WRITE_META);
+    assert_false(f->log.data_null);
+    t = iscsi_persistent_reserve_in_sync(f->iscsi, f->lun, SCSI_PERSISTENT_RESERVE_READ_KEYS, 512);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    scsi_free_scsi_task(t);
+    assert_int_equal(f->log.calls, before + 1);
+    /* a failed replica fails the change */
+    f->log.fail_with = -EIO;
+    p.reservation_key = 0x77;
+    p.service_action_reservation_key = 0;
+    t = iscsi_persistent_reserve_out_sync(f->iscsi, f->lun, SCSI_PERSISTENT_RESERVE_REGISTER, 0, 0,
+                                          &p);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_CHECK_CONDITION);
+    scsi_free_scsi_task(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -444,6 +475,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(other_nexus_task_management_aborts_with_task_aborted, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(reservation_changes_are_replicated, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
