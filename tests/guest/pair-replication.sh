@@ -8,6 +8,8 @@
 #                 QD 16, overlapping writes, UNMAP and WRITE SAME mixed in; every op GOOD
 #   sha256        once the pair is idle, node A's and node B's backing files are identical
 #   verify-b      node B's copy holds the last acknowledged write of every block
+#   pr-equal      a registration with APTPL and a reservation made on node A: node B's saved
+#                 reservation state is byte for byte node A's
 #   partner-lost  node B is killed (SIGKILL) in the middle of a second workload: with the
 #                 default policy (available) every write still completes GOOD within the
 #                 timeouts, node A says it runs degraded, and node A's copy verifies
@@ -95,6 +97,40 @@ verify_b() {
     return $rc
 }
 
+prout_a() { # set | clear: PERSISTENT RESERVE OUT on node A through the raw test initiator
+    python3 - "$repo/tests/integration" "$1" <<'PY'
+import struct, sys
+sys.path.insert(0, sys.argv[1])
+from iscsi_raw import Initiator
+ini = Initiator(3261)
+ini.login(target="iqn.2026-11.io.twinlun:pair", isid=b"\x80\x12\x34\x56\x00\x07")
+def prout(sa, typ, key, sakey, aptpl):
+    param = struct.pack(">QQ", key, sakey) + bytes([0, 0, 0, 0, aptpl, 0, 0, 0])  # APTPL: byte 20
+    cdb = bytes([0x5F, sa, typ, 0, 0]) + struct.pack(">I", len(param)) + b"\0"
+    p, _ = ini.response(ini.scsi_cmd(cdb, edtl=len(param), write=True, data=param))
+    if p.status != 0:
+        sys.exit("PR OUT sa %d: status 0x%02x" % (sa, p.status))
+if sys.argv[2] == "set":
+    prout(0, 0, 0, 0xABCD, 1)   # REGISTER, APTPL
+    prout(1, 5, 0xABCD, 0, 0)   # RESERVE Write Exclusive - Registrants Only
+    print("registered 0xabcd with APTPL and reserved (WERO) on node a")
+else:
+    prout(3, 0, 0xABCD, 0, 0)   # CLEAR
+    print("cleared the reservations on node a")
+ini.logout()
+PY
+}
+
+pr_equal() {
+    prout_a set || return 1
+    local pa="$dir/a/$iqn.lun0.pr" pb="$dir/b/$iqn.lun0.pr" rc=0
+    ls -l "$pa" "$pb" | awk '{ print $5, $NF }'
+    cmp "$pa" "$pb" || rc=1
+    prout_a clear || rc=1
+    cmp "$pa" "$pb" || rc=1
+    return $rc
+}
+
 partner_lost() {
     "$workload" run --url "iscsi://127.0.0.1:3261/$iqn/0" --journal "$dir/journal2" \
         --ops 1500 --qd 16 --max 1048576 --seed 8 >"$dir/workload2.log" 2>&1 &
@@ -127,6 +163,7 @@ if [ $failed = 0 ]; then
     check workload run_workload
     check sha256 same_sha
     check verify-b verify_b
+    check pr-equal pr_equal
     check partner-lost partner_lost
 fi
 rxe_node_kill b KILL 2>/dev/null
