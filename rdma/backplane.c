@@ -17,6 +17,7 @@
  */
 #include "rdma.h"
 
+#include "proto.h"
 #include "twl_common.h"
 
 #include <errno.h>
@@ -34,6 +35,7 @@
 #define CONNECT_TRY_MS  1000 /* one connect or accept attempt; the loop retries */
 #define REFUSED_PAUSE_S 5    /* after a refused handshake */
 #define EVENTS          64
+#define METER_WINDOW_NS 1000000000ull /* the completion-rate meter's averaging window */
 
 struct submission {
     struct submission *next;
@@ -51,6 +53,7 @@ struct inflight {
     void *cookie;
     uint64_t submit_ns;
     uint64_t stage_end; /* staging position after this record: free once it is placed */
+    uint32_t len;
 };
 
 struct twl_rdma_backplane {
@@ -74,6 +77,7 @@ struct twl_rdma_backplane {
     bool hello_sent, hello_ok;
 
     struct twl_rdma_bp_stats st; /* under lock */
+    struct twl_rdma_meter meter; /* under lock */
 };
 
 static void wake(struct twl_rdma_backplane *bp)
@@ -133,15 +137,21 @@ void twl_rdma_backplane_stats(struct twl_rdma_backplane *bp, struct twl_rdma_bp_
     pthread_mutex_lock(&bp->lock);
     *st = bp->st;
     st->connected = atomic_load(&bp->connected);
+    twl_rdma_meter_rate(&bp->meter, twl_now_ns(), &st->rate_bytes_s, &st->rate_records_s);
+    twl_rdma_meter_capacity(&bp->meter, &st->capacity_bytes_s, &st->capacity_records_s);
     pthread_mutex_unlock(&bp->lock);
 }
 
+/* Counts a completion; successful ones feed the completion-rate meter, marked backlogged when
+ * more records wait behind it (then the rate is what the link and partner can take). */
 static void count_done(struct twl_rdma_backplane *bp, int err, uint64_t bytes)
 {
     pthread_mutex_lock(&bp->lock);
     if (err == 0) {
         bp->st.acked++;
         bp->st.acked_bytes += bytes;
+        bool backlogged = bp->head != NULL || bp->ring_head - bp->ring_tail > 1;
+        twl_rdma_meter_add(&bp->meter, twl_now_ns(), bytes, 1, backlogged);
     } else {
         bp->st.failed++;
     }
@@ -217,6 +227,7 @@ static int send_queued(struct twl_rdma_backplane *bp)
         f->cookie = s->cookie;
         f->submit_ns = s->submit_ns;
         f->stage_end = start + s->len;
+        f->len = s->len;
         bp->stage_head = start + s->len;
         free(s);
     }
@@ -234,7 +245,7 @@ static void complete_consumed(struct twl_rdma_backplane *bp, uint64_t consumed)
         /* consumed implies placed, whichever completion was seen first */
         if (f->stage_end > bp->stage_tail)
             bp->stage_tail = f->stage_end;
-        count_done(bp, 0, 0);
+        count_done(bp, 0, f->len);
         f->done(f->cookie, 0);
     }
 }
@@ -411,6 +422,7 @@ int twl_rdma_backplane_start(const struct twl_rdma_bp_opts *o, struct twl_rdma_b
         goto err_mem;
     }
     pthread_mutex_init(&bp->lock, NULL);
+    twl_rdma_meter_init(&bp->meter, METER_WINDOW_NS);
     rc = pthread_create(&bp->thread, NULL, backplane_main, bp);
     if (rc) {
         rc = -rc;

@@ -190,6 +190,10 @@ struct twl_rdma_bp_stats {
     bool connected;
     uint64_t submitted, acked, failed, acked_bytes;
     uint64_t applied, applied_bytes; /* records of the partner applied here */
+    /* the completion-rate meter (1 s EWMA over completions): throughput now, and the capacity
+     * seen while records were queued (what the throttle should admit) */
+    double rate_bytes_s, rate_records_s;
+    double capacity_bytes_s, capacity_records_s;
 };
 
 /* Starts the backplane thread, which connects (or listens) and reconnects for ever. */

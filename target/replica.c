@@ -303,6 +303,15 @@ void replica_stop(struct replica *r)
 {
     if (r == NULL)
         return;
+    struct twl_rdma_bp_stats st;
+    twl_rdma_backplane_stats(r->bp, &st);
+    TWL_INFO(RPART,
+             "replicated %" PRIu64 " records (%" PRIu64 " bytes) to %s, %" PRIu64
+             " failed, %" PRIu64 " completed without replica; applied %" PRIu64
+             " of its records; last rate %.1f MB/s, capacity %.1f MB/s",
+             st.acked, st.acked_bytes, r->cfg->pair.partner, st.failed,
+             (uint64_t)atomic_load(&r->unreplicated), st.applied, st.rate_bytes_s / 1e6,
+             st.capacity_bytes_s / 1e6);
     twl_rdma_backplane_stop(r->bp);
     free(r->hello);
     free(r);
