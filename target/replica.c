@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +48,8 @@ struct replica {
     uint8_t *hello;
     uint32_t hello_len;
     char port_local[8], port_peer[8];
-    atomic_uint_fast64_t seq;
+    pthread_mutex_t order; /* change seq and ring order agree: numbered and queued together */
+    uint64_t seq;          /* under order; the first change is 1 */
     atomic_bool degraded;
     atomic_uint_fast64_t unreplicated; /* changes completed without their replica */
 };
@@ -83,70 +85,87 @@ static void replica_done(void *cookie, int err)
     free(p);
 }
 
+/* Describes w as a change record (all but its seq). Returns false for metadata. */
+static bool describe(const struct tgt_write *w, struct twl_rdma_change *ch, const void **data)
+{
+    memset(ch, 0, offsetof(struct twl_rdma_change, extents));
+    ch->lun = w->lun;
+    ch->block_size = w->block_size;
+    ch->fua = w->fua;
+    *data = NULL;
+    switch (w->kind) {
+    case TGT_WRITE_DATA:
+        ch->kind = TWL_RDMA_CHANGE_DATA;
+        ch->lba = w->lba;
+        ch->blocks = w->blocks;
+        ch->data_len = w->blocks * w->block_size;
+        *data = w->data;
+        return true;
+    case TGT_WRITE_SAME:
+        ch->kind = TWL_RDMA_CHANGE_SAME;
+        ch->lba = w->lba;
+        ch->blocks = w->blocks;
+        ch->data_len = w->data ? w->block_size : 0;
+        *data = w->data;
+        return true;
+    case TGT_WRITE_UNMAP:
+        ch->kind = TWL_RDMA_CHANGE_UNMAP;
+        ch->extent_count = (uint32_t)w->extent_count;
+        for (size_t i = 0; i < w->extent_count && i < TWL_RDMA_CHANGE_MAX_EXTENTS; i++) {
+            ch->extents[i].lba = w->extents[i].lba;
+            ch->extents[i].blocks = w->extents[i].blocks;
+        }
+        return true;
+    case TGT_WRITE_META:
+        *data = w->data;
+        return false;
+    }
+    return false;
+}
+
 static int replicate(void *ctx, const struct tgt_write *w, tgt_write_done_fn done, void *cookie)
 {
     struct replica *r = ctx;
     static _Thread_local struct twl_rdma_change ch;
     static _Thread_local uint8_t hdr[TWL_RDMA_CHANGE_MAX_HDR_LEN];
-    memset(&ch, 0, offsetof(struct twl_rdma_change, extents));
-    ch.seq = atomic_fetch_add(&r->seq, 1);
-    ch.lun = w->lun;
-    ch.block_size = w->block_size;
-    ch.fua = w->fua;
-    const void *data = NULL;
-    uint8_t meta_hdr[8];
-    const void *hdr_bytes = hdr;
-    uint32_t hdr_len;
-    switch (w->kind) {
-    case TGT_WRITE_META:
-        twl_put_be32(meta_hdr, META_MAGIC);
-        twl_put_be32(meta_hdr + 4, w->lun);
-        hdr_bytes = meta_hdr;
-        hdr_len = sizeof(meta_hdr);
-        data = w->data;
-        ch.data_len = w->data_len;
-        goto submit;
-    case TGT_WRITE_DATA:
-        ch.kind = TWL_RDMA_CHANGE_DATA;
-        ch.lba = w->lba;
-        ch.blocks = w->blocks;
-        ch.data_len = w->blocks * w->block_size;
-        data = w->data;
-        break;
-    case TGT_WRITE_SAME:
-        ch.kind = TWL_RDMA_CHANGE_SAME;
-        ch.lba = w->lba;
-        ch.blocks = w->blocks;
-        ch.data_len = w->data ? w->block_size : 0;
-        data = w->data;
-        break;
-    case TGT_WRITE_UNMAP:
-        ch.kind = TWL_RDMA_CHANGE_UNMAP;
-        ch.extent_count = (uint32_t)w->extent_count;
-        for (size_t i = 0; i < w->extent_count && i < TWL_RDMA_CHANGE_MAX_EXTENTS; i++) {
-            ch.extents[i].lba = w->extents[i].lba;
-            ch.extents[i].blocks = w->extents[i].blocks;
-        }
-        break;
-    }
-    int rc = twl_rdma_change_encode(&ch, NULL, hdr, sizeof(hdr));
-    if (rc) {
-        TWL_ERROR(RPART, "LUN %u LBA %" PRIu64 ": change not encodable: %s", w->lun, w->lba,
-                  strerror(-rc));
-        return rc;
-    }
-    hdr_len = (uint32_t)twl_rdma_change_header_len(&ch);
-submit:;
+    const void *data;
+    bool change = describe(w, &ch, &data);
+    uint32_t hdr_len, data_len;
     struct pending *p = malloc(sizeof(*p));
     if (p == NULL)
         return -ENOMEM;
     p->r = r;
     p->done = done;
     p->cookie = cookie;
-    rc = twl_rdma_backplane_submit(r->bp, hdr_bytes, hdr_len, data, ch.data_len, replica_done, p);
+
+    /* numbered and queued under one lock, so the partner sees seq in ring order */
+    pthread_mutex_lock(&r->order);
+    int rc = 0;
+    if (change) {
+        ch.seq = r->seq + 1;
+        rc = twl_rdma_change_encode(&ch, NULL, hdr, sizeof(hdr));
+        hdr_len = (uint32_t)twl_rdma_change_header_len(&ch);
+        data_len = ch.data_len;
+    } else {
+        twl_put_be32(hdr, META_MAGIC);
+        twl_put_be32(hdr + 4, w->lun);
+        hdr_len = 8;
+        data_len = w->data_len;
+    }
+    if (rc == 0)
+        rc = twl_rdma_backplane_submit(r->bp, hdr, hdr_len, data, data_len, replica_done, p);
+    if (rc == 0 && change)
+        r->seq++;
+    pthread_mutex_unlock(&r->order);
+
     if (rc == 0)
         return 0;
     free(p);
+    if (rc == -EINVAL) {
+        TWL_ERROR(RPART, "LUN %u LBA %" PRIu64 ": change not encodable: %s", w->lun, w->lba,
+                  strerror(-rc));
+        return rc;
+    }
     if (rc == -ENOTCONN && r->cfg->pair.policy == TGT_PAIR_AVAILABLE) {
         enter_degraded(r, rc);
         done(cookie, 0);
@@ -242,6 +261,7 @@ int replica_start(struct tgt_server *srv, struct replica **out)
         return -ENOMEM;
     r->srv = srv;
     r->cfg = cfg;
+    pthread_mutex_init(&r->order, NULL);
     r->target = &srv->targets[0];
     twl_rdma_hello_init(&r->mine);
     snprintf(r->mine.node, sizeof(r->mine.node), "%s", cfg->node_name);
@@ -313,6 +333,7 @@ void replica_stop(struct replica *r)
              (uint64_t)atomic_load(&r->unreplicated), st.applied, st.rate_bytes_s / 1e6,
              st.capacity_bytes_s / 1e6);
     twl_rdma_backplane_stop(r->bp);
+    pthread_mutex_destroy(&r->order);
     free(r->hello);
     free(r);
 }
