@@ -2,6 +2,8 @@
 # Pair replication, run INSIDE one guest by tools/test-guest (shape a of ../shared/RXE.md: two
 # daemons on one rxe device, own iSCSI ports, backplane ports, state directories and backing
 # files):
+#   refused       node B started with its LUN of another size: each node refuses the other
+#                 at connect time with one sentence naming the LUN and both sizes
 #   paired        node A and node B connect over the backplane and accept each other's
 #                 handshake (same target, LUN table and owners)
 #   workload      twl-workload writes to node A's LUN: random LBAs and sizes 512 B..1 MiB,
@@ -42,20 +44,38 @@ check() {
     fi
 }
 
-node_config() { # name partner iscsi_port bp_port partner_bp_port
+node_config() { # name partner iscsi_port bp_port partner_bp_port [size]
     cat <<CONF
 node = { name = "$1"; state_dir = "$dir/$1"; };
 log = { level = "info"; };
 iscsi = { listen = "127.0.0.1:$3"; threads = 2; };
 pair = { partner = "$2"; listen = "$ip:$4"; partner_address = "$ip:$5"; timeout_ms = 5000; };
-targets = ( { iqn = "$iqn"; luns = ( { id = 0; path = "$dir/$1/lun0.img"; size = "64M";
+targets = ( { iqn = "$iqn"; luns = ( { id = 0; path = "$dir/$1/lun0.img"; size = "${6:-64M}";
   create = true; owner = "a"; } ); } );
 CONF
 }
 node_config a b 3261 7471 7472 >"$dir/a.conf"
 node_config b a 3262 7472 7471 >"$dir/b.conf"
+node_config b a 3262 7472 7471 32M >"$dir/b-wrong.conf"
+mkdir -p "$dir/b-wrong"
+
+refused() {
+    local want='LUN 0 is 67108864 bytes on this node but 33554432 bytes on partner "b"'
+    local want_b='LUN 0 is 33554432 bytes on this node but 67108864 bytes on partner "a"'
+    for _ in $(seq 1 100); do
+        grep -qF "$want" "$dir/a/a.log" && grep -qF "$want_b" "$dir/b-wrong/b.log" && break
+        sleep 0.2
+    done
+    grep -h 'partner refused' "$dir/a/a.log" "$dir/b-wrong/b.log" | head -2
+    grep -qF "$want" "$dir/a/a.log" && grep -qF "$want_b" "$dir/b-wrong/b.log" &&
+        ! grep -q 'paired with' "$dir/a/a.log"
+}
 
 rxe_node_start a "$dir/a" 3261 -- "$build/target/twinlund" --config "$dir/a.conf"
+rxe_node_start b "$dir/b-wrong" 3262 -- "$build/target/twinlund" --config "$dir/b-wrong.conf"
+check refused refused
+rxe_node_kill b TERM
+rxe_node_wait b
 rxe_node_start b "$dir/b" 3262 -- "$build/target/twinlund" --config "$dir/b.conf"
 
 paired() {
