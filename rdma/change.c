@@ -32,6 +32,7 @@
  * this one by mistake.
  */
 #include "proto.h"
+#include "proto_internal.h"
 
 #include "twl_common.h"
 
@@ -59,19 +60,6 @@ static const char *kind_name(enum twl_rdma_change_kind k)
     return "?";
 }
 
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 /* A range [lba, lba + blocks) is addressable when its end fits in 64 bits. */
 static bool range_ok(uint64_t lba, uint32_t blocks)
 {
@@ -84,50 +72,55 @@ static int check(const struct twl_rdma_change *c, int rc, char *err, size_t errl
     const char *kn = kind_name(c->kind);
     if (c->kind != TWL_RDMA_CHANGE_DATA && c->kind != TWL_RDMA_CHANGE_SAME &&
         c->kind != TWL_RDMA_CHANGE_UNMAP)
-        return fail(rc, err, errlen, "unknown change kind %d", (int)c->kind);
+        return twl_rdma_proto_fail(rc, err, errlen, "unknown change kind %d", (int)c->kind);
     if (c->block_size < MIN_BLOCK_SIZE || c->block_size > MAX_BLOCK_SIZE ||
         (c->block_size & (c->block_size - 1)) != 0)
-        return fail(rc, err, errlen, "%s block size %u is not a power of two in 512..65536", kn,
-                    c->block_size);
+        return twl_rdma_proto_fail(rc, err, errlen,
+                                   "%s block size %u is not a power of two in 512..65536", kn,
+                                   c->block_size);
     if (c->kind == TWL_RDMA_CHANGE_UNMAP) {
         if (c->extent_count == 0 || c->extent_count > TWL_RDMA_CHANGE_MAX_EXTENTS)
-            return fail(rc, err, errlen, "UNMAP with %u extents; expected 1..%u", c->extent_count,
-                        TWL_RDMA_CHANGE_MAX_EXTENTS);
+            return twl_rdma_proto_fail(rc, err, errlen, "UNMAP with %u extents; expected 1..%u",
+                                       c->extent_count, TWL_RDMA_CHANGE_MAX_EXTENTS);
         if (c->lba != 0 || c->blocks != 0)
-            return fail(rc, err, errlen,
-                        "UNMAP with lba %llu and %u blocks; expected 0 (the extents say which)",
-                        (unsigned long long)c->lba, c->blocks);
+            return twl_rdma_proto_fail(
+                rc, err, errlen,
+                "UNMAP with lba %llu and %u blocks; expected 0 (the extents say which)",
+                (unsigned long long)c->lba, c->blocks);
         if (c->data_len != 0)
-            return fail(rc, err, errlen, "UNMAP carries %u bytes of data; expected none",
-                        c->data_len);
+            return twl_rdma_proto_fail(
+                rc, err, errlen, "UNMAP carries %u bytes of data; expected none", c->data_len);
         for (uint32_t i = 0; i < c->extent_count; i++) {
             const struct twl_rdma_extent *e = &c->extents[i];
             if (e->blocks == 0)
-                return fail(rc, err, errlen, "UNMAP extent %u has 0 blocks", i);
+                return twl_rdma_proto_fail(rc, err, errlen, "UNMAP extent %u has 0 blocks", i);
             if (!range_ok(e->lba, e->blocks))
-                return fail(rc, err, errlen, "UNMAP extent %u (lba %llu, %u blocks) ends past 2^64",
-                            i, (unsigned long long)e->lba, e->blocks);
+                return twl_rdma_proto_fail(rc, err, errlen,
+                                           "UNMAP extent %u (lba %llu, %u blocks) ends past 2^64",
+                                           i, (unsigned long long)e->lba, e->blocks);
         }
         return 0;
     }
     if (c->extent_count != 0)
-        return fail(rc, err, errlen, "%s with %u extents; only UNMAP has extents", kn,
-                    c->extent_count);
+        return twl_rdma_proto_fail(rc, err, errlen, "%s with %u extents; only UNMAP has extents",
+                                   kn, c->extent_count);
     if (c->blocks == 0)
-        return fail(rc, err, errlen, "%s of 0 blocks", kn);
+        return twl_rdma_proto_fail(rc, err, errlen, "%s of 0 blocks", kn);
     if (!range_ok(c->lba, c->blocks))
-        return fail(rc, err, errlen, "%s at lba %llu of %u blocks ends past 2^64", kn,
-                    (unsigned long long)c->lba, c->blocks);
+        return twl_rdma_proto_fail(rc, err, errlen, "%s at lba %llu of %u blocks ends past 2^64",
+                                   kn, (unsigned long long)c->lba, c->blocks);
     if (c->kind == TWL_RDMA_CHANGE_DATA) {
         uint64_t want = (uint64_t)c->blocks * c->block_size;
         if (c->data_len != want)
-            return fail(rc, err, errlen,
-                        "DATA of %u blocks of %u bytes carries %u bytes of data; expected %llu",
-                        c->blocks, c->block_size, c->data_len, (unsigned long long)want);
+            return twl_rdma_proto_fail(
+                rc, err, errlen,
+                "DATA of %u blocks of %u bytes carries %u bytes of data; expected %llu", c->blocks,
+                c->block_size, c->data_len, (unsigned long long)want);
     } else if (c->data_len != c->block_size && c->data_len != 0) {
-        return fail(rc, err, errlen,
-                    "SAME carries %u bytes of data; expected one block (%u) or none (zeros)",
-                    c->data_len, c->block_size);
+        return twl_rdma_proto_fail(
+            rc, err, errlen,
+            "SAME carries %u bytes of data; expected one block (%u) or none (zeros)", c->data_len,
+            c->block_size);
     }
     return 0;
 }
@@ -200,23 +193,26 @@ int twl_rdma_change_decode(const uint8_t *rec, size_t len, struct twl_rdma_chang
     *data = NULL;
     /* Integrity first: until the CRC matches, no field is worth interpreting. */
     if (rec == NULL || len < TWL_RDMA_CHANGE_FIXED_LEN)
-        return fail(-EBADMSG, err, el, "truncated: %zu bytes, a change header has at least %u",
-                    rec == NULL ? (size_t)0 : len, TWL_RDMA_CHANGE_FIXED_LEN);
+        return twl_rdma_proto_fail(-EBADMSG, err, el,
+                                   "truncated: %zu bytes, a change header has at least %u",
+                                   rec == NULL ? (size_t)0 : len, TWL_RDMA_CHANGE_FIXED_LEN);
     if (twl_get_be32(rec) != CHANGE_MAGIC)
-        return fail(-EBADMSG, err, el, "not a change record (magic 0x%08x)", twl_get_be32(rec));
+        return twl_rdma_proto_fail(-EBADMSG, err, el, "not a change record (magic 0x%08x)",
+                                   twl_get_be32(rec));
     size_t hl = twl_get_be16(rec + 6);
     if (hl < TWL_RDMA_CHANGE_FIXED_LEN || hl > len)
-        return fail(-EBADMSG, err, el, "truncated: header length %zu in a record of %zu bytes", hl,
-                    len);
+        return twl_rdma_proto_fail(
+            -EBADMSG, err, el, "truncated: header length %zu in a record of %zu bytes", hl, len);
     uint32_t crc = header_crc(rec, hl);
     if (twl_get_be32(rec + OFF_CRC) != crc)
-        return fail(-EBADMSG, err, el, "header CRC 0x%08x, computed 0x%08x",
-                    twl_get_be32(rec + OFF_CRC), crc);
+        return twl_rdma_proto_fail(-EBADMSG, err, el, "header CRC 0x%08x, computed 0x%08x",
+                                   twl_get_be32(rec + OFF_CRC), crc);
 
     uint16_t ver = twl_get_be16(rec + 4);
     if (ver != TWL_RDMA_PROTO_VERSION)
-        return fail(-EPROTO, err, el, "change record version %u; this build reads %u", ver,
-                    TWL_RDMA_PROTO_VERSION);
+        return twl_rdma_proto_fail(-EPROTO, err, el,
+                                   "change record version %u; this build reads %u", ver,
+                                   TWL_RDMA_PROTO_VERSION);
     out->seq = twl_get_be64(rec + 8);
     out->generation = twl_get_be64(rec + 16);
     out->lba = twl_get_be64(rec + 24);
@@ -228,30 +224,33 @@ int twl_rdma_change_decode(const uint8_t *rec, size_t len, struct twl_rdma_chang
     out->kind = (enum twl_rdma_change_kind)rec[50];
     out->fua = (rec[51] & FLAG_FUA) != 0;
     if ((rec[51] & ~FLAG_FUA) != 0)
-        return fail(-EPROTO, err, el, "unknown flags 0x%02x", rec[51]);
+        return twl_rdma_proto_fail(-EPROTO, err, el, "unknown flags 0x%02x", rec[51]);
     if (!all_zero(rec + 52, 8))
-        return fail(-EPROTO, err, el, "reserved header bytes 52..59 are not zero");
+        return twl_rdma_proto_fail(-EPROTO, err, el, "reserved header bytes 52..59 are not zero");
     if (out->extent_count > TWL_RDMA_CHANGE_MAX_EXTENTS)
-        return fail(-EPROTO, err, el, "%u extents; at most %u", out->extent_count,
-                    TWL_RDMA_CHANGE_MAX_EXTENTS);
+        return twl_rdma_proto_fail(-EPROTO, err, el, "%u extents; at most %u", out->extent_count,
+                                   TWL_RDMA_CHANGE_MAX_EXTENTS);
     size_t want_hl = twl_rdma_change_header_len(out);
     if (hl != want_hl)
-        return fail(-EPROTO, err, el, "header length %zu with %u extents; expected %zu", hl,
-                    out->extent_count, want_hl);
+        return twl_rdma_proto_fail(-EPROTO, err, el,
+                                   "header length %zu with %u extents; expected %zu", hl,
+                                   out->extent_count, want_hl);
     for (uint32_t i = 0; i < out->extent_count; i++) {
         const uint8_t *e = rec + TWL_RDMA_CHANGE_FIXED_LEN + i * TWL_RDMA_CHANGE_EXTENT_LEN;
         out->extents[i].lba = twl_get_be64(e);
         out->extents[i].blocks = twl_get_be32(e + 8);
         if (twl_get_be32(e + 12) != 0)
-            return fail(-EPROTO, err, el, "reserved bytes of extent %u are not zero", i);
+            return twl_rdma_proto_fail(-EPROTO, err, el, "reserved bytes of extent %u are not zero",
+                                       i);
     }
     int rc = check(out, -EPROTO, err, el);
     if (rc)
         return rc;
     /* Only now is data_len known to be sane; a record that ends elsewhere was cut or padded. */
     if (len - hl != out->data_len)
-        return fail(-EBADMSG, err, el, "record of %zu bytes; header (%zu) and data (%u) make %llu",
-                    len, hl, out->data_len, (unsigned long long)hl + out->data_len);
+        return twl_rdma_proto_fail(-EBADMSG, err, el,
+                                   "record of %zu bytes; header (%zu) and data (%u) make %llu", len,
+                                   hl, out->data_len, (unsigned long long)hl + out->data_len);
     *data = out->data_len > 0 ? rec + hl : NULL;
     return 0;
 }
@@ -259,4 +258,15 @@ int twl_rdma_change_decode(const uint8_t *rec, size_t len, struct twl_rdma_chang
 const char *twl_rdma_change_strerror(const struct twl_rdma_change *c)
 {
     return c->err;
+}
+
+int twl_rdma_proto_fail(int rc, char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
 }

@@ -30,6 +30,7 @@
  * may change with the version: there is no negotiation, both nodes run the same one.
  */
 #include "proto.h"
+#include "proto_internal.h"
 
 #include "twl_common.h"
 
@@ -51,19 +52,6 @@
 
 _Static_assert(OFF_IQN + TWL_RDMA_IQN_MAX == TWL_RDMA_HELLO_FIXED_LEN, "hello layout");
 _Static_assert(LUN_OFF_OWNER + TWL_RDMA_NAME_MAX == TWL_RDMA_HELLO_LUN_LEN, "LUN entry layout");
-
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 void twl_rdma_hello_init(struct twl_rdma_hello *h)
 {
@@ -91,35 +79,41 @@ static bool str_fits(const char *s, size_t field)
 static int validate(const struct twl_rdma_hello *h, int rc, char *err, size_t errlen)
 {
     if (!str_fits(h->node, TWL_RDMA_NAME_MAX) || h->node[0] == '\0')
-        return fail(rc, err, errlen, "node name is empty or longer than %u bytes",
-                    TWL_RDMA_NAME_MAX - 1);
+        return twl_rdma_proto_fail(rc, err, errlen, "node name is empty or longer than %u bytes",
+                                   TWL_RDMA_NAME_MAX - 1);
     if (!str_fits(h->partner, TWL_RDMA_NAME_MAX) || h->partner[0] == '\0')
-        return fail(rc, err, errlen, "node \"%s\": partner name is empty or longer than %u bytes",
-                    h->node, TWL_RDMA_NAME_MAX - 1);
+        return twl_rdma_proto_fail(rc, err, errlen,
+                                   "node \"%s\": partner name is empty or longer than %u bytes",
+                                   h->node, TWL_RDMA_NAME_MAX - 1);
     if (!str_fits(h->iqn, TWL_RDMA_IQN_MAX) || h->iqn[0] == '\0')
-        return fail(rc, err, errlen, "node \"%s\": target name is empty or longer than %u bytes",
-                    h->node, TWL_RDMA_IQN_MAX - 1);
+        return twl_rdma_proto_fail(rc, err, errlen,
+                                   "node \"%s\": target name is empty or longer than %u bytes",
+                                   h->node, TWL_RDMA_IQN_MAX - 1);
     if (h->lun_count > TWL_RDMA_HELLO_MAX_LUNS)
-        return fail(rc, err, errlen, "node \"%s\" lists %u LUNs; at most %u", h->node, h->lun_count,
-                    TWL_RDMA_HELLO_MAX_LUNS);
+        return twl_rdma_proto_fail(rc, err, errlen, "node \"%s\" lists %u LUNs; at most %u",
+                                   h->node, h->lun_count, TWL_RDMA_HELLO_MAX_LUNS);
     for (uint32_t i = 0; i < h->lun_count; i++) {
         const struct twl_rdma_hello_lun *l = &h->luns[i];
         if (l->block_size < MIN_BLOCK_SIZE || l->block_size > MAX_BLOCK_SIZE ||
             (l->block_size & (l->block_size - 1)) != 0)
-            return fail(rc, err, errlen,
-                        "node \"%s\": LUN %u block size %u is not a power of two in 512..65536",
-                        h->node, l->id, l->block_size);
+            return twl_rdma_proto_fail(
+                rc, err, errlen,
+                "node \"%s\": LUN %u block size %u is not a power of two in 512..65536", h->node,
+                l->id, l->block_size);
         if (l->size == 0 || l->size % l->block_size != 0)
-            return fail(rc, err, errlen,
-                        "node \"%s\": LUN %u size %llu is not a non-zero multiple of its block "
-                        "size %u",
-                        h->node, l->id, (unsigned long long)l->size, l->block_size);
+            return twl_rdma_proto_fail(
+                rc, err, errlen,
+                "node \"%s\": LUN %u size %llu is not a non-zero multiple of its block "
+                "size %u",
+                h->node, l->id, (unsigned long long)l->size, l->block_size);
         if (!str_fits(l->owner, TWL_RDMA_NAME_MAX))
-            return fail(rc, err, errlen, "node \"%s\": LUN %u owner name is longer than %u bytes",
-                        h->node, l->id, TWL_RDMA_NAME_MAX - 1);
+            return twl_rdma_proto_fail(rc, err, errlen,
+                                       "node \"%s\": LUN %u owner name is longer than %u bytes",
+                                       h->node, l->id, TWL_RDMA_NAME_MAX - 1);
         for (uint32_t j = 0; j < i; j++)
             if (h->luns[j].id == l->id)
-                return fail(rc, err, errlen, "node \"%s\" lists LUN %u twice", h->node, l->id);
+                return twl_rdma_proto_fail(rc, err, errlen, "node \"%s\" lists LUN %u twice",
+                                           h->node, l->id);
     }
     return 0;
 }
@@ -179,44 +173,50 @@ int twl_rdma_hello_decode(const uint8_t *in, size_t len, struct twl_rdma_hello *
 {
     memset(out, 0, sizeof(*out));
     if (in == NULL || len < PREFIX_LEN)
-        return fail(-EBADMSG, err, errlen, "partner's hello is truncated (%zu bytes)",
-                    in == NULL ? (size_t)0 : len);
+        return twl_rdma_proto_fail(-EBADMSG, err, errlen,
+                                   "partner's hello is truncated (%zu bytes)",
+                                   in == NULL ? (size_t)0 : len);
     if (twl_get_be32(in) != HELLO_MAGIC)
-        return fail(-EBADMSG, err, errlen,
-                    "partner's hello has magic 0x%08x: the peer is not a twinlun node",
-                    twl_get_be32(in));
+        return twl_rdma_proto_fail(
+            -EBADMSG, err, errlen,
+            "partner's hello has magic 0x%08x: the peer is not a twinlun node", twl_get_be32(in));
     if (twl_get_be32(in + 8) != len)
-        return fail(-EBADMSG, err, errlen, "partner's hello says %u bytes but %zu arrived",
-                    twl_get_be32(in + 8), len);
+        return twl_rdma_proto_fail(-EBADMSG, err, errlen,
+                                   "partner's hello says %u bytes but %zu arrived",
+                                   twl_get_be32(in + 8), len);
     uint32_t crc = hello_crc(in, len);
     if (twl_get_be32(in + OFF_CRC) != crc)
-        return fail(-EBADMSG, err, errlen,
-                    "partner's hello is damaged (CRC 0x%08x, computed 0x%08x)",
-                    twl_get_be32(in + OFF_CRC), crc);
+        return twl_rdma_proto_fail(-EBADMSG, err, errlen,
+                                   "partner's hello is damaged (CRC 0x%08x, computed 0x%08x)",
+                                   twl_get_be32(in + OFF_CRC), crc);
     out->version = twl_get_be16(in + 4);
     if (out->version != TWL_RDMA_PROTO_VERSION)
-        return fail(-EPROTO, err, errlen,
-                    "partner runs protocol %u, this node %u: install the same twinlun release on "
-                    "both nodes",
-                    out->version, TWL_RDMA_PROTO_VERSION);
+        return twl_rdma_proto_fail(
+            -EPROTO, err, errlen,
+            "partner runs protocol %u, this node %u: install the same twinlun release on "
+            "both nodes",
+            out->version, TWL_RDMA_PROTO_VERSION);
 
     if (len < TWL_RDMA_HELLO_FIXED_LEN)
-        return fail(-EPROTO, err, errlen, "partner's hello has %zu bytes; at least %u expected",
-                    len, TWL_RDMA_HELLO_FIXED_LEN);
+        return twl_rdma_proto_fail(-EPROTO, err, errlen,
+                                   "partner's hello has %zu bytes; at least %u expected", len,
+                                   TWL_RDMA_HELLO_FIXED_LEN);
     out->generation = twl_get_be64(in + 16);
     out->lun_count = twl_get_be16(in + 24);
     if (twl_get_be16(in + 6) != 0 || twl_get_be16(in + 26) != 0 || twl_get_be32(in + 28) != 0)
-        return fail(-EPROTO, err, errlen, "partner's hello has reserved bytes set");
+        return twl_rdma_proto_fail(-EPROTO, err, errlen, "partner's hello has reserved bytes set");
     if (out->lun_count > TWL_RDMA_HELLO_MAX_LUNS)
-        return fail(-EPROTO, err, errlen, "partner's hello lists %u LUNs; at most %u",
-                    out->lun_count, TWL_RDMA_HELLO_MAX_LUNS);
+        return twl_rdma_proto_fail(-EPROTO, err, errlen,
+                                   "partner's hello lists %u LUNs; at most %u", out->lun_count,
+                                   TWL_RDMA_HELLO_MAX_LUNS);
     if (len != twl_rdma_hello_len(out))
-        return fail(-EPROTO, err, errlen, "partner's hello has %zu bytes for %u LUNs; expected %zu",
-                    len, out->lun_count, twl_rdma_hello_len(out));
+        return twl_rdma_proto_fail(-EPROTO, err, errlen,
+                                   "partner's hello has %zu bytes for %u LUNs; expected %zu", len,
+                                   out->lun_count, twl_rdma_hello_len(out));
     if (!get_str(out->node, in + OFF_NODE, TWL_RDMA_NAME_MAX) ||
         !get_str(out->partner, in + OFF_PARTNER, TWL_RDMA_NAME_MAX) ||
         !get_str(out->iqn, in + OFF_IQN, TWL_RDMA_IQN_MAX))
-        return fail(-EPROTO, err, errlen, "partner's hello has a malformed name");
+        return twl_rdma_proto_fail(-EPROTO, err, errlen, "partner's hello has a malformed name");
     for (uint32_t i = 0; i < out->lun_count; i++) {
         struct twl_rdma_hello_lun *l = &out->luns[i];
         const uint8_t *e = in + TWL_RDMA_HELLO_FIXED_LEN + i * TWL_RDMA_HELLO_LUN_LEN;
@@ -224,8 +224,8 @@ int twl_rdma_hello_decode(const uint8_t *in, size_t len, struct twl_rdma_hello *
         l->block_size = twl_get_be32(e + 4);
         l->size = twl_get_be64(e + 8);
         if (!get_str(l->owner, e + LUN_OFF_OWNER, TWL_RDMA_NAME_MAX))
-            return fail(-EPROTO, err, errlen, "partner's hello has a malformed owner for LUN %u",
-                        l->id);
+            return twl_rdma_proto_fail(-EPROTO, err, errlen,
+                                       "partner's hello has a malformed owner for LUN %u", l->id);
     }
     return validate(out, -EPROTO, err, errlen);
 }
@@ -256,33 +256,38 @@ static int check_owner(const struct twl_rdma_hello *mine, const struct twl_rdma_
     const char *mo = ml->owner, *to = tl->owner;
     uint32_t id = ml->id;
     if (strcmp(mo, me) == 0 && strcmp(to, peer) == 0)
-        return fail(-EPROTO, err, errlen,
-                    "both nodes own LUN %u (each config names its own node as owner): make one "
-                    "of \"%s\" and \"%s\" the owner in both configs",
-                    id, me, peer);
+        return twl_rdma_proto_fail(
+            -EPROTO, err, errlen,
+            "both nodes own LUN %u (each config names its own node as owner): make one "
+            "of \"%s\" and \"%s\" the owner in both configs",
+            id, me, peer);
     if (strcmp(mo, peer) == 0 && strcmp(to, me) == 0)
-        return fail(-EPROTO, err, errlen,
-                    "no node owns LUN %u (this node's config gives it to \"%s\", \"%s\"'s to "
-                    "\"%s\"): name the same owner in both configs",
-                    id, mo, peer, to);
+        return twl_rdma_proto_fail(
+            -EPROTO, err, errlen,
+            "no node owns LUN %u (this node's config gives it to \"%s\", \"%s\"'s to "
+            "\"%s\"): name the same owner in both configs",
+            id, mo, peer, to);
     if (strcmp(mo, to) != 0) {
         char mdesc[TWL_RDMA_NAME_MAX + 2], tdesc[TWL_RDMA_NAME_MAX + 2];
         owner_desc(mdesc, sizeof(mdesc), mo);
         owner_desc(tdesc, sizeof(tdesc), to);
-        return fail(-EPROTO, err, errlen,
-                    "this node's config gives LUN %u to %s but partner \"%s\"'s gives it to %s: "
-                    "name the same owner in both configs",
-                    id, mdesc, peer, tdesc);
+        return twl_rdma_proto_fail(
+            -EPROTO, err, errlen,
+            "this node's config gives LUN %u to %s but partner \"%s\"'s gives it to %s: "
+            "name the same owner in both configs",
+            id, mdesc, peer, tdesc);
     }
     if (mo[0] == '\0')
-        return fail(-EPROTO, err, errlen,
-                    "no node owns LUN %u: name \"%s\" or \"%s\" as its owner in both configs", id,
-                    me, peer);
+        return twl_rdma_proto_fail(
+            -EPROTO, err, errlen,
+            "no node owns LUN %u: name \"%s\" or \"%s\" as its owner in both configs", id, me,
+            peer);
     if (strcmp(mo, me) != 0 && strcmp(mo, peer) != 0)
-        return fail(-EPROTO, err, errlen,
-                    "LUN %u is owned by \"%s\", which is neither node (\"%s\", \"%s\"): name one "
-                    "of them as its owner in both configs",
-                    id, mo, me, peer);
+        return twl_rdma_proto_fail(
+            -EPROTO, err, errlen,
+            "LUN %u is owned by \"%s\", which is neither node (\"%s\", \"%s\"): name one "
+            "of them as its owner in both configs",
+            id, mo, me, peer);
     return 0;
 }
 
@@ -290,60 +295,68 @@ int twl_rdma_hello_check(const struct twl_rdma_hello *mine, const struct twl_rdm
                          char *err, size_t errlen)
 {
     if (mine->version != theirs->version)
-        return fail(-EPROTO, err, errlen,
-                    "partner runs protocol %u, this node %u: install the same twinlun release on "
-                    "both nodes",
-                    theirs->version, mine->version);
+        return twl_rdma_proto_fail(
+            -EPROTO, err, errlen,
+            "partner runs protocol %u, this node %u: install the same twinlun release on "
+            "both nodes",
+            theirs->version, mine->version);
     if (strcmp(mine->node, theirs->node) == 0)
-        return fail(-EPROTO, err, errlen,
-                    "the partner is also named \"%s\": either this node connected to itself "
-                    "(check the partner address) or both configs use the same node name",
-                    mine->node);
+        return twl_rdma_proto_fail(
+            -EPROTO, err, errlen,
+            "the partner is also named \"%s\": either this node connected to itself "
+            "(check the partner address) or both configs use the same node name",
+            mine->node);
     if (strcmp(theirs->node, mine->partner) != 0)
-        return fail(-EPROTO, err, errlen,
-                    "connected to node \"%s\" but this node's config names its partner \"%s\": "
-                    "fix the partner name or address",
-                    theirs->node, mine->partner);
+        return twl_rdma_proto_fail(
+            -EPROTO, err, errlen,
+            "connected to node \"%s\" but this node's config names its partner \"%s\": "
+            "fix the partner name or address",
+            theirs->node, mine->partner);
     if (strcmp(theirs->partner, mine->node) != 0)
-        return fail(-EPROTO, err, errlen,
-                    "partner \"%s\" expects a partner named \"%s\", not \"%s\" (this node): fix "
-                    "the partner name in \"%s\"'s config",
-                    theirs->node, theirs->partner, mine->node, theirs->node);
+        return twl_rdma_proto_fail(
+            -EPROTO, err, errlen,
+            "partner \"%s\" expects a partner named \"%s\", not \"%s\" (this node): fix "
+            "the partner name in \"%s\"'s config",
+            theirs->node, theirs->partner, mine->node, theirs->node);
     /* iSCSI names compare without regard to case (RFC 3722 maps them to lower case). */
     if (strcasecmp(mine->iqn, theirs->iqn) != 0)
-        return fail(-EPROTO, err, errlen,
-                    "partner \"%s\" presents target \"%s\", this node \"%s\": both must present "
-                    "the same target name",
-                    theirs->node, theirs->iqn, mine->iqn);
+        return twl_rdma_proto_fail(
+            -EPROTO, err, errlen,
+            "partner \"%s\" presents target \"%s\", this node \"%s\": both must present "
+            "the same target name",
+            theirs->node, theirs->iqn, mine->iqn);
     for (uint32_t i = 0; i < mine->lun_count; i++) {
         const struct twl_rdma_hello_lun *ml = &mine->luns[i];
         const struct twl_rdma_hello_lun *tl = find_lun(theirs, ml->id);
         if (tl == NULL)
-            return fail(-EPROTO, err, errlen,
-                        "LUN %u is configured on this node but not on partner \"%s\": add it "
-                        "there or remove it here",
-                        ml->id, theirs->node);
+            return twl_rdma_proto_fail(
+                -EPROTO, err, errlen,
+                "LUN %u is configured on this node but not on partner \"%s\": add it "
+                "there or remove it here",
+                ml->id, theirs->node);
         if (ml->size != tl->size)
-            return fail(-EPROTO, err, errlen,
-                        "LUN %u is %llu bytes on this node but %llu bytes on partner \"%s\": "
-                        "give it the same size on both",
-                        ml->id, (unsigned long long)ml->size, (unsigned long long)tl->size,
-                        theirs->node);
+            return twl_rdma_proto_fail(
+                -EPROTO, err, errlen,
+                "LUN %u is %llu bytes on this node but %llu bytes on partner \"%s\": "
+                "give it the same size on both",
+                ml->id, (unsigned long long)ml->size, (unsigned long long)tl->size, theirs->node);
         if (ml->block_size != tl->block_size)
-            return fail(-EPROTO, err, errlen,
-                        "LUN %u has %u-byte blocks on this node but %u-byte blocks on partner "
-                        "\"%s\": give it the same block size on both",
-                        ml->id, ml->block_size, tl->block_size, theirs->node);
+            return twl_rdma_proto_fail(
+                -EPROTO, err, errlen,
+                "LUN %u has %u-byte blocks on this node but %u-byte blocks on partner "
+                "\"%s\": give it the same block size on both",
+                ml->id, ml->block_size, tl->block_size, theirs->node);
         int rc = check_owner(mine, theirs, ml, tl, err, errlen);
         if (rc)
             return rc;
     }
     for (uint32_t i = 0; i < theirs->lun_count; i++)
         if (find_lun(mine, theirs->luns[i].id) == NULL)
-            return fail(-EPROTO, err, errlen,
-                        "LUN %u is configured on partner \"%s\" but not on this node: add it "
-                        "here or remove it there",
-                        theirs->luns[i].id, theirs->node);
+            return twl_rdma_proto_fail(
+                -EPROTO, err, errlen,
+                "LUN %u is configured on partner \"%s\" but not on this node: add it "
+                "here or remove it there",
+                theirs->luns[i].id, theirs->node);
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     return 0;

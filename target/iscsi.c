@@ -602,6 +602,22 @@ static bool describe_change(struct tgt_task *t, struct tgt_write *w)
     }
 }
 
+/* Offers what a command changed, after the local change, and answers once the replica is
+ * done (task_replicated). */
+static void task_replicate(struct tgt_task *t, const struct tgt_replicator *rep,
+                           const struct tgt_write *w)
+{
+    t->pending = 1;
+    t->refs++;
+    int rc = rep->replicate(rep->ctx, w, replica_done, t);
+    if (rc) {
+        t->pending = 0;
+        t->refs--;
+        t->first_error = rc;
+        task_replicated(t);
+    }
+}
+
 /* Reservations or mode parameters changed: the partner gets the LU's whole metadata image
  * before the command completes, so both nodes answer PR IN alike. */
 static void task_replicate_meta(struct tgt_task *t)
@@ -620,15 +636,7 @@ static void task_replicate_meta(struct tgt_task *t)
                           .block_size = t->lun->info.block_size,
                           .data = t->meta,
                           .data_len = (uint32_t)len};
-    t->pending = 1;
-    t->refs++;
-    int rc = rep->replicate(rep->ctx, &w, replica_done, t);
-    if (rc) {
-        t->pending = 0;
-        t->refs--;
-        t->first_error = rc;
-        task_replicated(t);
-    }
+    task_replicate(t, rep, &w);
 }
 
 static void job_done_on_thread(struct remote_done *d)
@@ -643,15 +651,7 @@ static void job_done_on_thread(struct remote_done *d)
     }
     /* The range stays locked until the replica is done, so the partner sees overlapping
      * changes in the same order. */
-    t->pending = 1;
-    t->refs++;
-    int rc = rep->replicate(rep->ctx, &w, replica_done, t);
-    if (rc) {
-        t->pending = 0;
-        t->refs--;
-        t->first_error = rc;
-        task_replicated(t);
-    }
+    task_replicate(t, rep, &w);
 }
 
 /* ---- EXTENDED COPY ---- */
