@@ -38,6 +38,23 @@ declare -gA _rxe_node_pid=()
 declare -gA _rxe_guest_pid=()
 declare -gA _rxe_guest_dir=()
 
+# ---- checks inside a guest script ----
+# rxe_check NAME CMD...: runs CMD; prints "guest-check: PASS NAME (MS ms)" or "guest-check: FAIL
+# NAME" (what tools/test-guest counts) and sets rxe_failed=1 on failure.
+rxe_failed=0
+rxe_check() {
+    local name=$1 t0 t1
+    shift
+    t0=$(date +%s%N)
+    if "$@"; then
+        t1=$(date +%s%N)
+        echo "guest-check: PASS $name ($(((t1 - t0) / 1000000)) ms)"
+    else
+        echo "guest-check: FAIL $name"
+        rxe_failed=1
+    fi
+}
+
 # ---- shape (a): two daemons in one guest ----
 
 rxe_node_start() {

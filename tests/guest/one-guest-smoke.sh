@@ -16,20 +16,6 @@ dev=${TWL_RXE_DEV:-rxe0}
 dir=$build/guest-tests/one-guest
 rm -rf "$dir"
 mkdir -p "$dir"
-failed=0
-
-check() {
-    local name=$1 t0 t1
-    shift
-    t0=$(date +%s%N)
-    if "$@"; then
-        t1=$(date +%s%N)
-        echo "guest-check: PASS $name ($(((t1 - t0) / 1000000)) ms)"
-    else
-        echo "guest-check: FAIL $name"
-        failed=1
-    fi
-}
 
 rxe_devices() {
     ibv_devices | tee "$dir/ibv_devices.txt"
@@ -66,7 +52,7 @@ write_bw() {
     echo "ib_write_bw -R (64 KiB, 3 s, rc over rdma_cm on $dev): $bw MB/s"
 }
 
-check rxe-devices rxe_devices
-check ring-64MiB ring_smoke
-check ib_write_bw write_bw
-exit $failed
+rxe_check rxe-devices rxe_devices
+rxe_check ring-64MiB ring_smoke
+rxe_check ib_write_bw write_bw
+exit $rxe_failed

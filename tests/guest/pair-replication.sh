@@ -27,22 +27,8 @@ ip=${TWL_RXE_IP:?TWL_RXE_IP not set: run under tools/rxe-vm}
 dir=$build/guest-tests/pair
 rm -rf "$dir"
 mkdir -p "$dir/a" "$dir/b"
-failed=0
 iqn=iqn.2026-11.io.twinlun:pair
 workload=$build/tests/workload/twl-workload
-
-check() {
-    local name=$1 t0 t1
-    shift
-    t0=$(date +%s%N)
-    if "$@"; then
-        t1=$(date +%s%N)
-        echo "guest-check: PASS $name ($(((t1 - t0) / 1000000)) ms)"
-    else
-        echo "guest-check: FAIL $name"
-        failed=1
-    fi
-}
 
 node_config() { # name partner iscsi_port bp_port partner_bp_port [size]
     cat <<CONF
@@ -73,7 +59,7 @@ refused() {
 
 rxe_node_start a "$dir/a" 3261 -- "$build/target/twinlund" --config "$dir/a.conf"
 rxe_node_start b "$dir/b-wrong" 3262 -- "$build/target/twinlund" --config "$dir/b-wrong.conf"
-check refused refused
+rxe_check refused refused
 rxe_node_kill b TERM
 rxe_node_wait b
 rxe_node_start b "$dir/b" 3262 -- "$build/target/twinlund" --config "$dir/b.conf"
@@ -178,20 +164,20 @@ stop_a() {
     [ $ra = 0 ]
 }
 
-check paired paired
-if [ $failed = 0 ]; then
-    check workload run_workload
-    check sha256 same_sha
-    check verify-b verify_b
-    check pr-equal pr_equal
-    check partner-lost partner_lost
+rxe_check paired paired
+if [ $rxe_failed = 0 ]; then
+    rxe_check workload run_workload
+    rxe_check sha256 same_sha
+    rxe_check verify-b verify_b
+    rxe_check pr-equal pr_equal
+    rxe_check partner-lost partner_lost
 fi
 rxe_node_kill b KILL 2>/dev/null
-check stop stop_a
-if [ $failed != 0 ]; then
+rxe_check stop stop_a
+if [ $rxe_failed != 0 ]; then
     echo "---- node a ----"
     tail -40 "$dir/a/a.log"
     echo "---- node b ----"
     tail -40 "$dir/b/b.log"
 fi
-exit $failed
+exit $rxe_failed
