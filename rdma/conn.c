@@ -70,7 +70,8 @@ struct twl_rdma_conn {
     struct ibv_mr *ctrl_rx_mr;
     struct ctrl_block *ctrl_tx; /* SQ_CTRL slots, round robin */
     struct ibv_mr *ctrl_tx_mr;
-    uint8_t *hdrs; /* HDR_SLOTS headers, round robin */
+    uint8_t *hdrs;               /* HDR_SLOTS headers, round robin */
+    uint8_t slot_wrs[HDR_SLOTS]; /* send WRs of the record in each header slot (1 or 2) */
     struct ibv_mr *hdr_mr;
     bool qp_created;
     struct twl_rdma_buf *bufs;
@@ -641,7 +642,9 @@ int64_t twl_rdma_send(struct twl_rdma_conn *c, struct twl_rdma_buf *buf, const v
          .sg_list = &sge[0],
          .num_sge = 1,
          .opcode = IBV_WR_RDMA_WRITE,
-         .send_flags = IBV_SEND_SIGNALED,
+         /* unsignaled: the header's completion, after it on the same RC queue pair, says
+          * both are done (one completion per record to poll, not two) */
+         .send_flags = 0,
          .wr.rdma = {.remote_addr = c->peer.ring_addr + off + TWL_RDMA_REC_HDR_LEN,
                      .rkey = c->peer.ring_rkey}},
         {.wr_id = WR_ID(WR_HDR, seq),
@@ -658,6 +661,7 @@ int64_t twl_rdma_send(struct twl_rdma_conn *c, struct twl_rdma_buf *buf, const v
         TWL_ERROR(PART, "ibv_post_send(record %llu): %s", (unsigned long long)seq, strerror(rc));
         return -rc;
     }
+    c->slot_wrs[seq % HDR_SLOTS] = len ? 2 : 1;
     c->sq_data_inflight += len ? 2 : 1;
     c->tx_pos = start + rec_len;
     c->tx_seq++;
@@ -777,11 +781,9 @@ static int drain_cq(struct twl_rdma_conn *c, struct twl_rdma_event *ev, int room
             }
             switch (kind) {
             case WR_PAYLOAD:
-                c->sq_data_inflight--;
-                c->st.tx_completions++;
-                break;
+                break; /* unsignaled: only ever completes with an error (above) */
             case WR_HDR:
-                c->sq_data_inflight--;
+                c->sq_data_inflight -= c->slot_wrs[WR_VAL(wc[i].wr_id) % HDR_SLOTS];
                 c->st.tx_completions++;
                 memset(&ev[n], 0, sizeof(ev[n]));
                 ev[n].type = TWL_RDMA_EV_TX_DONE;
