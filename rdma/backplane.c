@@ -36,6 +36,7 @@
 #define REFUSED_PAUSE_S 5    /* after a refused handshake */
 #define EVENTS          64
 #define METER_WINDOW_NS 1000000000ull /* the completion-rate meter's averaging window */
+#define SPIN_NS         50000ull      /* busy polling before sleeping on the channel */
 
 struct submission {
     struct submission *next;
@@ -303,15 +304,26 @@ static void run_connection(struct twl_rdma_backplane *bp)
     }
     bp->stage_tail = 0;
     bp->stage_head = bp->o.hello_len;
+    bool recent_rx = false;
     while (!atomic_load(&bp->stop)) {
-        int busy = bp->ring_head != bp->ring_tail;
-        int n = twl_rdma_poll(bp->conn, ev, EVENTS, busy ? 10 : 100);
+        /* With records in flight (or just applied, when more may follow) the next completion
+         * is a round trip away: look for it without sleeping for a moment, since a wake-up
+         * through the completion channel costs more than the round trip itself. */
+        bool busy = bp->ring_head != bp->ring_tail || recent_rx;
+        int n = 0;
+        uint64_t spin_until = busy ? twl_now_ns() + SPIN_NS : 0;
+        do {
+            n = twl_rdma_poll(bp->conn, ev, EVENTS, 0);
+        } while (n == 0 && busy && twl_now_ns() < spin_until);
+        if (n == 0)
+            n = twl_rdma_poll(bp->conn, ev, EVENTS, busy ? 10 : 100);
         take_wake(bp);
         if (n < 0) {
             close_conn(bp, strerror(-n));
             return;
         }
         bool received = false;
+        recent_rx = false;
         for (int i = 0; i < n; i++) {
             switch (ev[i].type) {
             case TWL_RDMA_EV_REC: {
@@ -349,8 +361,10 @@ static void run_connection(struct twl_rdma_backplane *bp)
                 return;
             }
         }
-        if (received)
+        if (received) {
             twl_rdma_rx_release(bp->conn); /* applied: the partner may complete them */
+            recent_rx = true;
+        }
         complete_consumed(bp, twl_rdma_peer_consumed(bp->conn));
         if (bp->hello_ok) {
             int rc = send_queued(bp);
