@@ -21,19 +21,21 @@
 #include "twl_common.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #define PART "backplane"
 
 #define REC_HELLO       0x2u /* record flag: the connection's handshake */
 #define CONNECT_TRY_MS  1000 /* one connect or accept attempt; the loop retries */
-#define REFUSED_PAUSE_S 5    /* after a refused handshake */
+#define BACKOFF_MIN_MS  100  /* after a failed attempt (not a mere time-out), doubling */
+#define BACKOFF_MAX_MS  5000
+#define REFUSED_PAUSE_S 5 /* after a refused handshake */
 #define EVENTS          64
 #define METER_WINDOW_NS 1000000000ull /* the completion-rate meter's averaging window */
 #define SPIN_NS         50000ull      /* busy polling before sleeping on the channel */
@@ -285,6 +287,14 @@ static int handle_record(struct twl_rdma_backplane *bp, const struct twl_rdma_ev
     return rc;
 }
 
+/* Sleeps up to ms, or until a wake-up (stop, or a submission). */
+static void pause_ms(struct twl_rdma_backplane *bp, int ms)
+{
+    struct pollfd pfd = {.fd = bp->wake_fd, .events = POLLIN};
+    if (poll(&pfd, 1, ms) > 0)
+        take_wake(bp);
+}
+
 /* One connected session until it ends or the backplane stops. */
 static void run_connection(struct twl_rdma_backplane *bp)
 {
@@ -330,10 +340,8 @@ static void run_connection(struct twl_rdma_backplane *bp)
                 int rc = handle_record(bp, &ev[i]);
                 if (rc) {
                     close_conn(bp, rc == -EPROTO ? "handshake refused" : "apply failed");
-                    if (rc == -EPROTO) {
-                        struct timespec ts = {REFUSED_PAUSE_S, 0};
-                        nanosleep(&ts, NULL);
-                    }
+                    if (rc == -EPROTO)
+                        pause_ms(bp, REFUSED_PAUSE_S * 1000);
                     return;
                 }
                 received = true;
@@ -386,6 +394,7 @@ static void *backplane_main(void *arg)
 {
     struct twl_rdma_backplane *bp = arg;
     unsigned failures = 0;
+    int backoff_ms = BACKOFF_MIN_MS;
     while (!atomic_load(&bp->stop)) {
         struct twl_rdma_opts co = {
             .addr = bp->o.connect ? bp->o.peer_host : bp->o.local_host,
@@ -404,11 +413,15 @@ static void *backplane_main(void *arg)
                 TWL_WARN(PART, "no partner connection yet (%s %s:%s: %s); retrying",
                          bp->o.connect ? "connect to" : "listen on", co.addr ? co.addr : "*",
                          co.port, strerror(-rc));
-            struct timespec ts = {0, 200 * 1000000L};
-            nanosleep(&ts, NULL);
+            /* no peer within the attempt is the normal wait; errors back off exponentially */
+            if (rc != -ETIMEDOUT) {
+                pause_ms(bp, backoff_ms);
+                backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2;
+            }
             continue;
         }
         failures = 0;
+        backoff_ms = BACKOFF_MIN_MS;
         run_connection(bp);
     }
     return NULL;
