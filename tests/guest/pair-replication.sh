@@ -12,6 +12,9 @@
 #   verify-b      node B's copy holds the last acknowledged write of every block
 #   pr-equal      a registration with APTPL and a reservation made on node A: node B's saved
 #                 reservation state is byte for byte node A's
+#   stalled       node B is stopped (SIGSTOP) in the middle of a workload: its heartbeats stop,
+#                 node A declares it gone, every write still completes GOOD (policy
+#                 available); node B resumed (SIGCONT) reconnects and pairs again
 #   partner-lost  node B is killed (SIGKILL) in the middle of a second workload: with the
 #                 default policy (available) every write still completes GOOD within the
 #                 timeouts, node A says it runs degraded, and node A's copy verifies
@@ -137,10 +140,35 @@ pr_equal() {
     return $rc
 }
 
+partner_stalled() {
+    "$workload" run --url "iscsi://127.0.0.1:3261/$iqn/0" --journal "$dir/journal-stall" \
+        --ops 800 --qd 16 --max 1048576 --seed 9 >"$dir/workload-stall.log" 2>&1 &
+    local wpid=$! rc=0 before
+    before=$(grep -c 'paired with b' "$dir/a/a.log")
+    sleep 1
+    kill -STOP "$(rxe_node_pid b)"
+    timeout 120 tail --pid=$wpid -f /dev/null
+    wait $wpid || rc=$?
+    kill -CONT "$(rxe_node_pid b)"
+    tail -1 "$dir/workload-stall.log"
+    [ $rc = 0 ] || return 1
+    grep -q 'degraded' "$dir/a/a.log" || { echo "node a never said degraded"; return 1; }
+    for _ in $(seq 1 150); do
+        [ "$(grep -c 'paired with b' "$dir/a/a.log")" -gt "$before" ] && break
+        sleep 0.2
+    done
+    grep -h 'partner connection lost\|paired with b' "$dir/a/a.log" | tail -2
+    [ "$(grep -c 'paired with b' "$dir/a/a.log")" -gt "$before" ] ||
+        { echo "node b did not pair again within 30 s"; return 1; }
+    "$workload" verify --journal "$dir/journal-stall" --url "iscsi://127.0.0.1:3261/$iqn/0" \
+        >"$dir/verify-stall.log" 2>&1 || { tail -5 "$dir/verify-stall.log"; return 1; }
+}
+
 partner_lost() {
     "$workload" run --url "iscsi://127.0.0.1:3261/$iqn/0" --journal "$dir/journal2" \
         --ops 1500 --qd 16 --max 1048576 --seed 8 >"$dir/workload2.log" 2>&1 &
-    local wpid=$! rc=0
+    local wpid=$! rc=0 before
+    before=$(grep -c 'degraded' "$dir/a/a.log")
     sleep 1
     rxe_node_kill b KILL
     rxe_node_wait b
@@ -149,8 +177,9 @@ partner_lost() {
     wait $wpid || rc=$?
     tail -3 "$dir/workload2.log"
     [ $rc = 0 ] || return 1
-    grep -h 'degraded' "$dir/a/a.log" | head -2
-    grep -q 'degraded' "$dir/a/a.log" || return 1
+    grep -h 'degraded' "$dir/a/a.log" | tail -1
+    [ "$(grep -c 'degraded' "$dir/a/a.log")" -gt "$before" ] ||
+        { echo "node a did not say degraded after the kill"; return 1; }
     "$workload" verify --journal "$dir/journal2" --url "iscsi://127.0.0.1:3261/$iqn/0" \
         >"$dir/verify2.log" 2>&1 || { tail -5 "$dir/verify2.log"; return 1; }
     tail -1 "$dir/verify2.log"
@@ -170,6 +199,7 @@ if [ $rxe_failed = 0 ]; then
     rxe_check sha256 same_sha
     rxe_check verify-b verify_b
     rxe_check pr-equal pr_equal
+    rxe_check stalled partner_stalled
     rxe_check partner-lost partner_lost
 fi
 rxe_node_kill b KILL 2>/dev/null
