@@ -1,0 +1,142 @@
+/*
+ * The pair's write policy when the partner is not there (DESIGN.md section 5), through a real
+ * server configured as one half of a pair whose partner never answers (on a host without an
+ * RDMA device the backplane cannot even start a connection, which is the same to a write):
+ * "available" completes writes GOOD (the pair runs degraded), "strict" fails them, and reads
+ * are served either way.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <iscsi/iscsi.h>
+#include <iscsi/scsi-lowlevel.h>
+
+#include "target.h"
+
+struct fixture {
+    char dir[64];
+    struct tgt_config cfg;
+    struct tgt_server *srv;
+    pthread_t runner;
+    struct iscsi_context *iscsi;
+    int lun;
+};
+
+static void *run_server(void *arg)
+{
+    tgt_server_run(arg);
+    return NULL;
+}
+
+static struct fixture *start(const char *policy)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/twl-replica.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    char text[1024], err[512];
+    snprintf(text, sizeof(text),
+             "node = { name = \"a\"; state_dir = \"%s\"; };\n"
+             "iscsi = { listen = \"127.0.0.1:3260\"; threads = 1; };\n"
+             "pair = { partner = \"b\"; listen = \"127.0.0.1:7491\"; partner_address = "
+             "\"127.0.0.1:7492\"; policy = \"%s\"; };\n"
+             "targets = ( { iqn = \"iqn.2026-11.io.twinlun:pair\"; luns = ( { id = 0; path = "
+             "\"lun0.img\"; size = \"16M\"; create = true; owner = \"a\"; } ); } );\n",
+             f->dir, policy);
+    assert_int_equal(tgt_config_load_string(text, "test", &f->cfg, err, sizeof(err)), 0);
+    f->cfg.listen_port = 0;
+    assert_int_equal(tgt_server_create(&f->cfg, &f->srv), 0);
+    pthread_create(&f->runner, NULL, run_server, f->srv);
+    char url[256];
+    snprintf(url, sizeof(url), "iscsi://127.0.0.1:%u/iqn.2026-11.io.twinlun:pair/0",
+             tgt_server_port(f->srv));
+    f->iscsi = iscsi_create_context("iqn.2026-11.io.twinlun:replica-test");
+    struct iscsi_url *u = iscsi_parse_full_url(f->iscsi, url);
+    assert_non_null(u);
+    iscsi_set_session_type(f->iscsi, ISCSI_SESSION_NORMAL);
+    iscsi_set_targetname(f->iscsi, u->target);
+    assert_int_equal(iscsi_full_connect_sync(f->iscsi, u->portal, u->lun), 0);
+    f->lun = u->lun;
+    iscsi_destroy_url(u);
+    return f;
+}
+
+static void stop(struct fixture *f)
+{
+    iscsi_logout_sync(f->iscsi);
+    iscsi_destroy_context(f->iscsi);
+    tgt_server_stop(f->srv);
+    pthread_join(f->runner, NULL);
+    tgt_server_destroy(f->srv);
+    tgt_config_free(&f->cfg);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+}
+
+static int write_status(struct fixture *f, uint8_t fill, int *sense_key)
+{
+    uint8_t block[4096];
+    memset(block, fill, sizeof(block));
+    struct scsi_task *t =
+        iscsi_write16_sync(f->iscsi, f->lun, 8, block, sizeof(block), 512, 0, 0, 0, 0, 0);
+    assert_non_null(t);
+    int status = t->status;
+    *sense_key = t->sense.key;
+    scsi_free_scsi_task(t);
+    return status;
+}
+
+static void read_back(struct fixture *f, uint8_t fill)
+{
+    struct scsi_task *t = iscsi_read16_sync(f->iscsi, f->lun, 8, 4096, 512, 0, 0, 0, 0, 0);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    for (size_t i = 0; i < 4096; i++)
+        assert_int_equal(t->datain.data[i], fill);
+    scsi_free_scsi_task(t);
+}
+
+static void available_completes_writes_without_the_partner(void **state)
+{
+    (void)state;
+    struct fixture *f = start("available");
+    int key;
+    assert_int_equal(write_status(f, 0x5a, &key), SCSI_STATUS_GOOD);
+    read_back(f, 0x5a);
+    stop(f);
+}
+
+static void strict_fails_writes_without_the_partner(void **state)
+{
+    (void)state;
+    struct fixture *f = start("strict");
+    int key;
+    assert_int_equal(write_status(f, 0xa5, &key), SCSI_STATUS_CHECK_CONDITION);
+    assert_int_equal(key, SCSI_SENSE_MEDIUM_ERROR);
+    /* reads never need the partner */
+    struct scsi_task *t = iscsi_read16_sync(f->iscsi, f->lun, 8, 4096, 512, 0, 0, 0, 0, 0);
+    assert_non_null(t);
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    scsi_free_scsi_task(t);
+    stop(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(available_completes_writes_without_the_partner),
+        cmocka_unit_test(strict_fails_writes_without_the_partner),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
