@@ -45,8 +45,10 @@ struct submission {
     twl_rdma_done_fn done;
     void *cookie;
     uint64_t submit_ns;
-    uint32_t len;
-    uint8_t bytes[]; /* header then data */
+    uint32_t len;          /* bytes[]: the header, and the data unless it is sent in place */
+    const uint8_t *direct; /* data inside the registered region, sent from there */
+    uint32_t direct_len;
+    uint8_t bytes[];
 };
 
 /* A record sent and not yet consumed by the partner. */
@@ -72,6 +74,7 @@ struct twl_rdma_backplane {
     /* owned by the backplane thread */
     struct twl_rdma_conn *conn;
     struct twl_rdma_buf *stage_mr;
+    struct twl_rdma_buf *region_mr; /* the caller's region, this connection */
     uint8_t *stage;
     uint64_t stage_head, stage_tail; /* positions: records live in [tail, head) */
     struct inflight *ring;           /* cap entries, [ring_tail, ring_head) by sequence */
@@ -107,16 +110,22 @@ int twl_rdma_backplane_submit(struct twl_rdma_backplane *bp, const void *hdr, ui
     /* a record must fit the partner's ring with its header and alignment */
     if (twl_rdma_rec_len((uint32_t)len) > bp->o.ring_size / 2 || len > UINT32_MAX)
         return -EMSGSIZE;
-    struct submission *s = malloc(sizeof(*s) + len);
+    const uint8_t *d = data;
+    const uint8_t *region = bp->o.region;
+    bool direct = data_len && region && d >= region && d + data_len <= region + bp->o.region_len;
+    uint32_t copied = direct ? hdr_len : (uint32_t)len;
+    struct submission *s = malloc(sizeof(*s) + copied);
     if (s == NULL)
         return -ENOMEM;
     s->next = NULL;
     s->done = done;
     s->cookie = cookie;
     s->submit_ns = twl_now_ns();
-    s->len = (uint32_t)len;
+    s->len = copied;
+    s->direct = direct ? d : NULL;
+    s->direct_len = direct ? data_len : 0;
     memcpy(s->bytes, hdr, hdr_len);
-    if (data_len)
+    if (data_len && !direct)
         memcpy(s->bytes + hdr_len, data, data_len);
     pthread_mutex_lock(&bp->lock);
     if (bp->tail)
@@ -192,6 +201,7 @@ static void close_conn(struct twl_rdma_backplane *bp, const char *why)
     twl_rdma_conn_close(bp->conn);
     bp->conn = NULL;
     bp->stage_mr = NULL;
+    bp->region_mr = NULL;
     fail_all(bp, -ENOTCONN);
 }
 
@@ -214,7 +224,11 @@ static int send_queued(struct twl_rdma_backplane *bp)
             return 0; /* wait for placements to free staging */
         uint8_t *dst = bp->stage + start % size;
         memcpy(dst, s->bytes, s->len);
-        int64_t seq = twl_rdma_send(bp->conn, bp->stage_mr, dst, s->len, 0);
+        struct twl_rdma_seg segs[2] = {
+            {.buf = bp->stage_mr, .data = dst, .len = s->len},
+            {.buf = bp->region_mr, .data = s->direct, .len = s->direct_len},
+        };
+        int64_t seq = twl_rdma_sendv(bp->conn, segs, s->direct ? 2 : 1, 0);
         if (seq == -EAGAIN)
             return 0;
         if (seq < 0)
@@ -230,7 +244,7 @@ static int send_queued(struct twl_rdma_backplane *bp)
         f->cookie = s->cookie;
         f->submit_ns = s->submit_ns;
         f->stage_end = start + s->len;
-        f->len = s->len;
+        f->len = s->len + s->direct_len;
         bp->stage_head = start + s->len;
         free(s);
     }
@@ -305,6 +319,14 @@ static void run_connection(struct twl_rdma_backplane *bp)
     if (bp->stage_mr == NULL) {
         close_conn(bp, "cannot register the staging area");
         return;
+    }
+    bp->region_mr = NULL;
+    if (bp->o.region) {
+        bp->region_mr = twl_rdma_buf_reg(bp->conn, bp->o.region, bp->o.region_len);
+        if (bp->region_mr == NULL) {
+            close_conn(bp, "cannot register the data region");
+            return;
+        }
     }
     memcpy(bp->stage, bp->o.hello, bp->o.hello_len);
     int64_t seq = twl_rdma_send(bp->conn, bp->stage_mr, bp->stage, bp->o.hello_len, REC_HELLO);

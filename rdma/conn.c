@@ -243,7 +243,7 @@ static int verbs_setup(struct twl_rdma_conn *c)
         .qp_type = IBV_QPT_RC,
         .cap = {.max_send_wr = SQ_DATA + SQ_CTRL,
                 .max_recv_wr = RQ_POSTED,
-                .max_send_sge = 1,
+                .max_send_sge = TWL_RDMA_MAX_SEGS,
                 .max_recv_sge = 1},
     };
     what = "rdma_create_qp";
@@ -605,19 +605,41 @@ static uint64_t load_u64(const uint64_t *p)
     return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 }
 
+static bool seg_in_buf(const struct twl_rdma_seg *s)
+{
+    const uint8_t *p = s->data;
+    return s->buf && p >= (const uint8_t *)s->buf->mr->addr &&
+           p + s->len <= (const uint8_t *)s->buf->mr->addr + s->buf->mr->length;
+}
+
 int64_t twl_rdma_send(struct twl_rdma_conn *c, struct twl_rdma_buf *buf, const void *payload,
                       uint32_t len, uint32_t flags)
 {
+    struct twl_rdma_seg seg = {.buf = buf, .data = payload, .len = len};
+    return twl_rdma_sendv(c, &seg, len ? 1 : 0, flags);
+}
+
+int64_t twl_rdma_sendv(struct twl_rdma_conn *c, const struct twl_rdma_seg *segs, int nseg,
+                       uint32_t flags)
+{
     const uint64_t rs = c->peer.ring_size;
-    uint64_t rec_len = twl_rdma_rec_len(len);
+    uint64_t len64 = 0;
 
     if (c->dead || c->disconnected)
         return -ENOTCONN;
+    if (nseg < 0 || nseg > (int)TWL_RDMA_MAX_SEGS)
+        return -EINVAL;
+    for (int i = 0; i < nseg; i++) {
+        if (segs[i].len && !seg_in_buf(&segs[i]))
+            return -EINVAL;
+        len64 += segs[i].len;
+    }
+    if (len64 > UINT32_MAX)
+        return -EMSGSIZE;
+    uint32_t len = (uint32_t)len64;
+    uint64_t rec_len = twl_rdma_rec_len(len);
     if (rec_len > rs / 2)
         return -EMSGSIZE;
-    if (len && (!buf || (const uint8_t *)payload < (const uint8_t *)buf->mr->addr ||
-                (const uint8_t *)payload + len > (const uint8_t *)buf->mr->addr + buf->mr->length))
-        return -EINVAL;
 
     uint64_t start = twl_rdma_ring_place(rs, c->tx_pos, rec_len);
     if (!twl_rdma_ring_fits(rs, load_u64(&c->ctrl_rx->consumed_pos), start, rec_len) ||
@@ -628,19 +650,25 @@ int64_t twl_rdma_send(struct twl_rdma_conn *c, struct twl_rdma_buf *buf, const v
     uint64_t seq = c->tx_seq;
     uint64_t off = start & (rs - 1);
     uint8_t *hdr = c->hdrs + (seq % HDR_SLOTS) * TWL_RDMA_REC_HDR_LEN;
-    struct twl_rdma_rec_hdr h = {
-        .flags = flags, .seq = seq, .len = len, .payload_crc = twl_crc32c(payload, len)};
+    uint32_t crc = 0;
+    struct ibv_sge sge[TWL_RDMA_MAX_SEGS];
+    int nsge = 0;
+    for (int i = 0; i < nseg; i++) {
+        if (!segs[i].len)
+            continue;
+        crc = twl_crc32c_update(crc, segs[i].data, segs[i].len);
+        sge[nsge++] = (struct ibv_sge){
+            .addr = (uintptr_t)segs[i].data, .length = segs[i].len, .lkey = segs[i].buf->mr->lkey};
+    }
+    struct twl_rdma_rec_hdr h = {.flags = flags, .seq = seq, .len = len, .payload_crc = crc};
     twl_rdma_rec_hdr_encode(hdr, &h);
-
-    struct ibv_sge sge[2] = {
-        {.addr = (uintptr_t)payload, .length = len, .lkey = buf ? buf->mr->lkey : 0},
-        {.addr = (uintptr_t)hdr, .length = TWL_RDMA_REC_HDR_LEN, .lkey = c->hdr_mr->lkey},
-    };
+    struct ibv_sge hdr_sge = {
+        .addr = (uintptr_t)hdr, .length = TWL_RDMA_REC_HDR_LEN, .lkey = c->hdr_mr->lkey};
     struct ibv_send_wr wr[2] = {
         {.wr_id = WR_ID(WR_PAYLOAD, seq),
          .next = &wr[1],
-         .sg_list = &sge[0],
-         .num_sge = 1,
+         .sg_list = sge,
+         .num_sge = nsge,
          .opcode = IBV_WR_RDMA_WRITE,
          /* unsignaled: the header's completion, after it on the same RC queue pair, says
           * both are done (one completion per record to poll, not two) */
@@ -648,7 +676,7 @@ int64_t twl_rdma_send(struct twl_rdma_conn *c, struct twl_rdma_buf *buf, const v
          .wr.rdma = {.remote_addr = c->peer.ring_addr + off + TWL_RDMA_REC_HDR_LEN,
                      .rkey = c->peer.ring_rkey}},
         {.wr_id = WR_ID(WR_HDR, seq),
-         .sg_list = &sge[1],
+         .sg_list = &hdr_sge,
          .num_sge = 1,
          .opcode = IBV_WR_RDMA_WRITE_WITH_IMM,
          .send_flags = IBV_SEND_SIGNALED,

@@ -103,6 +103,17 @@ void twl_rdma_conn_close(struct twl_rdma_conn *c);
 /* Registers caller memory to send from; valid until conn_close. Returns a handle or NULL. */
 struct twl_rdma_buf *twl_rdma_buf_reg(struct twl_rdma_conn *c, void *addr, size_t len);
 
+/* A piece of a record's payload, inside a registered buffer. */
+#define TWL_RDMA_MAX_SEGS 2u
+struct twl_rdma_seg {
+    struct twl_rdma_buf *buf;
+    const void *data;
+    uint32_t len;
+};
+/* twl_rdma_send with the payload gathered from up to TWL_RDMA_MAX_SEGS pieces (no copy). */
+int64_t twl_rdma_sendv(struct twl_rdma_conn *c, const struct twl_rdma_seg *segs, int nseg,
+                       uint32_t flags);
+
 /*
  * Sends one record (payload inside a registered buffer, unchanged until its TX_DONE event).
  * Returns the record's sequence number (>= 0); -EAGAIN when the peer's ring or receive credit
@@ -184,6 +195,10 @@ struct twl_rdma_bp_opts {
     int (*check_hello)(void *ctx, const void *theirs, uint32_t len);
     int (*apply)(void *ctx, const void *rec, uint32_t len);
     void *ctx;
+    /* Memory the caller's data lives in, registered on every connection: data submitted from
+     * inside it is sent from there (no copy); other data is copied. NULL/0: none. */
+    void *region;
+    size_t region_len;
 };
 
 struct twl_rdma_bp_stats {
@@ -198,7 +213,9 @@ struct twl_rdma_bp_stats {
 
 /* Starts the backplane thread, which connects (or listens) and reconnects for ever. */
 int twl_rdma_backplane_start(const struct twl_rdma_bp_opts *o, struct twl_rdma_backplane **out);
-/* Any thread. Queues one record (hdr then data, both copied). Returns 0 (done will be called)
+/* Any thread. Queues one record: hdr (copied) then data (sent from where it is when it lies in
+ * the registered region, which the caller keeps unchanged until done; copied otherwise).
+ * Returns 0 (done will be called)
  * or -ENOTCONN (no partner connection: done will not be called), -EMSGSIZE, -ENOMEM. */
 int twl_rdma_backplane_submit(struct twl_rdma_backplane *bp, const void *hdr, uint32_t hdr_len,
                               const void *data, uint32_t data_len, twl_rdma_done_fn done,

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "bufpool.h"
 #include "media.h"
 #include "server_internal.h"
 
@@ -238,7 +239,7 @@ void iscsi_task_put(struct tgt_task *t)
         tmf_task_gone(t->tmf);
     if (--c->task_count == 0 && c->fd < 0)
         c->thr->reap_needed = true; /* the closed connection can go now */
-    free(t->buf);
+    bufpool_free(c->thr->srv->pool, t->buf);
     free(t->extents);
     free(t->meta);
     if (t->copy) {
@@ -257,16 +258,10 @@ static void task_finish(struct tgt_task *t)
     iscsi_task_put(t);
 }
 
-static uint8_t *alloc_buf(uint32_t len)
-{
-    size_t size = ((size_t)len + 4095) & ~(size_t)4095;
-    return aligned_alloc(4096, size ? size : 4096);
-}
-
 /* Gives the task a buffer of len bytes; false (connection closed) when out of memory. */
 static bool task_alloc_buf(struct tgt_task *t, uint32_t len)
 {
-    t->buf = alloc_buf(len);
+    t->buf = bufpool_alloc(t->conn->thr->srv->pool, len);
     if (t->buf == NULL) {
         conn_close(t->conn, "out of memory");
         return false;

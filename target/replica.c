@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bufpool.h"
 #include "media.h"
 #include "proto.h"
 #include "rdma.h"
@@ -301,6 +302,8 @@ int replica_start(struct tgt_server *srv, struct replica **out)
         .check_hello = check_hello,
         .apply = apply,
         .ctx = r,
+        .region = bufpool_base(srv->pool),
+        .region_len = bufpool_size(srv->pool),
     };
     rc = twl_rdma_backplane_start(&o, &r->bp);
     if (rc)

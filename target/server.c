@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bufpool.h"
 #include "replica.h"
 #include "server_internal.h"
 
@@ -1100,6 +1101,10 @@ int tgt_server_create(const struct tgt_config *cfg, struct tgt_server **out)
     rc = workers_start(srv);
     if (rc)
         goto fail;
+    /* with a pair, command buffers come from one region the backplane registers */
+    rc = bufpool_create(cfg->pair.enabled ? PAIR_POOL_BYTES : 0, &srv->pool);
+    if (rc)
+        goto fail;
     if (cfg->pair.enabled) {
         rc = replica_start(srv, &srv->pair);
         if (rc)
@@ -1220,6 +1225,7 @@ void tgt_server_destroy(struct tgt_server *srv)
     replica_stop(srv->pair);
     workers_stop(srv);
     close_targets(srv);
+    bufpool_destroy(srv->pool);
     pthread_mutex_destroy(&srv->sessions_lock);
     pthread_mutex_destroy(&srv->job_lock);
     pthread_cond_destroy(&srv->job_cond);

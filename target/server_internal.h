@@ -28,6 +28,7 @@
 #define MAX_IO_BYTES     (8u * 1024 * 1024) /* largest transfer of one command */
 #define EMULATED_BUF     8192
 #define MAX_REPORT_BYTES 65536 /* largest Data-In of a report built outside scsi.c */
+#define PAIR_POOL_BYTES  (64u << 20) /* registered command buffers of a pair node */
 
 struct tgt_lun {
     struct scsi_lun info;
@@ -106,6 +107,7 @@ struct tgt_server {
     atomic_bool stop_requested;
     struct tgt_replicator replicator;
     struct replica *pair; /* the partner, when the config has a pair section */
+    struct bufpool *pool; /* command buffers (registered for the backplane with a pair) */
     pthread_mutex_t sessions_lock;
     struct conn *sessions; /* full-feature connections, by (initiator, ISID, target) */
     uint16_t next_tsih;
