@@ -53,9 +53,9 @@ struct ctx {
 };
 
 static const char *const root_keys[] = {"node", "log", "iscsi", "targets", "pair", NULL};
-static const char *const pair_keys[] = {"partner",      "listen",     "partner_address",
-                                        "policy",       "timeout_ms", "ring_size",
-                                        "heartbeat_ms", "dead_ms",    NULL};
+static const char *const pair_keys[] = {"partner",     "listen",    "partner_address", "policy",
+                                        "timeout_ms",  "ring_size", "heartbeat_ms",    "dead_ms",
+                                        "buffer_pool", NULL};
 static const char *const node_keys[] = {"name", "state_dir", NULL};
 static const char *const log_keys[] = {"level", NULL};
 static const char *const iscsi_keys[] = {"listen",
@@ -960,6 +960,7 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
     p->policy = TGT_PAIR_AVAILABLE;
     p->replica_timeout_ms = 5000;
     p->ring_bytes = 16u << 20;
+    p->pool_bytes = 64u << 20;
     p->heartbeat_ms = 200;
     p->dead_ms = 2000;
     int rc = get_group(c, root, NULL, "pair", &g);
@@ -1011,6 +1012,12 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
         return fail(c, config_setting_get_member(g, "dead_ms"),
                     "pair.dead_ms %u must exceed two heartbeats (2 x heartbeat_ms = %u)",
                     p->dead_ms, 2 * p->heartbeat_ms);
+    const config_setting_t *pool = config_setting_get_member(g, "buffer_pool");
+    if (pool && (rc = parse_size(c, pool, "pair.buffer_pool", &p->pool_bytes)))
+        return rc;
+    if (p->pool_bytes < (16u << 20) || p->pool_bytes > (16ull << 30))
+        return fail(c, pool ? pool : g, "pair.buffer_pool %llu is out of range; expected 16M..16G",
+                    (unsigned long long)p->pool_bytes);
     const config_setting_t *ring = config_setting_get_member(g, "ring_size");
     if (ring && (rc = parse_size(c, ring, "pair.ring_size", &p->ring_bytes)))
         return rc;

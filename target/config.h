@@ -82,6 +82,8 @@ struct tgt_pair_config {
     enum tgt_pair_policy policy;
     uint32_t replica_timeout_ms; /* a replica not done by then counts as failed */
     uint64_t ring_bytes;         /* the inflight ring the partner writes into */
+    uint64_t pool_bytes;         /* registered command buffers: replicated data is sent from
+                                    them without a copy */
     uint32_t heartbeat_ms;
     uint32_t dead_ms; /* no heartbeat for this long: the partner is gone */
 };

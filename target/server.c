@@ -1102,7 +1102,7 @@ int tgt_server_create(const struct tgt_config *cfg, struct tgt_server **out)
     if (rc)
         goto fail;
     /* with a pair, command buffers come from one region the backplane registers */
-    rc = bufpool_create(cfg->pair.enabled ? PAIR_POOL_BYTES : 0, &srv->pool);
+    rc = bufpool_create(cfg->pair.enabled ? cfg->pair.pool_bytes : 0, &srv->pool);
     if (rc)
         goto fail;
     if (cfg->pair.enabled) {

@@ -27,8 +27,7 @@
 #define MAX_R2T_TRACKED  16
 #define MAX_IO_BYTES     (8u * 1024 * 1024) /* largest transfer of one command */
 #define EMULATED_BUF     8192
-#define MAX_REPORT_BYTES 65536       /* largest Data-In of a report built outside scsi.c */
-#define PAIR_POOL_BYTES  (64u << 20) /* registered command buffers of a pair node */
+#define MAX_REPORT_BYTES 65536 /* largest Data-In of a report built outside scsi.c */
 
 struct tgt_lun {
     struct scsi_lun info;

@@ -109,6 +109,7 @@ static void example_pair_confs_load(void **state)
     assert_int_equal(a.pair.partner_port, b.pair.listen_port);
     assert_int_equal(a.pair.policy, TGT_PAIR_AVAILABLE);
     assert_int_equal(a.pair.ring_bytes, 16u << 20);
+    assert_int_equal(a.pair.pool_bytes, 64u << 20);
     assert_string_equal(a.targets[0].luns[0].owner, "node-a");
     assert_string_equal(b.targets[0].luns[0].owner, "node-a");
     tgt_config_free(&a);
@@ -392,6 +393,10 @@ static const struct bad_case bad_cases[] = {
      "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
      "  partner_address = \"h:2\";\n  ring_size = \"3M\"; };\n" TARGETS,
      4, "pair.ring_size 3145728 is not a power of two"},
+    {"buffer pool too small",
+     "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
+     "  partner_address = \"h:2\";\n  buffer_pool = \"1M\"; };\n" TARGETS,
+     4, "pair.buffer_pool 1048576 is out of range; expected 16M..16G"},
     {"pair LUN without owner",
      "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\"; "
      "partner_address = \"h:2\"; };\n"
