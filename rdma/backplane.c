@@ -79,7 +79,6 @@ struct twl_rdma_backplane {
     uint64_t stage_head, stage_tail; /* positions: records live in [tail, head) */
     struct inflight *ring;           /* cap entries, [ring_tail, ring_head) by sequence */
     uint64_t ring_head, ring_tail, cap;
-    uint64_t placed_seq; /* records [0, placed_seq) reached the partner's ring */
     bool hello_sent, hello_ok;
 
     struct twl_rdma_bp_stats st; /* under lock */
@@ -137,11 +136,6 @@ int twl_rdma_backplane_submit(struct twl_rdma_backplane *bp, const void *hdr, ui
     pthread_mutex_unlock(&bp->lock);
     wake(bp);
     return 0;
-}
-
-bool twl_rdma_backplane_connected(const struct twl_rdma_backplane *bp)
-{
-    return atomic_load(&bp->connected);
 }
 
 void twl_rdma_backplane_stats(struct twl_rdma_backplane *bp, struct twl_rdma_bp_stats *st)
@@ -371,7 +365,6 @@ static void run_connection(struct twl_rdma_backplane *bp)
             }
             case TWL_RDMA_EV_TX_DONE:
                 /* placed in the partner's ring: its staging bytes may be reused */
-                bp->placed_seq = ev[i].seq + 1;
                 if (ev[i].seq == 0 && bp->stage_tail < bp->o.hello_len)
                     bp->stage_tail = bp->o.hello_len;
                 for (uint64_t k = bp->ring_tail; k < bp->ring_head; k++) {

@@ -220,7 +220,6 @@ int twl_rdma_backplane_start(const struct twl_rdma_bp_opts *o, struct twl_rdma_b
 int twl_rdma_backplane_submit(struct twl_rdma_backplane *bp, const void *hdr, uint32_t hdr_len,
                               const void *data, uint32_t data_len, twl_rdma_done_fn done,
                               void *cookie);
-bool twl_rdma_backplane_connected(const struct twl_rdma_backplane *bp);
 void twl_rdma_backplane_stats(struct twl_rdma_backplane *bp, struct twl_rdma_bp_stats *st);
 /* Stops the thread; records still queued or in flight complete with -ENOTCONN. */
 void twl_rdma_backplane_stop(struct twl_rdma_backplane *bp);

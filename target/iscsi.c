@@ -563,7 +563,7 @@ static bool describe_change(struct tgt_task *t, struct tgt_write *w)
         w->data = t->buf; /* media_execute left the OR-ed blocks there */
         return true;
     case SCSI_ACTION_WRITE_SAME:
-        if (t->plan.unmap && !t->plan.bytchk) {
+        if (t->plan.unmap && !t->plan.anchor) {
             w->kind = TGT_WRITE_UNMAP;
             t->extents = malloc(sizeof(*t->extents));
             if (t->extents == NULL)
@@ -573,7 +573,7 @@ static bool describe_change(struct tgt_task *t, struct tgt_write *w)
             w->extent_count = 1;
         } else {
             w->kind = TGT_WRITE_SAME;
-            w->data = t->plan.ndob || t->plan.bytchk ? NULL : t->buf;
+            w->data = t->plan.ndob || t->plan.anchor ? NULL : t->buf;
         }
         return true;
     case SCSI_ACTION_UNMAP: {

@@ -135,7 +135,7 @@ static void write_same(struct backing *store, const struct scsi_lun *lun, struct
     uint32_t bs = lun->block_size;
     uint64_t off = plan->lba * bs;
     uint64_t len = (uint64_t)plan->blocks * bs;
-    bool anchor = plan->bytchk != 0;
+    bool anchor = plan->anchor;
     int rc;
     static const uint8_t zero_block[4096];
     if (plan->ndob)

@@ -750,7 +750,7 @@ static void cmd_write_same(const struct cmd *c, struct scsi_plan *plan)
     plan->blocks = blocks;
     /* An anchored block keeps its space and reads as zeros: the store zeroes it in place. */
     plan->unmap = unmap;
-    plan->bytchk = anchor ? 1 : 0; /* reused as the anchor flag for the executor */
+    plan->anchor = anchor;
     plan->fua = !c->lun->write_cache;
     plan->data_out = ndob ? 0 : c->lun->block_size;
     plan->ndob = ndob;

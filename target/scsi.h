@@ -144,6 +144,7 @@ struct scsi_plan {
     uint8_t bytchk;     /* VERIFY: 1 compare all blocks, 3 compare each with one block */
     bool unmap;         /* WRITE SAME: deallocate instead of writing */
     bool ndob;          /* WRITE SAME(16): no Data-Out, the block is zeros */
+    bool anchor;        /* WRITE SAME: anchor (allocate and zero) instead of deallocating */
     /* COMPLETE */
     uint8_t status;
     uint32_t data_len; /* Data-In bytes placed in the caller's buffer */

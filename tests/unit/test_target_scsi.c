@@ -1429,7 +1429,7 @@ static void assert_write_same(uint64_t lba, uint32_t blocks, bool unmap, bool an
     assert_int_equal(plan.lba, lba);
     assert_int_equal(plan.blocks, blocks);
     assert_int_equal(plan.unmap, unmap);
-    assert_int_equal(plan.bytchk, anchor ? 1 : 0);
+    assert_int_equal(plan.anchor, anchor);
     assert_int_equal(plan.ndob, ndob);
     assert_int_equal(plan.data_out, ndob ? 0 : 512);
 }
