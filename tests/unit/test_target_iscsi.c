@@ -21,6 +21,7 @@
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
 
+#include "iscsi_session.h"
 #include "target.h"
 #include "twl_common.h"
 
@@ -55,25 +56,7 @@ static void *run_server(void *arg)
 
 static struct iscsi_context *connect_client(struct fixture *f, const char *name, int *lun)
 {
-    struct iscsi_context *iscsi = iscsi_create_context(name);
-    if (iscsi == NULL)
-        return NULL;
-    struct iscsi_url *u = iscsi_parse_full_url(iscsi, f->url);
-    if (u == NULL) {
-        iscsi_destroy_context(iscsi);
-        return NULL;
-    }
-    iscsi_set_session_type(iscsi, ISCSI_SESSION_NORMAL);
-    iscsi_set_targetname(iscsi, u->target);
-    /* iscsi_full_connect_sync also clears the power-on unit attention (TEST UNIT READY) */
-    int rc = iscsi_full_connect_sync(iscsi, u->portal, u->lun);
-    *lun = u->lun;
-    iscsi_destroy_url(u);
-    if (rc != 0) {
-        iscsi_destroy_context(iscsi);
-        return NULL;
-    }
-    return iscsi;
+    return test_session_open(f->url, name, lun);
 }
 
 static void counter_block(uint8_t *b, uint64_t value)

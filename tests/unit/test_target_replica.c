@@ -20,6 +20,7 @@
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
 
+#include "iscsi_session.h"
 #include "target.h"
 
 struct fixture {
@@ -59,14 +60,8 @@ static struct fixture *start(const char *policy)
     char url[256];
     snprintf(url, sizeof(url), "iscsi://127.0.0.1:%u/iqn.2026-11.io.twinlun:pair/0",
              tgt_server_port(f->srv));
-    f->iscsi = iscsi_create_context("iqn.2026-11.io.twinlun:replica-test");
-    struct iscsi_url *u = iscsi_parse_full_url(f->iscsi, url);
-    assert_non_null(u);
-    iscsi_set_session_type(f->iscsi, ISCSI_SESSION_NORMAL);
-    iscsi_set_targetname(f->iscsi, u->target);
-    assert_int_equal(iscsi_full_connect_sync(f->iscsi, u->portal, u->lun), 0);
-    f->lun = u->lun;
-    iscsi_destroy_url(u);
+    f->iscsi = test_session_open(url, "iqn.2026-11.io.twinlun:replica-test", &f->lun);
+    assert_non_null(f->iscsi);
     return f;
 }
 

@@ -22,6 +22,7 @@
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
 
+#include "iscsi_session.h"
 #include "target.h"
 #include "twl_common.h"
 
@@ -126,14 +127,8 @@ static int setup(void **state)
     char url[256];
     snprintf(url, sizeof(url), "iscsi://127.0.0.1:%u/iqn.2026-11.io.twinlun:default/0",
              tgt_server_port(f->srv));
-    f->iscsi = iscsi_create_context("iqn.2026-11.io.twinlun:seam-test");
-    struct iscsi_url *u = iscsi_parse_full_url(f->iscsi, url);
-    assert_non_null(u);
-    iscsi_set_session_type(f->iscsi, ISCSI_SESSION_NORMAL);
-    iscsi_set_targetname(f->iscsi, u->target);
-    assert_int_equal(iscsi_full_connect_sync(f->iscsi, u->portal, u->lun), 0);
-    f->lun = u->lun;
-    iscsi_destroy_url(u);
+    f->iscsi = test_session_open(url, "iqn.2026-11.io.twinlun:seam-test", &f->lun);
+    assert_non_null(f->iscsi);
     *state = f;
     return 0;
 }
@@ -362,13 +357,9 @@ static struct iscsi_context *second_session(struct fixture *f)
     char url[256];
     snprintf(url, sizeof(url), "iscsi://127.0.0.1:%u/iqn.2026-11.io.twinlun:default/0",
              tgt_server_port(f->srv));
-    struct iscsi_context *b = iscsi_create_context("iqn.2026-11.io.twinlun:other-node");
-    struct iscsi_url *u = iscsi_parse_full_url(b, url);
-    assert_non_null(u);
-    iscsi_set_session_type(b, ISCSI_SESSION_NORMAL);
-    iscsi_set_targetname(b, u->target);
-    assert_int_equal(iscsi_full_connect_sync(b, u->portal, u->lun), 0);
-    iscsi_destroy_url(u);
+    struct iscsi_context *b =
+        test_session_open(url, "iqn.2026-11.io.twinlun:other-node", &(int){0});
+    assert_non_null(b);
     return b;
 }
 
