@@ -14,6 +14,12 @@
  * heals the pair). While no connection is up, submissions fail at once with -ENOTCONN and the
  * caller's policy decides (DESIGN.md section 5); records in flight when the connection drops
  * fail with -ENOTCONN too.
+ *
+ * The durability point: with a volatile ring the partner acknowledges a record once it is
+ * applied to its copy; with a durable ring (ack = "received") once it is persisted in the ring,
+ * before applying it. Then the ring's header (rdma.h) says which records may not be applied
+ * yet, and they are applied again from the ring after a crash or a failed apply, before the
+ * ring is reused: applying a record twice in ring order gives the same copy.
  */
 #include "rdma.h"
 
@@ -21,6 +27,7 @@
 #include "twl_common.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -39,6 +46,7 @@
 #define EVENTS          64
 #define METER_WINDOW_NS 1000000000ull /* the completion-rate meter's averaging window */
 #define SPIN_NS         50000ull      /* busy polling before sleeping on the channel */
+#define SETTLE_RETRY_MS 5000          /* a durable ring whose records cannot be applied: retry */
 
 struct submission {
     struct submission *next;
@@ -80,6 +88,9 @@ struct twl_rdma_backplane {
     struct inflight *ring;           /* cap entries, [ring_tail, ring_head) by sequence */
     uint64_t ring_head, ring_tail, cap;
     bool hello_sent, hello_ok;
+    /* the durable ring: its header's current state, the ring after the header */
+    struct twl_rdma_dring_state dstate;
+    uint8_t *dring;
 
     struct twl_rdma_bp_stats st; /* under lock */
     struct twl_rdma_meter meter; /* under lock */
@@ -270,6 +281,84 @@ static bool overdue(struct twl_rdma_backplane *bp, uint64_t now)
     return now - f->submit_ns > (uint64_t)bp->o.timeout_ms * 1000000ull;
 }
 
+/* ---- the durable ring ---- */
+
+static void dring_set(struct twl_rdma_backplane *bp, uint64_t pos, uint64_t seq)
+{
+    bp->dstate.epoch++;
+    bp->dstate.pos = pos;
+    bp->dstate.seq = seq;
+    uint8_t *hdr = bp->o.durable_ring;
+    twl_rdma_dring_write(hdr, &bp->dstate);
+    bp->o.persist(bp->o.ctx, hdr + twl_rdma_dring_slot(&bp->dstate), 64);
+}
+
+static int replay_one(void *ctx, const struct twl_rdma_rec_hdr *h, const void *payload)
+{
+    struct twl_rdma_backplane *bp = ctx;
+    if (h->flags & REC_HELLO)
+        return 0;
+    int rc = bp->o.apply(bp->o.ctx, payload, h->len);
+    if (rc == 0) {
+        pthread_mutex_lock(&bp->lock);
+        bp->st.applied++;
+        bp->st.applied_bytes += h->len;
+        bp->st.replayed++;
+        pthread_mutex_unlock(&bp->lock);
+    }
+    return rc < 0 ? rc : 0;
+}
+
+/*
+ * Applies the records the ring header says may not be applied yet, then empties the ring for
+ * the next connection: header first (so a crash while zeroing finds nothing to replay), then
+ * zeros (so no record of this connection can pass for one of the next), then the header of the
+ * empty ring. On an apply error the ring is left as it is and the error returned.
+ */
+static int dring_settle(struct twl_rdma_backplane *bp)
+{
+    uint8_t *hdr = bp->o.durable_ring;
+    struct twl_rdma_dring_state st;
+    uint64_t rs = bp->o.ring_size;
+    if (twl_rdma_dring_read(hdr, &st) == 0 &&
+        TWL_RDMA_DRING_HDR_LEN + st.ring_size <= bp->o.durable_len) {
+        bp->dstate.epoch = st.epoch;
+        uint64_t pos = st.pos, seq = st.seq;
+        int64_t n = twl_rdma_ring_replay(bp->dring, st.ring_size, &pos, &seq, replay_one, bp);
+        if (n < 0) {
+            TWL_ERROR(PART,
+                      "durable ring: change %" PRIu64 " (ring position %" PRIu64
+                      ") acknowledged to the partner cannot be applied here: %s; kept in the "
+                      "ring until it can be",
+                      seq, pos, strerror((int)-n));
+            return (int)n;
+        }
+        if (n > 0)
+            TWL_INFO(PART, "durable ring: applied %" PRId64 " acknowledged changes left in it", n);
+        rs = st.ring_size > rs ? st.ring_size : rs;
+        dring_set(bp, pos, seq);
+    }
+    memset(bp->dring, 0, rs);
+    bp->o.persist(bp->o.ctx, bp->dring, rs);
+    bp->dstate.ring_size = bp->o.ring_size;
+    dring_set(bp, 0, 0);
+    return 0;
+}
+
+/* Persists the records just received and acknowledges them, before they are applied. */
+static int dring_ack(struct twl_rdma_backplane *bp, const struct twl_rdma_event *ev, int n)
+{
+    bool any = false;
+    for (int i = 0; i < n; i++) {
+        if (ev[i].type != TWL_RDMA_EV_REC)
+            continue;
+        const uint8_t *rec = (const uint8_t *)ev[i].data - TWL_RDMA_REC_HDR_LEN;
+        bp->o.persist(bp->o.ctx, rec, TWL_RDMA_REC_HDR_LEN + ev[i].len);
+        any = true;
+    }
+    return any ? twl_rdma_rx_ack(bp->conn) : 0;
+}
+
 static int handle_record(struct twl_rdma_backplane *bp, const struct twl_rdma_event *ev)
 {
     if (ev->flags & REC_HELLO) {
@@ -350,6 +439,14 @@ static void run_connection(struct twl_rdma_backplane *bp)
         }
         bool received = false;
         recent_rx = false;
+        uint64_t rx_end = 0, rx_next = 0;
+        if (bp->o.durable_ring) {
+            int rc = dring_ack(bp, ev, n);
+            if (rc) {
+                close_conn(bp, strerror(-rc));
+                return;
+            }
+        }
         for (int i = 0; i < n; i++) {
             switch (ev[i].type) {
             case TWL_RDMA_EV_REC: {
@@ -361,6 +458,8 @@ static void run_connection(struct twl_rdma_backplane *bp)
                     return;
                 }
                 received = true;
+                rx_end = ev[i].end_pos;
+                rx_next = ev[i].seq + 1;
                 break;
             }
             case TWL_RDMA_EV_TX_DONE:
@@ -374,7 +473,7 @@ static void run_connection(struct twl_rdma_backplane *bp)
                 }
                 break;
             case TWL_RDMA_EV_CONSUMED:
-                complete_consumed(bp, ev[i].seq);
+                complete_consumed(bp, ev[i].acked);
                 break;
             case TWL_RDMA_EV_PEER_DEAD:
                 close_conn(bp, "partner dead");
@@ -385,10 +484,13 @@ static void run_connection(struct twl_rdma_backplane *bp)
             }
         }
         if (received) {
-            twl_rdma_rx_release(bp->conn); /* applied: the partner may complete them */
+            /* applied: a durable ring's header says so before their space is reused */
+            if (bp->o.durable_ring)
+                dring_set(bp, rx_end, rx_next);
+            twl_rdma_rx_release(bp->conn); /* the partner may complete and reuse them */
             recent_rx = true;
         }
-        complete_consumed(bp, twl_rdma_peer_consumed(bp->conn));
+        complete_consumed(bp, twl_rdma_peer_acked(bp->conn));
         if (bp->hello_ok) {
             int rc = send_queued(bp);
             if (rc) {
@@ -421,6 +523,7 @@ static void *backplane_main(void *arg)
             .dead_ms = bp->o.dead_ms,
             .quiet_timeouts = true,
             .wake_fd = bp->wake_fd,
+            .ring_mem = bp->dring,
         };
         int rc = twl_rdma_conn_open(&bp->conn, &co);
         if (rc) {
@@ -438,6 +541,9 @@ static void *backplane_main(void *arg)
         failures = 0;
         backoff_ms = BACKOFF_MIN_MS;
         run_connection(bp);
+        /* what the connection left acknowledged and not applied, before the ring is reused */
+        while (bp->dring && dring_settle(bp) != 0 && !atomic_load(&bp->stop))
+            pause_ms(bp, SETTLE_RETRY_MS);
     }
     return NULL;
 }
@@ -447,6 +553,9 @@ int twl_rdma_backplane_start(const struct twl_rdma_bp_opts *o, struct twl_rdma_b
     *out = NULL;
     if (!o->apply || !o->check_hello || !o->hello || !o->hello_len || !o->timeout_ms ||
         o->ring_size < 4096 || (o->ring_size & (o->ring_size - 1)))
+        return -EINVAL;
+    if (o->durable_ring &&
+        (!o->persist || o->durable_len < TWL_RDMA_DRING_HDR_LEN + (size_t)o->ring_size))
         return -EINVAL;
     struct twl_rdma_backplane *bp = calloc(1, sizeof(*bp));
     if (bp == NULL)
@@ -465,6 +574,12 @@ int twl_rdma_backplane_start(const struct twl_rdma_bp_opts *o, struct twl_rdma_b
     }
     pthread_mutex_init(&bp->lock, NULL);
     twl_rdma_meter_init(&bp->meter, METER_WINDOW_NS);
+    if (o->durable_ring) {
+        bp->dring = (uint8_t *)o->durable_ring + TWL_RDMA_DRING_HDR_LEN;
+        rc = dring_settle(bp);
+        if (rc)
+            goto err_thread;
+    }
     rc = pthread_create(&bp->thread, NULL, backplane_main, bp);
     if (rc) {
         rc = -rc;

@@ -47,7 +47,8 @@ struct ctrl_block {
     uint64_t hb;           /* the peer's heartbeat counter */
     uint64_t consumed_pos; /* how far the peer consumed the ring we write into */
     uint64_t consumed_seq; /* records the peer consumed (its receives are reposted) */
-    uint64_t pad[5];
+    uint64_t acked_seq;    /* records the peer acknowledged (>= consumed_seq) */
+    uint64_t pad[4];
 };
 
 struct twl_rdma_buf {
@@ -90,6 +91,7 @@ struct twl_rdma_conn {
     uint64_t hb_seen, hb_seen_ns;
     /* receiving: delivered, released by the caller, published to the peer */
     uint64_t rx_pos, rx_seq, rel_pos, rel_seq, pub_seq;
+    uint64_t ack_seq, pub_ack; /* acknowledged (before or at release), published */
 
     struct twl_rdma_stats st;
 };
@@ -151,7 +153,8 @@ static void verbs_teardown(struct twl_rdma_conn *c)
     free(c->ctrl_rx);
     if (c->ring_mr)
         ibv_dereg_mr(c->ring_mr);
-    free(c->ring);
+    if (c->o.ring_mem == NULL)
+        free(c->ring);
     if (c->cq) {
         if (c->cq_events_unacked)
             ibv_ack_cq_events(c->cq, c->cq_events_unacked);
@@ -211,7 +214,7 @@ static int verbs_setup(struct twl_rdma_conn *c)
     }
 
     what = "allocating the ring";
-    c->ring = alloc_zero(c->o.ring_size);
+    c->ring = c->o.ring_mem ? c->o.ring_mem : alloc_zero(c->o.ring_size);
     c->ctrl_rx = alloc_zero(sizeof(*c->ctrl_rx));
     c->ctrl_tx = alloc_zero(SQ_CTRL * sizeof(*c->ctrl_tx));
     c->hdrs = alloc_zero(HDR_SLOTS * TWL_RDMA_REC_HDR_LEN);
@@ -698,18 +701,20 @@ int64_t twl_rdma_sendv(struct twl_rdma_conn *c, const struct twl_rdma_seg *segs,
     return (int64_t)seq;
 }
 
-/* Heartbeat and consumed position in one 24-byte write into the peer's control block. */
+/* Heartbeat, consumed and acknowledged positions in one 32-byte write into the peer's control
+ * block. */
 static int post_ctrl(struct twl_rdma_conn *c)
 {
     struct ctrl_block *slot = &c->ctrl_tx[c->ctrl_next % SQ_CTRL];
     slot->hb = ++c->hb_counter;
     slot->consumed_pos = c->rel_pos;
     slot->consumed_seq = c->rel_seq;
+    slot->acked_seq = c->ack_seq;
     struct ibv_sge sge = {
-        .addr = (uintptr_t)slot, .length = 3 * sizeof(uint64_t), .lkey = c->ctrl_tx_mr->lkey};
-    /* A new consumed position is what the record sender waits for (its writes complete when
-     * the partner has applied them): wake it with an immediate. Plain heartbeats need none. */
-    bool news = c->rel_seq != c->pub_seq;
+        .addr = (uintptr_t)slot, .length = 4 * sizeof(uint64_t), .lkey = c->ctrl_tx_mr->lkey};
+    /* A new consumed or acknowledged position is what the record sender waits for (its writes
+     * complete on it): wake it with an immediate. Plain heartbeats need none. */
+    bool news = c->rel_seq != c->pub_seq || c->ack_seq != c->pub_ack;
     struct ibv_send_wr wr = {
         .wr_id = WR_ID(WR_CTRL, c->ctrl_next),
         .sg_list = &sge,
@@ -727,6 +732,7 @@ static int post_ctrl(struct twl_rdma_conn *c)
     c->ctrl_next++;
     c->ctrl_inflight++;
     c->pub_seq = c->rel_seq;
+    c->pub_ack = c->ack_seq;
     c->st.heartbeats_sent++;
     return 0;
 }
@@ -777,6 +783,7 @@ static int on_record(struct twl_rdma_conn *c, uint32_t imm, struct twl_rdma_even
     ev->flags = h.flags;
     ev->len = h.len;
     ev->data = data;
+    ev->end_pos = start + rec_len;
     c->rx_pos = start + rec_len;
     c->rx_seq++;
     c->st.rx_records++;
@@ -834,6 +841,7 @@ static int drain_cq(struct twl_rdma_conn *c, struct twl_rdma_event *ev, int room
                     memset(&ev[n], 0, sizeof(ev[n]));
                     ev[n].type = TWL_RDMA_EV_CONSUMED;
                     ev[n].seq = load_u64(&c->ctrl_rx->consumed_seq);
+                    ev[n].acked = load_u64(&c->ctrl_rx->acked_seq);
                     n++;
                     break;
                 }
@@ -899,7 +907,8 @@ static int tick(struct twl_rdma_conn *c, struct twl_rdma_event *ev, int room, ui
         return 1;
     }
     bool due = now >= c->next_hb_ns;
-    if ((due || c->rel_seq != c->pub_seq) && c->ctrl_inflight < SQ_CTRL) {
+    bool news = c->rel_seq != c->pub_seq || c->ack_seq != c->pub_ack;
+    if ((due || news) && c->ctrl_inflight < SQ_CTRL) {
         int rc = post_ctrl(c);
         if (rc)
             return rc;
@@ -981,11 +990,29 @@ void twl_rdma_rx_release(struct twl_rdma_conn *c)
 {
     c->rel_pos = c->rx_pos;
     c->rel_seq = c->rx_seq;
+    c->ack_seq = c->rx_seq;
+}
+
+int twl_rdma_rx_ack(struct twl_rdma_conn *c)
+{
+    if (c->ack_seq == c->rx_seq)
+        return 0;
+    c->ack_seq = c->rx_seq;
+    /* the sender waits on this: publish now rather than at the next poll (a control slot is
+     * free unless SQ_CTRL writes are in flight; then the next poll publishes it) */
+    if (c->dead || c->disconnected || c->ctrl_inflight >= SQ_CTRL)
+        return 0;
+    return post_ctrl(c);
 }
 
 uint64_t twl_rdma_peer_consumed(const struct twl_rdma_conn *c)
 {
     return load_u64(&c->ctrl_rx->consumed_seq);
+}
+
+uint64_t twl_rdma_peer_acked(const struct twl_rdma_conn *c)
+{
+    return load_u64(&c->ctrl_rx->acked_seq);
 }
 
 bool twl_rdma_tx_idle(const struct twl_rdma_conn *c)

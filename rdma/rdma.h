@@ -61,6 +61,42 @@ void twl_rdma_rec_hdr_encode(uint8_t out[TWL_RDMA_REC_HDR_LEN], const struct twl
 /* -EBADMSG on a wrong magic or header CRC. */
 int twl_rdma_rec_hdr_decode(const uint8_t in[TWL_RDMA_REC_HDR_LEN], struct twl_rdma_rec_hdr *h);
 
+/*
+ * The durable ring (ack = "received"): the ring lives in persistent memory, after a header of
+ * TWL_RDMA_DRING_HDR_LEN bytes that says where replay starts after a crash. The header holds
+ * two 64-byte slots (at 0 and 64), each:
+ *    0 magic "TWLD"     4 version (1)     8 ring_size
+ *   16 epoch: the valid slot with the larger epoch is the current one; a write goes to slot
+ *      epoch % 2, so a torn write leaves the other slot (the previous state) valid
+ *   24 pos: ring position of the first record not known to be applied
+ *   32 seq: that record's sequence number
+ *   40..59 zero     60 CRC32C of bytes [0, 60)
+ * All big-endian. Records are as in the volatile ring (header with magic and CRC, payload CRC).
+ * Every record from (pos, seq) on is intact in the ring until it has been applied and a newer
+ * header says so; the ring is zeroed between connections, so a record that decodes with the
+ * expected sequence number at the expected place is one this connection wrote.
+ */
+#define TWL_RDMA_DRING_HDR_LEN 4096u
+struct twl_rdma_dring_state {
+    uint64_t ring_size, epoch, pos, seq;
+};
+/* Writes slot s->epoch % 2 of the header (the caller persists the 64 bytes at the slot). */
+void twl_rdma_dring_write(uint8_t *hdr, const struct twl_rdma_dring_state *s);
+/* The current state; -ENOENT when neither slot is valid (a new or foreign file). */
+int twl_rdma_dring_read(const uint8_t *hdr, struct twl_rdma_dring_state *s);
+/* Offset of the slot a state is written to. */
+size_t twl_rdma_dring_slot(const struct twl_rdma_dring_state *s);
+
+/*
+ * Walks the intact records of a ring image in sequence from (*pos, *seq), calling fn for each
+ * (payload CRC checked), and stops at the first record that is missing, torn or out of
+ * sequence. On return *pos and *seq are where it stopped. Returns the number of records
+ * delivered, or fn's negative error (then *pos and *seq name the record fn refused).
+ */
+typedef int (*twl_rdma_replay_fn)(void *ctx, const struct twl_rdma_rec_hdr *h, const void *payload);
+int64_t twl_rdma_ring_replay(const uint8_t *ring, uint64_t ring_size, uint64_t *pos, uint64_t *seq,
+                             twl_rdma_replay_fn fn, void *ctx);
+
 /* What each side tells the other in the rdma_cm connect/accept private data. */
 struct twl_rdma_info {
     uint64_t ring_addr;
@@ -93,6 +129,8 @@ struct twl_rdma_opts {
                                (a caller that keeps retrying says so itself) */
     int wake_fd;            /* > 0: twl_rdma_poll also returns (with 0 events) when this fd is
                                readable, so another thread can hand the caller work */
+    void *ring_mem;         /* the local ring's memory (ring_size bytes, page-aligned), the
+                               caller's and used as it is; NULL: allocated zeroed here */
 };
 
 /* Sets up one connection (listen and accept one peer, or connect with retries). */
@@ -127,7 +165,8 @@ enum twl_rdma_ev_type {
     TWL_RDMA_EV_TX_DONE,      /* the record seq was placed in the peer's ring */
     TWL_RDMA_EV_PEER_DEAD,    /* transport error or heartbeat timeout; the connection is over */
     TWL_RDMA_EV_DISCONNECTED, /* the peer disconnected (rdma_cm) */
-    TWL_RDMA_EV_CONSUMED,     /* the peer consumed (released) records [0, seq) */
+    TWL_RDMA_EV_CONSUMED,     /* the peer consumed (released) records [0, seq) and
+                                 acknowledged [0, acked) */
 };
 
 enum twl_rdma_dead_reason {
@@ -144,6 +183,8 @@ struct twl_rdma_event {
     enum twl_rdma_dead_reason reason;
     int wc_status;      /* enum ibv_wc_status for TWL_RDMA_DEAD_WC_ERROR */
     uint64_t silent_ms; /* time since the peer's last heartbeat arrived */
+    uint64_t end_pos;   /* TWL_RDMA_EV_REC: the ring position just after the record */
+    uint64_t acked;     /* TWL_RDMA_EV_CONSUMED */
 };
 
 /*
@@ -153,11 +194,17 @@ struct twl_rdma_event {
 int twl_rdma_poll(struct twl_rdma_conn *c, struct twl_rdma_event *ev, int max, int timeout_ms);
 
 /* The caller is done with every record delivered so far: their ring space goes back to the
- * peer (published on the next poll). */
+ * peer (published on the next poll); releasing acknowledges them too. */
 void twl_rdma_rx_release(struct twl_rdma_conn *c);
+
+/* Every record delivered so far is safe here (e.g. persisted in the ring) though not yet
+ * released: tells the peer at once. Returns 0 or a negative errno. */
+int twl_rdma_rx_ack(struct twl_rdma_conn *c);
 
 /* Records [0, n) the peer has consumed (released after handling them). */
 uint64_t twl_rdma_peer_consumed(const struct twl_rdma_conn *c);
+/* Records [0, n) the peer has acknowledged (at or before releasing them). */
+uint64_t twl_rdma_peer_acked(const struct twl_rdma_conn *c);
 
 /* True when every record sent has completed and the peer has consumed it. */
 bool twl_rdma_tx_idle(const struct twl_rdma_conn *c);
@@ -173,7 +220,8 @@ void twl_rdma_get_stats(const struct twl_rdma_conn *c, struct twl_rdma_stats *st
 
 struct twl_rdma_backplane;
 
-/* Completion of a submitted record, on the backplane thread: 0 once the partner applied it;
+/* Completion of a submitted record, on the backplane thread: 0 once the partner acknowledged
+ * it (applied it, or persisted it in a durable ring);
  * -ENOTCONN when the connection dropped first; the record may or may not have been applied. */
 typedef void (*twl_rdma_done_fn)(void *cookie, int err);
 
@@ -199,19 +247,32 @@ struct twl_rdma_bp_opts {
      * inside it is sent from there (no copy); other data is copied. NULL/0: none. */
     void *region;
     size_t region_len;
+    /* ack = "received": this node's inflight ring lives in this persistent memory
+     * (TWL_RDMA_DRING_HDR_LEN + ring_size bytes at least, page-aligned, laid out as described
+     * at TWL_RDMA_DRING_HDR_LEN). Each record is persisted there with persist() and
+     * acknowledged before it is applied. Records acknowledged and not applied (a crash, an
+     * apply that failed) are applied by twl_rdma_backplane_start before it returns, and after
+     * every connection before the next one. NULL: a volatile ring; a record is acknowledged
+     * once applied. */
+    void *durable_ring;
+    size_t durable_len;
+    void (*persist)(void *ctx, const void *addr, size_t len);
 };
 
 struct twl_rdma_bp_stats {
     bool connected;
     uint64_t submitted, acked, failed, acked_bytes;
     uint64_t applied, applied_bytes; /* records of the partner applied here */
+    uint64_t replayed;               /* of those, applied from the durable ring afterwards */
     /* the completion-rate meter (1 s EWMA over completions): throughput now, and the capacity
      * seen while records were queued (what the throttle should admit) */
     double rate_bytes_s, rate_records_s;
     double capacity_bytes_s, capacity_records_s;
 };
 
-/* Starts the backplane thread, which connects (or listens) and reconnects for ever. */
+/* Starts the backplane thread, which connects (or listens) and reconnects for ever. With a
+ * durable ring, first applies what an earlier run left in it: an error there (logged) fails
+ * the start and leaves the ring as it was. */
 int twl_rdma_backplane_start(const struct twl_rdma_bp_opts *o, struct twl_rdma_backplane **out);
 /* Any thread. Queues one record: hdr (copied) then data (sent from where it is when it lies in
  * the registered region, which the caller keeps unchanged until done; copied otherwise).

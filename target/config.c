@@ -53,9 +53,9 @@ struct ctx {
 };
 
 static const char *const root_keys[] = {"node", "log", "iscsi", "targets", "pair", NULL};
-static const char *const pair_keys[] = {"partner",     "listen",    "partner_address", "policy",
-                                        "timeout_ms",  "ring_size", "heartbeat_ms",    "dead_ms",
-                                        "buffer_pool", NULL};
+static const char *const pair_keys[] = {"partner",      "listen",    "partner_address", "policy",
+                                        "ack",          "ring_file", "timeout_ms",      "ring_size",
+                                        "heartbeat_ms", "dead_ms",   "buffer_pool",     NULL};
 static const char *const node_keys[] = {"name", "state_dir", NULL};
 static const char *const log_keys[] = {"level", NULL};
 static const char *const iscsi_keys[] = {"listen",
@@ -1004,6 +1004,27 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
     else if (v && strcmp(v, "available") != 0)
         return fail(c, s, "pair.policy '%s' is not a policy; expected \"available\" or \"strict\"",
                     v);
+    if ((rc = get_string(c, g, "pair", "ack", &v, &s)))
+        return rc;
+    if (v && strcmp(v, "received") == 0)
+        p->ack = TGT_PAIR_ACK_RECEIVED;
+    else if (v && strcmp(v, "applied") != 0)
+        return fail(c, s,
+                    "pair.ack '%s' is not a durability point; expected \"applied\" or "
+                    "\"received\"",
+                    v);
+    if ((rc = get_string(c, g, "pair", "ring_file", &v, &s)))
+        return rc;
+    if (v && v[0] != '/')
+        return fail(c, s, "pair.ring_file '%s' is not absolute; expected a path starting with /",
+                    v);
+    if (v && strlen(v) >= sizeof(p->ring_file))
+        return fail(c, s, "pair.ring_file is too long");
+    if (v)
+        snprintf(p->ring_file, sizeof(p->ring_file), "%s", v);
+    else
+        snprintf(p->ring_file, sizeof(p->ring_file), "%.*s/inflight-ring", PATH_MAX - 32,
+                 cfg->state_dir);
     if ((rc = get_u32(c, g, "pair", "timeout_ms", 100, 600000, &p->replica_timeout_ms)) ||
         (rc = get_u32(c, g, "pair", "heartbeat_ms", 10, 10000, &p->heartbeat_ms)) ||
         (rc = get_u32(c, g, "pair", "dead_ms", 100, 600000, &p->dead_ms)))

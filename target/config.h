@@ -71,6 +71,12 @@ enum tgt_pair_policy {
     TGT_PAIR_STRICT,        /* the write fails with CHECK CONDITION */
 };
 
+/* When the partner acknowledges a replicated write (its durability point). */
+enum tgt_pair_ack {
+    TGT_PAIR_ACK_APPLIED = 0, /* written to the partner's copy */
+    TGT_PAIR_ACK_RECEIVED,    /* persisted in the partner's ring file, applied after */
+};
+
 /* The partner node and the backplane (absent: a single node, nothing replicated). */
 struct tgt_pair_config {
     bool enabled;
@@ -80,6 +86,8 @@ struct tgt_pair_config {
     char partner_host[64]; /* the partner's backplane address */
     uint16_t partner_port;
     enum tgt_pair_policy policy;
+    enum tgt_pair_ack ack;
+    char ring_file[PATH_MAX];    /* ack received: the ring's persistent file */
     uint32_t replica_timeout_ms; /* a replica not done by then counts as failed */
     uint64_t ring_bytes;         /* the inflight ring the partner writes into */
     uint64_t pool_bytes;         /* registered command buffers: replicated data is sent from

@@ -3,10 +3,16 @@
  *
  * Owner side: every change a command makes to a LUN this node owns (tgt_write: data, write
  * same, unmap) becomes one change record (rdma/proto.h) the backplane places in the partner's
- * inflight ring; the command completes when the partner has applied it. Partner side: change
- * records arriving from the owner are applied to this node's copy in ring order, and only
- * then released, which is what the owner waits for (ack = "applied": written to this node's
- * backing store; FUA changes reach stable storage first).
+ * inflight ring; the command completes when the partner has acknowledged it. Partner side:
+ * change records arriving from the owner are applied to this node's copy in ring order. The
+ * owner waits for the partner's acknowledgement, given at the durability point pair.ack:
+ *   "applied"   written to this node's copy (FUA changes reach stable storage first); a
+ *               record lost with this node's page cache is still on the owner's copy;
+ *   "received"  persisted in this node's ring file (pair.ring_file, mapped through the
+ *               tracker's persistent memory), applied right after; records acknowledged and
+ *               not applied when this node stopped are applied at its next start, before it
+ *               serves. On persistent memory this is the faster point; on a plain file the
+ *               persist is an msync.
  *
  * Besides change records (rdma/proto.h) the ring carries metadata records, written here:
  *   0  magic "TWLX"
@@ -29,12 +35,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "bufpool.h"
 #include "media.h"
 #include "proto.h"
 #include "rdma.h"
 #include "server_internal.h"
+#include "tracker.h"
 
 #define RPART "pair"
 
@@ -45,6 +54,7 @@ struct replica {
     const struct tgt_config *cfg;
     struct tgt_target *target;
     struct twl_rdma_backplane *bp;
+    struct trk_pmem *ring_map; /* ack received: the durable ring */
     struct twl_rdma_hello mine;
     uint8_t *hello;
     uint32_t hello_len;
@@ -53,7 +63,12 @@ struct replica {
     uint64_t seq;          /* under order; the first change is 1 */
     atomic_bool degraded;
     atomic_uint_fast64_t unreplicated; /* changes completed without their replica */
+    unsigned apply_delay_ms;           /* fault injection for tests (FAULT_APPLY_DELAY_ENV) */
 };
+
+/* Tests make this node slow to apply what it received, so that with ack = "received" a crash
+ * finds records acknowledged and not applied. */
+#define FAULT_APPLY_DELAY_ENV "TWINLUN_FAULT_APPLY_DELAY_MS"
 
 struct pending {
     struct replica *r;
@@ -196,6 +211,8 @@ static int apply(void *ctx, const void *rec, uint32_t len)
                       strerror(-rc));
         return rc;
     }
+    if (r->apply_delay_ms)
+        usleep(r->apply_delay_ms * 1000u);
     int rc = twl_rdma_change_decode(rec, len, &ch, &data);
     if (rc) {
         TWL_ERROR(RPART, "change record from %s refused: %s", r->cfg->pair.partner,
@@ -253,6 +270,29 @@ static int check_hello(void *ctx, const void *theirs, uint32_t len)
     return 0;
 }
 
+static void persist(void *ctx, const void *addr, size_t len)
+{
+    struct replica *r = ctx;
+    trk_pmem_persist(r->ring_map, addr, len);
+}
+
+/* Maps the ring file, never smaller than it is: an earlier run with a larger ring may have
+ * left acknowledged records in it. */
+static int map_ring_file(struct replica *r)
+{
+    const char *path = r->cfg->pair.ring_file;
+    size_t len = TWL_RDMA_DRING_HDR_LEN + r->cfg->pair.ring_bytes;
+    struct stat st;
+    if (stat(path, &st) == 0 && (size_t)st.st_size > len)
+        len = (size_t)st.st_size;
+    int rc = trk_pmem_open(path, len, &r->ring_map);
+    if (rc == 0)
+        TWL_INFO(RPART, "ack received: the inflight ring is %s (%s)", path,
+                 trk_pmem_is_pmem(r->ring_map) ? "persistent memory"
+                                               : "a plain file, persisted by msync");
+    return rc;
+}
+
 int replica_start(struct tgt_server *srv, struct replica **out)
 {
     const struct tgt_config *cfg = srv->cfg;
@@ -284,6 +324,14 @@ int replica_start(struct tgt_server *srv, struct replica **out)
         TWL_ERROR(RPART, "cannot describe this node to its partner: %s", strerror(-rc));
         goto err;
     }
+    const char *delay = getenv(FAULT_APPLY_DELAY_ENV);
+    if (delay && atoi(delay) > 0) {
+        r->apply_delay_ms = (unsigned)atoi(delay);
+        TWL_WARN(RPART, "fault injection: every change from the partner is applied %u ms late",
+                 r->apply_delay_ms);
+    }
+    if (cfg->pair.ack == TGT_PAIR_ACK_RECEIVED && (rc = map_ring_file(r)))
+        goto err;
     snprintf(r->port_local, sizeof(r->port_local), "%u", cfg->pair.listen_port);
     snprintf(r->port_peer, sizeof(r->port_peer), "%u", cfg->pair.partner_port);
     struct twl_rdma_bp_opts o = {
@@ -304,19 +352,24 @@ int replica_start(struct tgt_server *srv, struct replica **out)
         .ctx = r,
         .region = bufpool_base(srv->pool),
         .region_len = bufpool_size(srv->pool),
+        .durable_ring = r->ring_map ? trk_pmem_addr(r->ring_map) : NULL,
+        .durable_len = r->ring_map ? trk_pmem_len(r->ring_map) : 0,
+        .persist = persist,
     };
     rc = twl_rdma_backplane_start(&o, &r->bp);
     if (rc)
         goto err;
     struct tgt_replicator rep = {.ctx = r, .replicate = replicate};
     tgt_server_set_replicator(srv, &rep);
-    TWL_INFO(RPART, "%s pairs with %s over %s:%u / %s:%u, policy %s", cfg->node_name,
+    TWL_INFO(RPART, "%s pairs with %s over %s:%u / %s:%u, policy %s, ack %s", cfg->node_name,
              cfg->pair.partner, cfg->pair.listen_host, cfg->pair.listen_port,
              cfg->pair.partner_host, cfg->pair.partner_port,
-             cfg->pair.policy == TGT_PAIR_STRICT ? "strict" : "available");
+             cfg->pair.policy == TGT_PAIR_STRICT ? "strict" : "available",
+             cfg->pair.ack == TGT_PAIR_ACK_RECEIVED ? "received" : "applied");
     *out = r;
     return 0;
 err:
+    trk_pmem_close(r->ring_map);
     free(r->hello);
     free(r);
     return rc;
@@ -336,6 +389,7 @@ void replica_stop(struct replica *r)
              (uint64_t)atomic_load(&r->unreplicated), st.applied, st.rate_bytes_s / 1e6,
              st.capacity_bytes_s / 1e6);
     twl_rdma_backplane_stop(r->bp);
+    trk_pmem_close(r->ring_map);
     pthread_mutex_destroy(&r->order);
     free(r->hello);
     free(r);
