@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# The partner's durability point and the strict policy, run INSIDE one guest by tools/test-guest
+# (shape a of ../shared/RXE.md):
+#   paired         node A and node B pair; node B acknowledges at ack = "received" (its
+#                  inflight ring in a file mapped through libpmem2) and, by fault injection,
+#                  applies each change 20 ms late
+#   acked-kill     a workload on node A completes (every write acknowledged by node B's ring),
+#                  then node B is killed (SIGKILL) while acknowledged changes are still in its
+#                  ring, not applied
+#   replayed       node B restarted applies those changes from its ring before it serves, says
+#                  how many (> 0), and pairs again
+#   sha256         node A's and node B's backing files are identical
+#   verify-b       node B's copy holds the last acknowledged write of every block
+#   strict         node A restarted with policy "strict": node B killed mid-workload makes
+#                  writes fail with CHECK CONDITION (never GOOD without the replica) within
+#                  the timeouts, and no command hangs
+# Prints one "guest-check: PASS|FAIL NAME" line per check; exits 1 if any failed.
+# Usage: tests/guest/pair-durability.sh BUILD_DIR
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+build=$(cd "${1:?build dir}" && pwd)
+. "$repo/tools/rxe-lib.sh"
+. "$here/pair-lib.sh"
+ip=${TWL_RXE_IP:?TWL_RXE_IP not set: run under tools/rxe-vm}
+dir=$build/guest-tests/durability
+rm -rf "$dir"
+mkdir -p "$dir/a" "$dir/b"
+iqn=iqn.2026-11.io.twinlun:pair
+workload=$build/tests/workload/twl-workload
+url="iscsi://127.0.0.1:3261/$iqn/0"
+# the ring file must be on a local file system that maps shared (not the 9p share)
+ring=/dev/shm/twl-durability-b.ring
+rm -f "$ring"
+pair_config a b 3261 7471 7472 >"$dir/a.conf"
+pair_config a b 3261 7471 7472 64M 'policy = "strict";' >"$dir/a-strict.conf"
+pair_config b a 3262 7472 7471 64M "ack = \"received\"; ring_file = \"$ring\";" >"$dir/b.conf"
+
+rxe_node_start a "$dir/a" 3261 -- "$build/target/twinlund" --config "$dir/a.conf"
+rxe_node_start b "$dir/b" 3262 -- env TWINLUN_FAULT_APPLY_DELAY_MS=20 \
+    "$build/target/twinlund" --config "$dir/b.conf"
+
+paired() {
+    pair_wait_paired || return 1
+    grep -h 'ack received' "$dir/b/b.log"
+    grep -q 'ack received: the inflight ring is' "$dir/b/b.log"
+}
+
+acked_kill() {
+    "$workload" run --url "$url" --journal "$dir/journal" --ops 400 --qd 16 --max 262144 \
+        --seed 11 >"$dir/workload.log" 2>&1
+    local rc=$?
+    rxe_node_kill b KILL
+    rxe_node_wait b
+    tail -1 "$dir/workload.log"
+    grep -h 'applied [0-9]* of its records' "$dir/b/b.log"
+    [ $rc = 0 ]
+}
+
+replayed() {
+    rxe_node_start b "$dir/b" 3262 -- "$build/target/twinlund" --config "$dir/b.conf"
+    pair_wait_paired "$dir/a/a.log" "$dir/b/b.log" 2 || return 1
+    local line n
+    line=$(grep -h 'durable ring: applied' "$dir/b/b.log")
+    echo "$line"
+    n=$(echo "$line" | sed -n 's/.*applied \([0-9]*\) acknowledged.*/\1/p')
+    [ "${n:-0}" -gt 0 ] || { echo "nothing was left to replay: the test did not test it"; return 1; }
+}
+
+same_sha() {
+    local sa sb
+    sa=$(sha256sum <"$dir/a/lun0.img" | cut -c1-64)
+    sb=$(sha256sum <"$dir/b/lun0.img" | cut -c1-64)
+    echo "sha256 a $sa"
+    echo "sha256 b $sb"
+    [ "$sa" = "$sb" ]
+}
+
+verify_b() {
+    "$workload" verify --journal "$dir/journal" --file "$dir/b/lun0.img" --block-size 512 \
+        >"$dir/verify.log" 2>&1
+    local rc=$?
+    tail -1 "$dir/verify.log"
+    return $rc
+}
+
+strict() {
+    rxe_node_kill a TERM
+    rxe_node_wait a
+    mv "$dir/a/a.log" "$dir/a/a-available.log"
+    rxe_node_start a "$dir/a" 3261 -- "$build/target/twinlund" --config "$dir/a-strict.conf"
+    pair_wait_paired "$dir/a/a.log" "$dir/b/b.log" 3 || return 1
+    "$workload" run --url "$url" --journal "$dir/journal-strict" --ops 2000 --qd 16 \
+        --max 262144 --seed 12 >"$dir/workload-strict.log" 2>&1 &
+    local wpid=$! rc=0 t0
+    sleep 1
+    rxe_node_kill b KILL
+    rxe_node_wait b
+    t0=$(date +%s)
+    # bounded: a dead partner is noticed within dead_ms, a stuck replica within timeout_ms
+    timeout 120 tail --pid=$wpid -f /dev/null
+    wait $wpid || rc=$?
+    echo "workload ended $(($(date +%s) - t0)) s after the kill, exit $rc"
+    tail -2 "$dir/workload-strict.log"
+    grep -h 'replica failed' "$dir/a/a.log" | head -1
+    [ $rc != 0 ] || { echo "every write completed GOOD without its replica"; return 1; }
+    grep -q 'replica failed' "$dir/a/a.log" || { echo "node a logged no failed replica"; return 1; }
+    ! grep -q 'degraded: a write completed' "$dir/a/a.log" ||
+        { echo "node a completed a write without its replica"; return 1; }
+}
+
+rxe_check paired paired
+if [ $rxe_failed = 0 ]; then
+    rxe_check acked-kill acked_kill
+    rxe_check replayed replayed
+    rxe_check sha256 same_sha
+    rxe_check verify-b verify_b
+    rxe_check strict strict
+fi
+rxe_node_kill a TERM 2>/dev/null
+rxe_node_kill b KILL 2>/dev/null
+rxe_node_wait a
+if [ $rxe_failed != 0 ]; then
+    echo "---- node a ----"
+    tail -40 "$dir/a/a.log"
+    echo "---- node b ----"
+    tail -40 "$dir/b/b.log"
+fi
+rm -f "$ring"
+exit $rxe_failed

@@ -1,0 +1,31 @@
+# Shared by the one-guest pair tests (sourced): the config of one node of a pair on one rxe
+# device, and waiting for the pair's handshake. Needs dir, ip and iqn set by the caller.
+
+# pair_config NAME PARTNER ISCSI_PORT BP_PORT PARTNER_BP_PORT [SIZE] [EXTRA_PAIR_KEYS]
+pair_config() {
+    cat <<CONF
+node = { name = "$1"; state_dir = "$dir/$1"; };
+log = { level = "info"; };
+iscsi = { listen = "127.0.0.1:$3"; threads = 2; };
+pair = { partner = "$2"; listen = "$ip:$4"; partner_address = "$ip:$5"; timeout_ms = 5000; ${7:-} };
+targets = ( { iqn = "$iqn"; luns = ( { id = 0; path = "$dir/$1/lun0.img"; size = "${6:-64M}";
+  create = true; owner = "a"; } ); } );
+CONF
+}
+
+# pair_wait_paired [LOG_A LOG_B [COUNT]]: until each log says "paired with" its partner COUNT
+# times (default 1), at most 20 s
+pair_wait_paired() {
+    local la=${1:-$dir/a/a.log} lb=${2:-$dir/b/b.log} count=${3:-1}
+    for _ in $(seq 1 100); do
+        if [ "$(grep -c 'paired with b' "$la")" -ge "$count" ] &&
+            [ "$(grep -c 'paired with a' "$lb")" -ge "$count" ]; then
+            grep -h 'paired with' "$la" "$lb" | tail -2
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "paired: no handshake within 20 s"
+    tail -20 "$la" "$lb"
+    return 1
+}
