@@ -26,6 +26,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 build=$(cd "${1:?build dir}" && pwd)
 . "$repo/tools/rxe-lib.sh"
+. "$here/pair-lib.sh"
 ip=${TWL_RXE_IP:?TWL_RXE_IP not set: run under tools/rxe-vm}
 dir=$build/guest-tests/pair
 rm -rf "$dir"
@@ -33,19 +34,9 @@ mkdir -p "$dir/a" "$dir/b"
 iqn=iqn.2026-11.io.twinlun:pair
 workload=$build/tests/workload/twl-workload
 
-node_config() { # name partner iscsi_port bp_port partner_bp_port [size]
-    cat <<CONF
-node = { name = "$1"; state_dir = "$dir/$1"; };
-log = { level = "info"; };
-iscsi = { listen = "127.0.0.1:$3"; threads = 2; };
-pair = { partner = "$2"; listen = "$ip:$4"; partner_address = "$ip:$5"; timeout_ms = 5000; };
-targets = ( { iqn = "$iqn"; luns = ( { id = 0; path = "$dir/$1/lun0.img"; size = "${6:-64M}";
-  create = true; owner = "a"; } ); } );
-CONF
-}
-node_config a b 3261 7471 7472 >"$dir/a.conf"
-node_config b a 3262 7472 7471 >"$dir/b.conf"
-node_config b a 3262 7472 7471 32M >"$dir/b-wrong.conf"
+pair_config a b 3261 7471 7472 >"$dir/a.conf"
+pair_config b a 3262 7472 7471 >"$dir/b.conf"
+pair_config b a 3262 7472 7471 32M >"$dir/b-wrong.conf"
 mkdir -p "$dir/b-wrong"
 
 refused() {
@@ -66,19 +57,6 @@ rxe_check refused refused
 rxe_node_kill b TERM
 rxe_node_wait b
 rxe_node_start b "$dir/b" 3262 -- "$build/target/twinlund" --config "$dir/b.conf"
-
-paired() {
-    for _ in $(seq 1 100); do
-        if grep -q 'paired with b' "$dir/a/a.log" && grep -q 'paired with a' "$dir/b/b.log"; then
-            grep -h 'paired with' "$dir/a/a.log" "$dir/b/b.log"
-            return 0
-        fi
-        sleep 0.2
-    done
-    echo "paired: no handshake within 20 s"
-    tail -20 "$dir/a/a.log" "$dir/b/b.log"
-    return 1
-}
 
 run_workload() {
     "$workload" run --url "iscsi://127.0.0.1:3261/$iqn/0" --journal "$dir/journal" \
@@ -193,7 +171,7 @@ stop_a() {
     [ $ra = 0 ]
 }
 
-rxe_check paired paired
+rxe_check paired pair_wait_paired
 if [ $rxe_failed = 0 ]; then
     rxe_check workload run_workload
     rxe_check sha256 same_sha

@@ -108,6 +108,9 @@ static void example_pair_confs_load(void **state)
     assert_string_equal(a.pair.partner_host, b.pair.listen_host);
     assert_int_equal(a.pair.partner_port, b.pair.listen_port);
     assert_int_equal(a.pair.policy, TGT_PAIR_AVAILABLE);
+    assert_int_equal(a.pair.ack, TGT_PAIR_ACK_APPLIED);
+    assert_int_equal(b.pair.ack, TGT_PAIR_ACK_APPLIED);
+    assert_string_equal(a.pair.ring_file, "/var/lib/twinlun/inflight-ring");
     assert_int_equal(a.pair.ring_bytes, 16u << 20);
     assert_int_equal(a.pair.pool_bytes, 64u << 20);
     assert_string_equal(a.targets[0].luns[0].owner, "node-a");
@@ -389,6 +392,14 @@ static const struct bad_case bad_cases[] = {
      "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
      "  partner_address = \"h:2\";\n  policy = \"maybe\"; };\n" TARGETS,
      4, "pair.policy 'maybe' is not a policy"},
+    {"bad ack",
+     "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
+     "  partner_address = \"h:2\";\n  ack = \"written\"; };\n" TARGETS,
+     4, "pair.ack 'written' is not a durability point; expected \"applied\" or \"received\""},
+    {"relative ring file",
+     "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
+     "  partner_address = \"h:2\";\n  ring_file = \"ring\"; };\n" TARGETS,
+     4, "pair.ring_file 'ring' is not absolute"},
     {"ring not a power of two",
      "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
      "  partner_address = \"h:2\";\n  ring_size = \"3M\"; };\n" TARGETS,
