@@ -47,6 +47,10 @@
 #define METER_WINDOW_NS 1000000000ull /* the completion-rate meter's averaging window */
 #define SPIN_NS         50000ull      /* busy polling before sleeping on the channel */
 #define SETTLE_RETRY_MS 5000          /* a durable ring whose records cannot be applied: retry */
+#define APPLY_Q                                                                                    \
+    256                /* records acknowledged, waiting for the applier (more than the             \
+                          receive credit the partner gets, so it never fills) */
+#define APPLY_BATCH 32 /* records applied between two ring header updates */
 
 struct submission {
     struct submission *next;
@@ -57,6 +61,14 @@ struct submission {
     const uint8_t *direct; /* data inside the registered region, sent from there */
     uint32_t direct_len;
     uint8_t bytes[];
+};
+
+/* A record of the partner, persisted and acknowledged, for the applier thread. */
+struct apply_item {
+    const void *data;
+    uint32_t len;
+    bool hello; /* nothing to apply; its ring space is released in order all the same */
+    uint64_t seq, end_pos;
 };
 
 /* A record sent and not yet consumed by the partner. */
@@ -91,6 +103,18 @@ struct twl_rdma_backplane {
     /* the durable ring: its header's current state, the ring after the header */
     struct twl_rdma_dring_state dstate;
     uint8_t *dring;
+    /* ... and its applier thread, which applies what this thread persisted and acknowledged,
+     * in ring order, and says how far it got so that the ring space can be released */
+    pthread_t applier;
+    bool applier_started;
+    pthread_mutex_t apply_lock;
+    pthread_cond_t apply_cond;         /* work queued, work done, stop */
+    struct apply_item aq[APPLY_Q];     /* [aq_tail, aq_head), under apply_lock */
+    uint64_t aq_head, aq_tail;         /* under apply_lock */
+    uint64_t applied_seq, applied_pos; /* under apply_lock: applied, in the header */
+    uint64_t released_seq;             /* backplane thread: given back to the partner */
+    int apply_err;                     /* under apply_lock */
+    bool applier_stop;                 /* under apply_lock */
 
     struct twl_rdma_bp_stats st; /* under lock */
     struct twl_rdma_meter meter; /* under lock */
@@ -359,6 +383,107 @@ static int dring_ack(struct twl_rdma_backplane *bp, const struct twl_rdma_event 
     return any ? twl_rdma_rx_ack(bp->conn) : 0;
 }
 
+static void count_applied(struct twl_rdma_backplane *bp, uint32_t len)
+{
+    pthread_mutex_lock(&bp->lock);
+    bp->st.applied++;
+    bp->st.applied_bytes += len;
+    pthread_mutex_unlock(&bp->lock);
+}
+
+static void *applier_main(void *arg)
+{
+    struct twl_rdma_backplane *bp = arg;
+    struct apply_item batch[APPLY_BATCH];
+    pthread_mutex_lock(&bp->apply_lock);
+    for (;;) {
+        while (!bp->applier_stop && (bp->aq_tail == bp->aq_head || bp->apply_err))
+            pthread_cond_wait(&bp->apply_cond, &bp->apply_lock);
+        if (bp->applier_stop)
+            break;
+        uint64_t k = bp->aq_head - bp->aq_tail;
+        if (k > APPLY_BATCH)
+            k = APPLY_BATCH;
+        for (uint64_t i = 0; i < k; i++)
+            batch[i] = bp->aq[(bp->aq_tail + i) % APPLY_Q];
+        pthread_mutex_unlock(&bp->apply_lock);
+        int rc = 0;
+        for (uint64_t i = 0; i < k && rc == 0; i++) {
+            if (batch[i].hello)
+                continue;
+            rc = bp->o.apply(bp->o.ctx, batch[i].data, batch[i].len);
+            if (rc == 0)
+                count_applied(bp, batch[i].len);
+        }
+        /* the header moves on before the space is released: replay never needs it again */
+        if (rc == 0)
+            dring_set(bp, batch[k - 1].end_pos, batch[k - 1].seq + 1);
+        pthread_mutex_lock(&bp->apply_lock);
+        if (rc) {
+            bp->apply_err = rc;
+        } else {
+            bp->aq_tail += k;
+            bp->applied_seq = batch[k - 1].seq + 1;
+            bp->applied_pos = batch[k - 1].end_pos;
+        }
+        pthread_cond_broadcast(&bp->apply_cond);
+        wake(bp);
+    }
+    pthread_mutex_unlock(&bp->apply_lock);
+    return NULL;
+}
+
+/* Hands a persisted, acknowledged record to the applier. */
+static int apply_later(struct twl_rdma_backplane *bp, const struct twl_rdma_event *ev, bool hello)
+{
+    pthread_mutex_lock(&bp->apply_lock);
+    int rc = -EOVERFLOW;
+    if (bp->aq_head - bp->aq_tail < APPLY_Q) {
+        bp->aq[bp->aq_head++ % APPLY_Q] = (struct apply_item){.data = ev->data,
+                                                              .len = ev->len,
+                                                              .hello = hello,
+                                                              .seq = ev->seq,
+                                                              .end_pos = ev->end_pos};
+        pthread_cond_broadcast(&bp->apply_cond);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&bp->apply_lock);
+    if (rc)
+        TWL_ERROR(PART, "more records unapplied than the partner may send; dropping the "
+                        "connection");
+    return rc;
+}
+
+/* What the applier has done: gives that ring space back. Returns its error, if any, and
+ * whether it still has work. */
+static int release_applied(struct twl_rdma_backplane *bp, bool *pending)
+{
+    pthread_mutex_lock(&bp->apply_lock);
+    int err = bp->apply_err;
+    uint64_t seq = bp->applied_seq, pos = bp->applied_pos;
+    *pending = bp->aq_head != bp->aq_tail;
+    pthread_mutex_unlock(&bp->apply_lock);
+    if (seq > bp->released_seq) {
+        twl_rdma_rx_release_upto(bp->conn, seq, pos);
+        bp->released_seq = seq;
+    }
+    return err;
+}
+
+/* After a connection: waits until the applier applied every record it was given (or failed),
+ * then forgets the connection's positions. */
+static void applier_drain(struct twl_rdma_backplane *bp)
+{
+    pthread_mutex_lock(&bp->apply_lock);
+    while (bp->aq_tail != bp->aq_head && !bp->apply_err)
+        pthread_cond_wait(&bp->apply_cond, &bp->apply_lock);
+    bp->aq_head = bp->aq_tail = 0;
+    bp->applied_seq = bp->applied_pos = 0;
+    bp->apply_err = 0;
+    pthread_mutex_unlock(&bp->apply_lock);
+    bp->released_seq = 0;
+}
+
 static int handle_record(struct twl_rdma_backplane *bp, const struct twl_rdma_event *ev)
 {
     if (ev->flags & REC_HELLO) {
@@ -368,19 +493,17 @@ static int handle_record(struct twl_rdma_backplane *bp, const struct twl_rdma_ev
         bp->hello_ok = true;
         atomic_store(&bp->connected, true);
         TWL_INFO(PART, "partner accepted: replicating");
-        return 0;
+        return bp->dring ? apply_later(bp, ev, true) : 0;
     }
     if (!bp->hello_ok) {
         TWL_ERROR(PART, "partner sent a change before its handshake; dropping the connection");
         return -EPROTO;
     }
+    if (bp->dring)
+        return apply_later(bp, ev, false);
     int rc = bp->o.apply(bp->o.ctx, ev->data, ev->len);
-    if (rc == 0) {
-        pthread_mutex_lock(&bp->lock);
-        bp->st.applied++;
-        bp->st.applied_bytes += ev->len;
-        pthread_mutex_unlock(&bp->lock);
-    }
+    if (rc == 0)
+        count_applied(bp, ev->len);
     return rc;
 }
 
@@ -439,8 +562,7 @@ static void run_connection(struct twl_rdma_backplane *bp)
         }
         bool received = false;
         recent_rx = false;
-        uint64_t rx_end = 0, rx_next = 0;
-        if (bp->o.durable_ring) {
+        if (bp->dring) {
             int rc = dring_ack(bp, ev, n);
             if (rc) {
                 close_conn(bp, strerror(-rc));
@@ -458,8 +580,6 @@ static void run_connection(struct twl_rdma_backplane *bp)
                     return;
                 }
                 received = true;
-                rx_end = ev[i].end_pos;
-                rx_next = ev[i].seq + 1;
                 break;
             }
             case TWL_RDMA_EV_TX_DONE:
@@ -483,11 +603,15 @@ static void run_connection(struct twl_rdma_backplane *bp)
                 return;
             }
         }
-        if (received) {
-            /* applied: a durable ring's header says so before their space is reused */
-            if (bp->o.durable_ring)
-                dring_set(bp, rx_end, rx_next);
-            twl_rdma_rx_release(bp->conn); /* the partner may complete and reuse them */
+        if (bp->dring) {
+            bool pending;
+            if (release_applied(bp, &pending)) {
+                close_conn(bp, "apply failed");
+                return;
+            }
+            recent_rx = pending || received;
+        } else if (received) {
+            twl_rdma_rx_release(bp->conn); /* applied: the partner may complete and reuse them */
             recent_rx = true;
         }
         complete_consumed(bp, twl_rdma_peer_acked(bp->conn));
@@ -542,10 +666,24 @@ static void *backplane_main(void *arg)
         backoff_ms = BACKOFF_MIN_MS;
         run_connection(bp);
         /* what the connection left acknowledged and not applied, before the ring is reused */
+        if (bp->dring)
+            applier_drain(bp);
         while (bp->dring && dring_settle(bp) != 0 && !atomic_load(&bp->stop))
             pause_ms(bp, SETTLE_RETRY_MS);
     }
     return NULL;
+}
+
+static void stop_applier(struct twl_rdma_backplane *bp)
+{
+    if (!bp->applier_started)
+        return;
+    pthread_mutex_lock(&bp->apply_lock);
+    bp->applier_stop = true;
+    pthread_cond_broadcast(&bp->apply_cond);
+    pthread_mutex_unlock(&bp->apply_lock);
+    pthread_join(bp->applier, NULL);
+    bp->applier_started = false;
 }
 
 int twl_rdma_backplane_start(const struct twl_rdma_bp_opts *o, struct twl_rdma_backplane **out)
@@ -574,21 +712,29 @@ int twl_rdma_backplane_start(const struct twl_rdma_bp_opts *o, struct twl_rdma_b
     }
     pthread_mutex_init(&bp->lock, NULL);
     twl_rdma_meter_init(&bp->meter, METER_WINDOW_NS);
+    pthread_mutex_init(&bp->apply_lock, NULL);
+    pthread_cond_init(&bp->apply_cond, NULL);
     if (o->durable_ring) {
         bp->dring = (uint8_t *)o->durable_ring + TWL_RDMA_DRING_HDR_LEN;
         rc = dring_settle(bp);
         if (rc)
             goto err_thread;
+        rc = -pthread_create(&bp->applier, NULL, applier_main, bp);
+        if (rc)
+            goto err_thread;
+        bp->applier_started = true;
     }
-    rc = pthread_create(&bp->thread, NULL, backplane_main, bp);
-    if (rc) {
-        rc = -rc;
-        goto err_thread;
-    }
+    rc = -pthread_create(&bp->thread, NULL, backplane_main, bp);
+    if (rc)
+        goto err_applier;
     *out = bp;
     return 0;
 
+err_applier:
+    stop_applier(bp);
 err_thread:
+    pthread_cond_destroy(&bp->apply_cond);
+    pthread_mutex_destroy(&bp->apply_lock);
     pthread_mutex_destroy(&bp->lock);
     close(bp->wake_fd);
 err_mem:
@@ -606,7 +752,10 @@ void twl_rdma_backplane_stop(struct twl_rdma_backplane *bp)
     atomic_store(&bp->stop, true);
     wake(bp);
     pthread_join(bp->thread, NULL);
+    stop_applier(bp);
     fail_all(bp, -ENOTCONN);
+    pthread_cond_destroy(&bp->apply_cond);
+    pthread_mutex_destroy(&bp->apply_lock);
     pthread_mutex_destroy(&bp->lock);
     close(bp->wake_fd);
     free(bp->stage);

@@ -988,9 +988,17 @@ int twl_rdma_poll(struct twl_rdma_conn *c, struct twl_rdma_event *ev, int max, i
 
 void twl_rdma_rx_release(struct twl_rdma_conn *c)
 {
-    c->rel_pos = c->rx_pos;
-    c->rel_seq = c->rx_seq;
-    c->ack_seq = c->rx_seq;
+    twl_rdma_rx_release_upto(c, c->rx_seq, c->rx_pos);
+}
+
+void twl_rdma_rx_release_upto(struct twl_rdma_conn *c, uint64_t seq, uint64_t end_pos)
+{
+    if (seq <= c->rel_seq || seq > c->rx_seq)
+        return;
+    c->rel_pos = end_pos;
+    c->rel_seq = seq;
+    if (c->ack_seq < seq)
+        c->ack_seq = seq;
 }
 
 int twl_rdma_rx_ack(struct twl_rdma_conn *c)

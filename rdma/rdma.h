@@ -196,6 +196,8 @@ int twl_rdma_poll(struct twl_rdma_conn *c, struct twl_rdma_event *ev, int max, i
 /* The caller is done with every record delivered so far: their ring space goes back to the
  * peer (published on the next poll); releasing acknowledges them too. */
 void twl_rdma_rx_release(struct twl_rdma_conn *c);
+/* The same for the records before seq only; end_pos is the end_pos of record seq - 1. */
+void twl_rdma_rx_release_upto(struct twl_rdma_conn *c, uint64_t seq, uint64_t end_pos);
 
 /* Every record delivered so far is safe here (e.g. persisted in the ring) though not yet
  * released: tells the peer at once. Returns 0 or a negative errno. */

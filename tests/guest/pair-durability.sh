@@ -59,7 +59,7 @@ acked_kill() {
 
 replayed() {
     rxe_node_start b "$dir/b" 3262 -- "$build/target/twinlund" --config "$dir/b.conf"
-    pair_wait_paired "$dir/a/a.log" "$dir/b/b.log" 2 || return 1
+    pair_wait_paired 2 1 || return 1
     local line n
     line=$(grep -h 'durable ring: applied' "$dir/b/b.log")
     echo "$line"
@@ -89,7 +89,7 @@ strict() {
     rxe_node_wait a
     mv "$dir/a/a.log" "$dir/a/a-available.log"
     rxe_node_start a "$dir/a" 3261 -- "$build/target/twinlund" --config "$dir/a-strict.conf"
-    pair_wait_paired "$dir/a/a.log" "$dir/b/b.log" 3 || return 1
+    pair_wait_paired 1 2 || return 1
     "$workload" run --url "$url" --journal "$dir/journal-strict" --ops 2000 --qd 16 \
         --max 262144 --seed 12 >"$dir/workload-strict.log" 2>&1 &
     local wpid=$! rc=0 t0

@@ -13,19 +13,20 @@ targets = ( { iqn = "$iqn"; luns = ( { id = 0; path = "$dir/$1/lun0.img"; size =
 CONF
 }
 
-# pair_wait_paired [LOG_A LOG_B [COUNT]]: until each log says "paired with" its partner COUNT
-# times (default 1), at most 20 s
+# pair_wait_paired [COUNT_A COUNT_B]: until node a's log says "paired with b" COUNT_A times
+# and node b's "paired with a" COUNT_B times (default once each; a restarted node starts a
+# new log), at most 20 s
 pair_wait_paired() {
-    local la=${1:-$dir/a/a.log} lb=${2:-$dir/b/b.log} count=${3:-1}
+    local la=$dir/a/a.log lb=$dir/b/b.log ca=${1:-1} cb=${2:-1}
     for _ in $(seq 1 100); do
-        if [ "$(grep -c 'paired with b' "$la")" -ge "$count" ] &&
-            [ "$(grep -c 'paired with a' "$lb")" -ge "$count" ]; then
+        if [ "$(grep -c 'paired with b' "$la")" -ge "$ca" ] &&
+            [ "$(grep -c 'paired with a' "$lb")" -ge "$cb" ]; then
             grep -h 'paired with' "$la" "$lb" | tail -2
             return 0
         fi
         sleep 0.2
     done
     echo "paired: no handshake within 20 s"
-    tail -20 "$la" "$lb"
+    tail -n 20 "$la" "$lb"
     return 1
 }
