@@ -369,18 +369,28 @@ static int dring_settle(struct twl_rdma_backplane *bp)
     return 0;
 }
 
-/* Persists the records just received and acknowledges them, before they are applied. */
+/* Persists the records just received (one persist per contiguous run) and acknowledges them,
+ * before they are applied. */
 static int dring_ack(struct twl_rdma_backplane *bp, const struct twl_rdma_event *ev, int n)
 {
-    bool any = false;
+    const uint8_t *run = NULL, *run_end = NULL;
     for (int i = 0; i < n; i++) {
         if (ev[i].type != TWL_RDMA_EV_REC)
             continue;
         const uint8_t *rec = (const uint8_t *)ev[i].data - TWL_RDMA_REC_HDR_LEN;
-        bp->o.persist(bp->o.ctx, rec, TWL_RDMA_REC_HDR_LEN + ev[i].len);
-        any = true;
+        if (run && rec != run_end) {
+            bp->o.persist(bp->o.ctx, run, (size_t)(run_end - run));
+            run = NULL;
+        }
+        if (run == NULL)
+            run = rec;
+        /* the next record starts at the next 64-byte boundary */
+        run_end = rec + twl_rdma_rec_len(ev[i].len);
     }
-    return any ? twl_rdma_rx_ack(bp->conn) : 0;
+    if (run == NULL)
+        return 0;
+    bp->o.persist(bp->o.ctx, run, (size_t)(run_end - run));
+    return twl_rdma_rx_ack(bp->conn);
 }
 
 static void count_applied(struct twl_rdma_backplane *bp, uint32_t len)
