@@ -17,7 +17,7 @@
 
 #define PART "rdma"
 
-#define SQ_DATA  128u /* send WRs for records: 2 per record (payload write, header write+imm) */
+#define SQ_DATA  128u /* send WRs for records: 1 per record (header and payload, with imm) */
 #define SQ_CTRL  16u  /* send WRs for control writes (heartbeat, consumed position) */
 #define RQ_DEPTH 128u /* receives the peer may use for records, one per WRITE_WITH_IMM */
 /* Receives posted: the records' plus one per control write that may be in flight (a control
@@ -26,7 +26,7 @@
 #define RQ_POSTED (RQ_DEPTH + SQ_CTRL)
 #define CQ_DEPTH  (SQ_DATA + SQ_CTRL + RQ_POSTED)
 #define CTRL_IMM  0xffffffffu /* immediate of a control write; records carry offset / 64 */
-#define HDR_SLOTS (SQ_DATA / 2)
+#define HDR_SLOTS SQ_DATA
 #define CQ_BATCH  16
 
 #define DEFAULT_RING_SIZE  (4u << 20)
@@ -36,7 +36,7 @@
 #define RESOLVE_MS         2000
 #define RETRY_PAUSE_MS     250
 
-enum wr_kind { WR_PAYLOAD = 1, WR_HDR, WR_CTRL, WR_RECV };
+enum wr_kind { WR_HDR = 1, WR_CTRL, WR_RECV };
 #define WR_ID(kind, v) (((uint64_t)(kind) << 56) | ((uint64_t)(v) & ((1ull << 56) - 1)))
 #define WR_KIND(id)    ((enum wr_kind)((id) >> 56))
 #define WR_VAL(id)     ((id) & ((1ull << 56) - 1))
@@ -71,8 +71,7 @@ struct twl_rdma_conn {
     struct ibv_mr *ctrl_rx_mr;
     struct ctrl_block *ctrl_tx; /* SQ_CTRL slots, round robin */
     struct ibv_mr *ctrl_tx_mr;
-    uint8_t *hdrs;               /* HDR_SLOTS headers, round robin */
-    uint8_t slot_wrs[HDR_SLOTS]; /* send WRs of the record in each header slot (1 or 2) */
+    uint8_t *hdrs; /* HDR_SLOTS headers, round robin */
     struct ibv_mr *hdr_mr;
     bool qp_created;
     struct twl_rdma_buf *bufs;
@@ -246,7 +245,7 @@ static int verbs_setup(struct twl_rdma_conn *c)
         .qp_type = IBV_QPT_RC,
         .cap = {.max_send_wr = SQ_DATA + SQ_CTRL,
                 .max_recv_wr = RQ_POSTED,
-                .max_send_sge = TWL_RDMA_MAX_SEGS,
+                .max_send_sge = TWL_RDMA_MAX_SEGS + 1, /* record header + payload */
                 .max_recv_sge = 1},
     };
     what = "rdma_create_qp";
@@ -647,15 +646,15 @@ int64_t twl_rdma_sendv(struct twl_rdma_conn *c, const struct twl_rdma_seg *segs,
     uint64_t start = twl_rdma_ring_place(rs, c->tx_pos, rec_len);
     if (!twl_rdma_ring_fits(rs, load_u64(&c->ctrl_rx->consumed_pos), start, rec_len) ||
         c->tx_seq - load_u64(&c->ctrl_rx->consumed_seq) >= c->peer.recv_depth ||
-        c->sq_data_inflight + 2 > SQ_DATA)
+        c->sq_data_inflight + 1 > SQ_DATA)
         return -EAGAIN;
 
     uint64_t seq = c->tx_seq;
     uint64_t off = start & (rs - 1);
     uint8_t *hdr = c->hdrs + (seq % HDR_SLOTS) * TWL_RDMA_REC_HDR_LEN;
     uint32_t crc = 0;
-    struct ibv_sge sge[TWL_RDMA_MAX_SEGS];
-    int nsge = 0;
+    struct ibv_sge sge[TWL_RDMA_MAX_SEGS + 1];
+    int nsge = 1;
     for (int i = 0; i < nseg; i++) {
         if (!segs[i].len)
             continue;
@@ -665,35 +664,26 @@ int64_t twl_rdma_sendv(struct twl_rdma_conn *c, const struct twl_rdma_seg *segs,
     }
     struct twl_rdma_rec_hdr h = {.flags = flags, .seq = seq, .len = len, .payload_crc = crc};
     twl_rdma_rec_hdr_encode(hdr, &h);
-    struct ibv_sge hdr_sge = {
+    sge[0] = (struct ibv_sge){
         .addr = (uintptr_t)hdr, .length = TWL_RDMA_REC_HDR_LEN, .lkey = c->hdr_mr->lkey};
-    struct ibv_send_wr wr[2] = {
-        {.wr_id = WR_ID(WR_PAYLOAD, seq),
-         .next = &wr[1],
-         .sg_list = sge,
-         .num_sge = nsge,
-         .opcode = IBV_WR_RDMA_WRITE,
-         /* unsignaled: the header's completion, after it on the same RC queue pair, says
-          * both are done (one completion per record to poll, not two) */
-         .send_flags = 0,
-         .wr.rdma = {.remote_addr = c->peer.ring_addr + off + TWL_RDMA_REC_HDR_LEN,
-                     .rkey = c->peer.ring_rkey}},
-        {.wr_id = WR_ID(WR_HDR, seq),
-         .sg_list = &hdr_sge,
-         .num_sge = 1,
-         .opcode = IBV_WR_RDMA_WRITE_WITH_IMM,
-         .send_flags = IBV_SEND_SIGNALED,
-         .imm_data = htonl((uint32_t)(off / TWL_RDMA_REC_ALIGN)),
-         .wr.rdma = {.remote_addr = c->peer.ring_addr + off, .rkey = c->peer.ring_rkey}},
-    };
-    struct ibv_send_wr *first = len ? &wr[0] : &wr[1], *bad;
-    int rc = ibv_post_send(c->id->qp, first, &bad);
+    /* One write for the whole record, gathered: the receiver's completion for the immediate
+     * comes only once every byte of it is placed, so it never sees a header without its
+     * payload (and a payload torn by a crash fails the payload CRC). */
+    struct ibv_send_wr wr = {
+        .wr_id = WR_ID(WR_HDR, seq),
+        .sg_list = sge,
+        .num_sge = nsge,
+        .opcode = IBV_WR_RDMA_WRITE_WITH_IMM,
+        .send_flags = IBV_SEND_SIGNALED,
+        .imm_data = htonl((uint32_t)(off / TWL_RDMA_REC_ALIGN)),
+        .wr.rdma = {.remote_addr = c->peer.ring_addr + off, .rkey = c->peer.ring_rkey}};
+    struct ibv_send_wr *bad;
+    int rc = ibv_post_send(c->id->qp, &wr, &bad);
     if (rc) {
         TWL_ERROR(PART, "ibv_post_send(record %llu): %s", (unsigned long long)seq, strerror(rc));
         return -rc;
     }
-    c->slot_wrs[seq % HDR_SLOTS] = len ? 2 : 1;
-    c->sq_data_inflight += len ? 2 : 1;
+    c->sq_data_inflight++;
     c->tx_pos = start + rec_len;
     c->tx_seq++;
     c->st.tx_records++;
@@ -815,10 +805,8 @@ static int drain_cq(struct twl_rdma_conn *c, struct twl_rdma_event *ev, int room
                 continue;
             }
             switch (kind) {
-            case WR_PAYLOAD:
-                break; /* unsignaled: only ever completes with an error (above) */
             case WR_HDR:
-                c->sq_data_inflight -= c->slot_wrs[WR_VAL(wc[i].wr_id) % HDR_SLOTS];
+                c->sq_data_inflight--;
                 c->st.tx_completions++;
                 memset(&ev[n], 0, sizeof(ev[n]));
                 ev[n].type = TWL_RDMA_EV_TX_DONE;

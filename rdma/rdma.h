@@ -6,13 +6,13 @@
  * A connection is one RC queue pair set up with rdma_cm between two nodes. Each side registers
  * an inflight ring that its peer writes into with one-sided RDMA WRITEs, and a small control
  * block the peer writes heartbeats and consumed positions into. The sender places a record
- * (64-byte header + payload, 64-byte aligned, never straddling the ring's end) at its tail:
- * the payload with an RDMA WRITE, then the header with an RDMA WRITE_WITH_IMM whose immediate
- * is the record's ring offset / 64. RC ordering makes the payload visible before the receiver
- * polls the immediate's completion. The receiver verifies the header and payload CRC32C,
- * hands the record to the caller, and publishes how far it has consumed with a one-sided
- * write into the sender's control block; the sender never overruns the ring or the receiver's
- * posted receives.
+ * (64-byte header + payload, 64-byte aligned, never straddling the ring's end) at its tail
+ * with one RDMA WRITE_WITH_IMM gathering header and payload, whose immediate is the record's
+ * ring offset / 64: the immediate's completion at the receiver comes only after every byte of
+ * the write is placed. The receiver verifies the header and payload CRC32C, hands the record
+ * to the caller, and publishes how far it has acknowledged and consumed with a one-sided write
+ * into the sender's control block; the sender never overruns the ring or the receiver's posted
+ * receives.
  *
  * A dead peer is reported within a bounded time by either the transport (retry_count <= 6:
  * IBV_WC_RETRY_EXC_ERR after a few hundred ms on rxe) or the heartbeat timeout.

@@ -21,6 +21,10 @@
 #   rxe_guest_monitor NAME CMD...            any QEMU monitor command
 #   rxe_guest_wait NAME                      wait for the guest; returns rxe-vm's status
 #   rxe_wait_file PATH TIMEOUT_S             wait until PATH exists (markers in a shared dir)
+#   rxe_nap SECONDS                          sleep without starting a process (a process start
+#                                            costs 50-250 ms of a TCG vCPU): for polling in a
+#                                            guest while something is being measured
+#   rxe_wait_grep PATTERN FILE TIMEOUT_S     wait until FILE contains PATTERN (a log line)
 #
 # Backplane-only faults (RoCE v2 = UDP 4791; iSCSI's TCP is untouched), inside a guest of the
 # two-guest shape, on the interface that carries RoCE (eth0; TWL_BP_DEV overrides):
@@ -141,6 +145,31 @@ rxe_wait_file() {
         [ $(($(date +%s) - t0)) -ge "$tmo" ] && return 1
         sleep 0.05
     done
+}
+
+# A private FIFO held open read-write: a read on it with -t times out without any process.
+rxe_nap() {
+    if [ -z "${_rxe_nap_fd:-}" ]; then
+        local f
+        f=$(mktemp -u "${TMPDIR:-/tmp}/rxe-nap.XXXXXX")
+        mkfifo "$f" && exec {_rxe_nap_fd}<>"$f"
+        rm -f "$f"
+    fi
+    if [ -n "${_rxe_nap_fd:-}" ]; then
+        read -r -t "$1" -u "$_rxe_nap_fd" _ 2>/dev/null
+    else
+        sleep "$1"
+    fi
+    return 0
+}
+
+rxe_wait_grep() {
+    local pat=$1 file=$2 tmo=$3 t0=$SECONDS
+    until grep -q -- "$pat" "$file" 2>/dev/null; do
+        [ $((SECONDS - t0)) -ge "$tmo" ] && return 1
+        sleep 0.2
+    done
+    return 0
 }
 
 # ---- backplane faults (inside the guest) ----
