@@ -162,6 +162,10 @@ int twl_rdma_backplane_submit(struct twl_rdma_backplane *bp, const void *hdr, ui
     if (data_len && !direct)
         memcpy(s->bytes + hdr_len, data, data_len);
     pthread_mutex_lock(&bp->lock);
+    /* Only a submission into an empty queue wakes the thread: one that finds others queued is
+     * sent with them (the thread takes its wake-up before it looks at the queue, and stops
+     * sending only with records in flight, whose completions bring it back). */
+    bool first = bp->head == NULL;
     if (bp->tail)
         bp->tail->next = s;
     else
@@ -169,7 +173,8 @@ int twl_rdma_backplane_submit(struct twl_rdma_backplane *bp, const void *hdr, ui
     bp->tail = s;
     bp->st.submitted++;
     pthread_mutex_unlock(&bp->lock);
-    wake(bp);
+    if (first)
+        wake(bp);
     return 0;
 }
 
@@ -658,6 +663,7 @@ static void *backplane_main(void *arg)
             .quiet_timeouts = true,
             .wake_fd = bp->wake_fd,
             .ring_mem = bp->dring,
+            .payload_crc = bp->o.payload_crc || bp->dring,
         };
         int rc = twl_rdma_conn_open(&bp->conn, &co);
         if (rc) {

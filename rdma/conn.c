@@ -269,6 +269,7 @@ err:
 static void local_info(const struct twl_rdma_conn *c, uint8_t out[TWL_RDMA_INFO_LEN])
 {
     struct twl_rdma_info info = {
+        .flags = c->o.payload_crc ? TWL_RDMA_INFO_PAYLOAD_CRC : 0,
         .ring_addr = (uintptr_t)c->ring,
         .ring_rkey = c->ring_mr->rkey,
         .ring_size = c->o.ring_size,
@@ -652,17 +653,23 @@ int64_t twl_rdma_sendv(struct twl_rdma_conn *c, const struct twl_rdma_seg *segs,
     uint64_t seq = c->tx_seq;
     uint64_t off = start & (rs - 1);
     uint8_t *hdr = c->hdrs + (seq % HDR_SLOTS) * TWL_RDMA_REC_HDR_LEN;
+    bool with_crc = c->peer.flags & TWL_RDMA_INFO_PAYLOAD_CRC;
     uint32_t crc = 0;
     struct ibv_sge sge[TWL_RDMA_MAX_SEGS + 1];
     int nsge = 1;
     for (int i = 0; i < nseg; i++) {
         if (!segs[i].len)
             continue;
-        crc = twl_crc32c_update(crc, segs[i].data, segs[i].len);
+        if (with_crc)
+            crc = twl_crc32c_update(crc, segs[i].data, segs[i].len);
         sge[nsge++] = (struct ibv_sge){
             .addr = (uintptr_t)segs[i].data, .length = segs[i].len, .lkey = segs[i].buf->mr->lkey};
     }
-    struct twl_rdma_rec_hdr h = {.flags = flags, .seq = seq, .len = len, .payload_crc = crc};
+    struct twl_rdma_rec_hdr h = {.flags = (flags & ~TWL_RDMA_REC_CRC) |
+                                          (with_crc ? TWL_RDMA_REC_CRC : 0),
+                                 .seq = seq,
+                                 .len = len,
+                                 .payload_crc = crc};
     twl_rdma_rec_hdr_encode(hdr, &h);
     sge[0] = (struct ibv_sge){
         .addr = (uintptr_t)hdr, .length = TWL_RDMA_REC_HDR_LEN, .lkey = c->hdr_mr->lkey};
@@ -763,14 +770,20 @@ static int on_record(struct twl_rdma_conn *c, uint32_t imm, struct twl_rdma_even
         return -EPROTO;
     }
     const uint8_t *data = c->ring + off + TWL_RDMA_REC_HDR_LEN;
-    if (twl_crc32c(data, h.len) != h.payload_crc) {
-        TWL_ERROR(PART, "record seq %llu: payload CRC mismatch", (unsigned long long)h.seq);
-        return -EBADMSG;
+    if (h.flags & TWL_RDMA_REC_CRC) {
+        if (twl_crc32c(data, h.len) != h.payload_crc) {
+            TWL_ERROR(PART, "record seq %llu: payload CRC mismatch", (unsigned long long)h.seq);
+            return -EBADMSG;
+        }
+    } else if (c->o.payload_crc) {
+        TWL_ERROR(PART, "record seq %llu: no payload CRC, and this side asked for one",
+                  (unsigned long long)h.seq);
+        return -EPROTO;
     }
     memset(ev, 0, sizeof(*ev));
     ev->type = TWL_RDMA_EV_REC;
     ev->seq = h.seq;
-    ev->flags = h.flags;
+    ev->flags = h.flags & ~TWL_RDMA_REC_CRC;
     ev->len = h.len;
     ev->data = data;
     ev->end_pos = start + rec_len;

@@ -34,6 +34,11 @@
 #define TWL_RDMA_INFO_LEN    40u /* fits rdma_cm's 56-byte connect private data */
 
 #define TWL_RDMA_REC_END 0x1u /* record flag: last record of a stream (application-defined) */
+/* Record flag set by the connection, never seen by the application: payload_crc is valid.
+ * A receiver that asked for payload CRCs (twl_rdma_opts.payload_crc) refuses records without
+ * it; RoCE's ICRC already protects each packet on the wire, so a volatile ring may go without
+ * (the CRC is what tells a torn record from an intact one after a crash in a durable ring). */
+#define TWL_RDMA_REC_CRC 0x80000000u
 
 /* Bytes a record with payload_len bytes occupies in the ring (header + payload, aligned). */
 uint64_t twl_rdma_rec_len(uint32_t payload_len);
@@ -55,7 +60,7 @@ struct twl_rdma_rec_hdr {
     uint32_t flags;
     uint64_t seq;         /* 0, 1, 2, ... per direction */
     uint32_t len;         /* payload bytes */
-    uint32_t payload_crc; /* twl_crc32c of the payload */
+    uint32_t payload_crc; /* twl_crc32c of the payload, when flags has TWL_RDMA_REC_CRC */
 };
 void twl_rdma_rec_hdr_encode(uint8_t out[TWL_RDMA_REC_HDR_LEN], const struct twl_rdma_rec_hdr *h);
 /* -EBADMSG on a wrong magic or header CRC. */
@@ -98,6 +103,7 @@ int64_t twl_rdma_ring_replay(const uint8_t *ring, uint64_t ring_size, uint64_t *
                              twl_rdma_replay_fn fn, void *ctx);
 
 /* What each side tells the other in the rdma_cm connect/accept private data. */
+#define TWL_RDMA_INFO_PAYLOAD_CRC 0x1u /* info flag: records into my ring must carry a CRC */
 struct twl_rdma_info {
     uint64_t ring_addr;
     uint32_t ring_rkey;
@@ -105,6 +111,7 @@ struct twl_rdma_info {
     uint64_t ctrl_addr;
     uint32_t ctrl_rkey;
     uint32_t recv_depth; /* receives kept posted: the peer's credit for records in flight */
+    uint32_t flags;      /* TWL_RDMA_INFO_* */
 };
 void twl_rdma_info_encode(uint8_t out[TWL_RDMA_INFO_LEN], const struct twl_rdma_info *info);
 /* -EPROTO when len is short, the magic or the version is wrong, or ring_size is not a power of
@@ -131,6 +138,8 @@ struct twl_rdma_opts {
                                readable, so another thread can hand the caller work */
     void *ring_mem;         /* the local ring's memory (ring_size bytes, page-aligned), the
                                caller's and used as it is; NULL: allocated zeroed here */
+    bool payload_crc;       /* records the peer writes into the local ring must carry a CRC32C
+                               of their payload, checked on arrival (TWL_RDMA_REC_CRC) */
 };
 
 /* Sets up one connection (listen and accept one peer, or connect with retries). */
@@ -259,6 +268,9 @@ struct twl_rdma_bp_opts {
     void *durable_ring;
     size_t durable_len;
     void (*persist)(void *ctx, const void *addr, size_t len);
+    /* The partner's records carry a CRC32C of their data, checked here before they are
+     * applied (always so with a durable ring, where it tells torn records after a crash). */
+    bool payload_crc;
 };
 
 struct twl_rdma_bp_stats {

@@ -8,7 +8,7 @@
 
 #define REC_MAGIC   0x54574c72u /* "TWLr" */
 #define INFO_MAGIC  0x54574c49u /* "TWLI" */
-#define INFO_VER    1u
+#define INFO_VER    2u
 #define DRING_MAGIC 0x54574c44u /* "TWLD" */
 #define DRING_VER   1u
 #define DRING_SLOT  64u
@@ -55,13 +55,14 @@ int twl_rdma_rec_hdr_decode(const uint8_t in[TWL_RDMA_REC_HDR_LEN], struct twl_r
     return 0;
 }
 
-/* Info layout: magic 0, version 4 (16 bits), reserved 6, ring_addr 8, ring_rkey 16,
+/* Info layout: magic 0, version 4 (16 bits), flags 6 (16 bits), ring_addr 8, ring_rkey 16,
  * ring_size 20, ctrl_addr 24, ctrl_rkey 32, recv_depth 36. */
 void twl_rdma_info_encode(uint8_t out[TWL_RDMA_INFO_LEN], const struct twl_rdma_info *info)
 {
     memset(out, 0, TWL_RDMA_INFO_LEN);
     twl_put_be32(out, INFO_MAGIC);
     twl_put_be16(out + 4, INFO_VER);
+    twl_put_be16(out + 6, (uint16_t)info->flags);
     twl_put_be64(out + 8, info->ring_addr);
     twl_put_be32(out + 16, info->ring_rkey);
     twl_put_be32(out + 20, info->ring_size);
@@ -75,6 +76,7 @@ int twl_rdma_info_decode(const uint8_t *in, size_t len, struct twl_rdma_info *in
     if (in == NULL || len < TWL_RDMA_INFO_LEN || twl_get_be32(in) != INFO_MAGIC ||
         twl_get_be16(in + 4) != INFO_VER)
         return -EPROTO;
+    info->flags = twl_get_be16(in + 6);
     info->ring_addr = twl_get_be64(in + 8);
     info->ring_rkey = twl_get_be32(in + 16);
     info->ring_size = twl_get_be32(in + 20);
@@ -138,6 +140,7 @@ static bool replay_at(const uint8_t *ring, uint64_t rs, uint64_t pos, uint64_t s
     uint64_t rec_len = twl_rdma_rec_len(h->len);
     /* the sender put it exactly where placement puts a record of this length */
     return rec_len <= rs && twl_rdma_ring_place(rs, pos, rec_len) == start &&
+           (h->flags & TWL_RDMA_REC_CRC) &&
            twl_crc32c(ring + off + TWL_RDMA_REC_HDR_LEN, h->len) == h->payload_crc;
 }
 
@@ -154,6 +157,7 @@ int64_t twl_rdma_ring_replay(const uint8_t *ring, uint64_t ring_size, uint64_t *
             if ((*pos & (ring_size - 1)) == 0 || !replay_at(ring, ring_size, *pos, start, *seq, &h))
                 return n;
         }
+        h.flags &= ~TWL_RDMA_REC_CRC;
         int rc = fn(ctx, &h, ring + (start & (ring_size - 1)) + TWL_RDMA_REC_HDR_LEN);
         if (rc < 0)
             return rc;

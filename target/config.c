@@ -53,9 +53,9 @@ struct ctx {
 };
 
 static const char *const root_keys[] = {"node", "log", "iscsi", "targets", "pair", NULL};
-static const char *const pair_keys[] = {"partner",      "listen",    "partner_address", "policy",
-                                        "ack",          "ring_file", "timeout_ms",      "ring_size",
-                                        "heartbeat_ms", "dead_ms",   "buffer_pool",     NULL};
+static const char *const pair_keys[] = {
+    "partner",    "listen",    "partner_address", "policy",  "ack",         "ring_file", "data_crc",
+    "timeout_ms", "ring_size", "heartbeat_ms",    "dead_ms", "buffer_pool", NULL};
 static const char *const node_keys[] = {"name", "state_dir", NULL};
 static const char *const log_keys[] = {"level", NULL};
 static const char *const iscsi_keys[] = {"listen",
@@ -1025,6 +1025,8 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
     else
         snprintf(p->ring_file, sizeof(p->ring_file), "%.*s/inflight-ring", PATH_MAX - 32,
                  cfg->state_dir);
+    if ((rc = get_bool(c, g, "pair", "data_crc", &p->data_crc)))
+        return rc;
     if ((rc = get_u32(c, g, "pair", "timeout_ms", 100, 600000, &p->replica_timeout_ms)) ||
         (rc = get_u32(c, g, "pair", "heartbeat_ms", 10, 10000, &p->heartbeat_ms)) ||
         (rc = get_u32(c, g, "pair", "dead_ms", 100, 600000, &p->dead_ms)))

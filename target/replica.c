@@ -355,6 +355,7 @@ int replica_start(struct tgt_server *srv, struct replica **out)
         .durable_ring = r->ring_map ? trk_pmem_addr(r->ring_map) : NULL,
         .durable_len = r->ring_map ? trk_pmem_len(r->ring_map) : 0,
         .persist = persist,
+        .payload_crc = cfg->pair.data_crc,
     };
     rc = twl_rdma_backplane_start(&o, &r->bp);
     if (rc)

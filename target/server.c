@@ -677,6 +677,9 @@ void thread_post_done(struct net_thread *thr, struct remote_done *d)
 {
     d->next = NULL;
     pthread_mutex_lock(&thr->handoff_lock);
+    /* only the first of a batch wakes the thread: it reads its wake fd before it takes the
+     * list, so whatever joins a list that is not empty is taken with it */
+    bool first = thr->done_tail == NULL;
     if (thr->done_tail)
         thr->done_tail->next = d;
     else
@@ -684,7 +687,7 @@ void thread_post_done(struct net_thread *thr, struct remote_done *d)
     thr->done_tail = d;
     pthread_mutex_unlock(&thr->handoff_lock);
     uint64_t one = 1;
-    if (write(thr->wake_fd, &one, sizeof(one)) < 0)
+    if (first && write(thr->wake_fd, &one, sizeof(one)) < 0)
         TWL_WARN(PART, "thread %u: wake write: %s", thr->index, strerror(errno));
 }
 

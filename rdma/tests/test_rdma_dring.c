@@ -27,8 +27,10 @@ static void put(struct image *im, uint32_t len, uint8_t fill)
     uint64_t start = twl_rdma_ring_place(RS, im->pos, rl);
     uint8_t *p = im->ring + (start & (RS - 1));
     memset(p + TWL_RDMA_REC_HDR_LEN, fill, len);
-    struct twl_rdma_rec_hdr h = {
-        .flags = 0, .seq = im->seq, .len = len, .payload_crc = twl_crc32c(p + 64, len)};
+    struct twl_rdma_rec_hdr h = {.flags = TWL_RDMA_REC_CRC,
+                                 .seq = im->seq,
+                                 .len = len,
+                                 .payload_crc = twl_crc32c(p + 64, len)};
     twl_rdma_rec_hdr_encode(p, &h);
     im->starts[im->seq % 64] = start;
     im->pos = start + rl;
@@ -152,6 +154,25 @@ static void test_replay_stops_at_torn_record(void **state)
     free(im);
 }
 
+/* A record without a payload CRC cannot be told from a torn one: replay stops before it. */
+static void test_replay_needs_payload_crc(void **state)
+{
+    (void)state;
+    struct image *im = calloc(1, sizeof(*im));
+    for (int i = 0; i < 3; i++)
+        put(im, 300, (uint8_t)(0x40 + i));
+    uint8_t *h1 = im->ring + (im->starts[1] & (RS - 1));
+    struct twl_rdma_rec_hdr h;
+    assert_int_equal(twl_rdma_rec_hdr_decode(h1, &h), 0);
+    h.flags &= ~TWL_RDMA_REC_CRC;
+    twl_rdma_rec_hdr_encode(h1, &h);
+    struct seen s = {.fail_at = -1};
+    uint64_t pos = 0, seq = 0;
+    assert_int_equal(twl_rdma_ring_replay(im->ring, RS, &pos, &seq, collect, &s), 1);
+    assert_int_equal(seq, 1);
+    free(im);
+}
+
 /* What follows the last record written is an older lap's record: wrong sequence, not taken. */
 static void test_replay_ignores_older_lap(void **state)
 {
@@ -189,6 +210,7 @@ int main(void)
         cmocka_unit_test(test_replay_from_header_position),
         cmocka_unit_test(test_replay_finds_wrapped_record),
         cmocka_unit_test(test_replay_stops_at_torn_record),
+        cmocka_unit_test(test_replay_needs_payload_crc),
         cmocka_unit_test(test_replay_ignores_older_lap),
         cmocka_unit_test(test_replay_apply_error),
     };

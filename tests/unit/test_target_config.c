@@ -111,6 +111,7 @@ static void example_pair_confs_load(void **state)
     assert_int_equal(a.pair.ack, TGT_PAIR_ACK_APPLIED);
     assert_int_equal(b.pair.ack, TGT_PAIR_ACK_APPLIED);
     assert_string_equal(a.pair.ring_file, "/var/lib/twinlun/inflight-ring");
+    assert_false(a.pair.data_crc);
     assert_int_equal(a.pair.ring_bytes, 16u << 20);
     assert_int_equal(a.pair.pool_bytes, 64u << 20);
     assert_string_equal(a.targets[0].luns[0].owner, "node-a");
@@ -400,6 +401,10 @@ static const struct bad_case bad_cases[] = {
      "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
      "  partner_address = \"h:2\";\n  ring_file = \"ring\"; };\n" TARGETS,
      4, "pair.ring_file 'ring' is not absolute"},
+    {"data_crc not a boolean",
+     "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
+     "  partner_address = \"h:2\";\n  data_crc = \"yes\"; };\n" TARGETS,
+     4, "pair.data_crc"},
     {"ring not a power of two",
      "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
      "  partner_address = \"h:2\";\n  ring_size = \"3M\"; };\n" TARGETS,
