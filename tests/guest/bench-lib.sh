@@ -57,11 +57,14 @@ bench_bw_server() {
     timeout $((runtime + 120)) ib_write_bw -R -d "$dev" -s "$1" -D "$runtime" >"$out/bw.$1.server" 2>&1
 }
 # A server just started may not listen yet (rdma_cm REJECTED, "invalid service id"): retry.
+# A client whose first try failed may wait for ever on a server that is gone: each try is
+# bounded.
 bench_perftest_client() { # OUTFILE CMD...
     local f=$1 try
     shift
     for try in 1 2 3 4 5 6; do
-        "$@" >"$f" 2>&1 && grep -q '^ *[0-9]\+ \+[0-9]\+' "$f" && return 0
+        timeout -k 5 $((runtime + 60)) "$@" >"$f" 2>&1 && grep -q '^ *[0-9]\+ \+[0-9]\+' "$f" &&
+            return 0
         echo "bench: try $try failed: $(tail -n 1 "$f")" >&2
         sleep 1
     done
@@ -199,7 +202,12 @@ bench_report() {
     # shellcheck disable=SC2086 # the job names are words
     python3 - "$out" "$1" "$2" "$3" $bench_jobs <<'PY'
 import glob, json, os, re, sys
-out, bw4k, bw128k, lat = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+def figure(v):  # a perftest figure; nan when perftest gave none
+    try:
+        return float(v)
+    except ValueError:
+        return float("nan")
+out, bw4k, bw128k, lat = sys.argv[1], figure(sys.argv[2]), figure(sys.argv[3]), figure(sys.argv[4])
 jobs = sys.argv[5:]
 failed = []
 def load(name, job):
@@ -219,7 +227,7 @@ for j in jobs:
     if not s or not p:
         print("%-18s missing results" % j)
         continue
-    bound = min(s[0], link)
+    bound = s[0] if link != link else min(s[0], link)  # no link figure: the target's alone
     print("%-18s %12.1f %12.1f %12.1f %10.2f" % (j, s[0], p[0], link,
                                                 p[0] / bound if bound > 0 else float("nan")))
     if j.endswith("qd1"):
