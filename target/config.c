@@ -54,8 +54,9 @@ struct ctx {
 
 static const char *const root_keys[] = {"node", "log", "iscsi", "targets", "pair", NULL};
 static const char *const pair_keys[] = {
-    "partner",    "listen",    "partner_address", "policy",  "ack",         "ring_file", "data_crc",
-    "timeout_ms", "ring_size", "heartbeat_ms",    "dead_ms", "buffer_pool", NULL};
+    "partner",      "listen",   "partner_address", "policy",     "ack",
+    "ring_file",    "data_crc", "region_size",     "timeout_ms", "ring_size",
+    "heartbeat_ms", "dead_ms",  "buffer_pool",     NULL};
 static const char *const node_keys[] = {"name", "state_dir", NULL};
 static const char *const log_keys[] = {"level", NULL};
 static const char *const iscsi_keys[] = {"listen",
@@ -961,6 +962,7 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
     p->replica_timeout_ms = 5000;
     p->ring_bytes = 16u << 20;
     p->pool_bytes = 64u << 20;
+    p->region_bytes = 64u << 10;
     p->heartbeat_ms = 200;
     p->dead_ms = 2000;
     int rc = get_group(c, root, NULL, "pair", &g);
@@ -1049,6 +1051,14 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
         return fail(c, ring ? ring : g,
                     "pair.ring_size %llu is not a power of two between 1M and 2G",
                     (unsigned long long)p->ring_bytes);
+    const config_setting_t *region = config_setting_get_member(g, "region_size");
+    if (region && (rc = parse_size(c, region, "pair.region_size", &p->region_bytes)))
+        return rc;
+    if (p->region_bytes < 4096 || p->region_bytes > (64u << 20) ||
+        (p->region_bytes & (p->region_bytes - 1)) != 0)
+        return fail(c, region ? region : g,
+                    "pair.region_size %llu is not a power of two between 4K and 64M",
+                    (unsigned long long)p->region_bytes);
     return 0;
 }
 

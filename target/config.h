@@ -95,7 +95,8 @@ struct tgt_pair_config {
     uint64_t pool_bytes;         /* registered command buffers: replicated data is sent from
                                     them without a copy */
     uint32_t heartbeat_ms;
-    uint32_t dead_ms; /* no heartbeat for this long: the partner is gone */
+    uint32_t dead_ms;      /* no heartbeat for this long: the partner is gone */
+    uint64_t region_bytes; /* the dirty region log's granularity */
 };
 
 struct tgt_config {

@@ -81,8 +81,12 @@ struct tgt_task {
     struct remote_done wake;    /* range granted / worker done, back on this thread */
     struct tgt_job job;         /* multi-step command on a worker thread */
     struct tgt_extent *extents; /* UNMAP's, for the replica */
-    uint8_t *meta;              /* the LU's metadata image, for the replica */
-    struct copy_job *copy;      /* EXTENDED COPY */
+    size_t extent_count;
+    bool tracked;          /* the change is in the LUN's log (replicator track) until untracked */
+    bool replicated;       /* the partner has the change */
+    bool unreplicated;     /* the replica failed and the policy completes the command anyway */
+    uint8_t *meta;         /* the LU's metadata image, for the replica */
+    struct copy_job *copy; /* EXTENDED COPY */
 };
 
 /* One destination LU of an EXTENDED COPY and the span of it the copy writes. */
@@ -108,6 +112,7 @@ struct copy_job {
     pthread_cond_t wait_cond;
     bool replica_back;
     int replica_err;
+    bool unreplicated; /* a chunk's replica failed (the policy went on) */
 };
 
 #define TASK_OF(ptr, member)                                                                       \
@@ -368,9 +373,78 @@ static void complete_with_check(struct tgt_task *t, uint8_t key, uint16_t asc)
 
 /* ---------------- media I/O ---------------- */
 
+/* ---- the change in the LUN's log (DESIGN.md sections 4 and 5) ---- */
+
+static const struct tgt_replicator *task_replicator(struct tgt_task *t)
+{
+    return &t->conn->thr->srv->replicator;
+}
+
+/* Before the command changes anything here or on the partner: its blocks (UNMAP's extents,
+ * else the plan's range) go into the LUN's log. */
+static int task_track(struct tgt_task *t)
+{
+    const struct tgt_replicator *rep = task_replicator(t);
+    if (rep->track == NULL)
+        return 0;
+    if (t->extents == NULL) {
+        int rc = t->plan.blocks ? rep->track(rep->ctx, t->lun_id, t->plan.lba, t->plan.blocks) : 0;
+        t->tracked = rc == 0 && t->plan.blocks;
+        return rc;
+    }
+    for (size_t i = 0; i < t->extent_count; i++) {
+        int rc = t->extents[i].blocks
+                     ? rep->track(rep->ctx, t->lun_id, t->extents[i].lba, t->extents[i].blocks)
+                     : 0;
+        if (rc) {
+            while (i--)
+                if (t->extents[i].blocks)
+                    rep->untrack(rep->ctx, t->lun_id, t->extents[i].lba, t->extents[i].blocks,
+                                 true);
+            return rc;
+        }
+    }
+    t->tracked = true;
+    return 0;
+}
+
+/* The change is over: the log keeps its blocks marked unless the copies are known equal. */
+static void task_untrack(struct tgt_task *t, bool changed)
+{
+    if (!t->tracked)
+        return;
+    t->tracked = false;
+    const struct tgt_replicator *rep = task_replicator(t);
+    bool same = t->replicated || !changed;
+    if (t->extents == NULL) {
+        rep->untrack(rep->ctx, t->lun_id, t->plan.lba, t->plan.blocks, same);
+        return;
+    }
+    for (size_t i = 0; i < t->extent_count; i++)
+        if (t->extents[i].blocks)
+            rep->untrack(rep->ctx, t->lun_id, t->extents[i].lba, t->extents[i].blocks, same);
+}
+
+/* The status table: the replica's outcome as the command sees it. */
+static int replica_outcome(const struct tgt_replicator *rep, int err, bool *replicated,
+                           bool *unreplicated)
+{
+    if (err == 0) {
+        *replicated = true;
+        return 0;
+    }
+    if (rep->replica_failure_ok) {
+        *unreplicated = true;
+        return 0;
+    }
+    return err;
+}
+
 static void task_io_finished(struct tgt_task *t)
 {
     struct conn *c = t->conn;
+    /* a medium error may still have changed blocks: only a replicated write is known equal */
+    task_untrack(t, true);
     if (t->range.held)
         lu_range_unlock(&t->lun->lu, &t->range);
     if (t->aborted || c->fd < 0) {
@@ -445,7 +519,8 @@ static void backing_done(struct backing_io *io, int result)
 static void replica_done_on_thread(struct remote_done *d)
 {
     struct tgt_task *t = TASK_OF(d, replica);
-    task_part_done(t, t->replica_err);
+    task_part_done(
+        t, replica_outcome(task_replicator(t), t->replica_err, &t->replicated, &t->unreplicated));
 }
 
 /* The replicator may finish on its own thread; the task's state belongs to its network
@@ -455,7 +530,8 @@ static void replica_done(void *cookie, int err)
     struct tgt_task *t = cookie;
     struct net_thread *thr = t->conn->thr;
     if (pthread_equal(pthread_self(), thr->tid)) {
-        task_part_done(t, err);
+        task_part_done(t,
+                       replica_outcome(task_replicator(t), err, &t->replicated, &t->unreplicated));
         return;
     }
     /* a task has one replica in flight at most, so its own message slot is free */
@@ -516,6 +592,10 @@ static void task_start_io(struct tgt_task *t)
 /* Sends the outcome of a command carried out off the plain I/O path and ends it. */
 static void task_respond(struct tgt_task *t)
 {
+    /* a COMPARE AND WRITE that miscompared changed nothing; any other failure may have */
+    bool miscompare = t->plan.status == SCSI_STATUS_CHECK_CONDITION && t->plan.sense_len > 2 &&
+                      (t->plan.sense[2] & 0x0f) == SCSI_SENSE_MISCOMPARE;
+    task_untrack(t, !miscompare);
     if (t->range.held)
         lu_range_unlock(&t->lun->lu, &t->range);
     if (t->copy) {
@@ -569,6 +649,7 @@ static bool describe_change(struct tgt_task *t, struct tgt_write *w)
             if (t->extents == NULL)
                 return false;
             t->extents[0] = (struct tgt_extent){t->plan.lba, t->plan.blocks};
+            t->extent_count = 1;
             w->extents = t->extents;
             w->extent_count = 1;
         } else {
@@ -577,6 +658,12 @@ static bool describe_change(struct tgt_task *t, struct tgt_write *w)
         }
         return true;
     case SCSI_ACTION_UNMAP: {
+        if (t->extents) { /* parsed before the change, for the log */
+            w->kind = TGT_WRITE_UNMAP;
+            w->extents = t->extents;
+            w->extent_count = t->extent_count;
+            return true;
+        }
         struct scsi_extent ext[256];
         struct scsi_plan scratch = t->plan;
         int n = scsi_unmap_parse(&lun->info, t->buf, t->plan.data_out, ext, 256, &scratch);
@@ -587,6 +674,7 @@ static bool describe_change(struct tgt_task *t, struct tgt_write *w)
             return false;
         for (int i = 0; i < n; i++)
             t->extents[i] = (struct tgt_extent){ext[i].lba, ext[i].blocks};
+        t->extent_count = (size_t)n;
         w->kind = TGT_WRITE_UNMAP;
         w->extents = t->extents;
         w->extent_count = (size_t)n;
@@ -690,7 +778,8 @@ static int copy_chunk_written(void *ctx, const struct xcopy_chunk *chunk)
         pthread_cond_wait(&cj->wait_cond, &cj->wait_lock);
     rc = cj->replica_err;
     pthread_mutex_unlock(&cj->wait_lock);
-    return rc;
+    bool replicated = false;
+    return replica_outcome(rep, rc, &replicated, &cj->unreplicated);
 }
 
 static void copy_done_on_thread(struct remote_done *d)
@@ -710,7 +799,24 @@ static void copy_run(struct tgt_job *job)
 {
     struct tgt_task *t = TASK_OF(job, job);
     struct copy_job *cj = t->copy;
-    xcopy_execute(cj->lus, cj->segs, cj->count, copy_chunk_written, t, &t->plan, &cj->done);
+    const struct tgt_replicator *rep = task_replicator(t);
+    int tracked = 0;
+    for (; rep->track && tracked < cj->range_count; tracked++) {
+        struct copy_range *cr = &cj->ranges[tracked];
+        if (rep->track(rep->ctx, cr->lun->info.id, cr->range.lba, cr->range.end - cr->range.lba))
+            break;
+    }
+    if (tracked < cj->range_count && rep->track)
+        scsi_plan_check_condition(&t->plan, SCSI_SENSE_HARDWARE_ERROR,
+                                  SCSI_ASC_INTERNAL_TARGET_FAILURE);
+    else
+        xcopy_execute(cj->lus, cj->segs, cj->count, copy_chunk_written, t, &t->plan, &cj->done);
+    /* every chunk written was replicated, or the destinations stay marked */
+    for (int i = 0; i < tracked; i++) {
+        struct copy_range *cr = &cj->ranges[i];
+        rep->untrack(rep->ctx, cr->lun->info.id, cr->range.lba, cr->range.end - cr->range.lba,
+                     !cj->unreplicated);
+    }
     t->wake.fn = copy_done_on_thread;
     thread_post_done(t->conn->thr, &t->wake);
 }
@@ -826,10 +932,40 @@ static void copy_start(struct tgt_task *t)
     copy_lock_next(t);
 }
 
+/* UNMAP holds the whole LU while its parameter list is parsed: only the extents it names go
+ * into the log. A list that does not parse is left for media_execute to refuse. */
+static int track_unmap(struct tgt_task *t)
+{
+    struct scsi_extent ext[256];
+    struct scsi_plan scratch = t->plan;
+    int n = scsi_unmap_parse(&t->lun->info, t->buf, t->plan.data_out, ext, 256, &scratch);
+    if (n <= 0)
+        return 0;
+    t->extents = calloc((size_t)n, sizeof(*t->extents));
+    if (t->extents == NULL) {
+        scsi_plan_check_condition(&t->plan, SCSI_SENSE_HARDWARE_ERROR,
+                                  SCSI_ASC_INTERNAL_TARGET_FAILURE);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < n; i++)
+        t->extents[i] = (struct tgt_extent){ext[i].lba, ext[i].blocks};
+    t->extent_count = (size_t)n;
+    int rc = task_track(t);
+    if (rc)
+        scsi_plan_check_condition(&t->plan, SCSI_SENSE_HARDWARE_ERROR,
+                                  SCSI_ASC_INTERNAL_TARGET_FAILURE);
+    return rc;
+}
+
 /* On a worker thread: the blocking part of the command, then back to the task's thread. */
 static void job_run(struct tgt_job *job)
 {
     struct tgt_task *t = TASK_OF(job, job);
+    if (t->plan.action == SCSI_ACTION_UNMAP && task_replicator(t)->track && track_unmap(t) != 0) {
+        t->wake.fn = job_done_on_thread;
+        thread_post_done(t->conn->thr, &t->wake);
+        return;
+    }
     media_execute(&t->lun->store, &t->lun->info, &t->plan, t->buf, t->buf, t->buf_len);
     t->wake.fn = job_done_on_thread;
     thread_post_done(t->conn->thr, &t->wake);
@@ -846,6 +982,12 @@ static void task_locked(struct tgt_task *t)
 {
     if (t->aborted || t->aborted_by_other || t->conn->fd < 0) {
         task_respond(t);
+        return;
+    }
+    if (t->plan.action != SCSI_ACTION_UNMAP && task_track(t) != 0) {
+        scsi_plan_check_condition(&t->plan, SCSI_SENSE_HARDWARE_ERROR,
+                                  SCSI_ASC_INTERNAL_TARGET_FAILURE);
+        task_respond(t); /* releases the range */
         return;
     }
     if (t->plan.action == SCSI_ACTION_WRITE)

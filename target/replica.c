@@ -23,19 +23,30 @@
  * that made it completes, in ring order with the data changes.
  *
  * Policy when the partner is away or a replica fails (DESIGN.md section 5): "available"
- * completes the write GOOD and the pair runs degraded (the failure issue adds the dirty
- * region log that makes the later resync cheap); "strict" fails the write.
+ * completes the write GOOD and the pair runs degraded, "strict" fails it (iscsi.c chooses the
+ * status from the replica's outcome). Either way every LUN this node owns has a log
+ * (tracker.h, <state_dir>/<iqn>.lun<N>.trk): each change is tracked from before it is issued
+ * until its replica is done, and one whose replica failed leaves its regions dirty. Opening the
+ * log after a crash turns what was in flight into dirty regions.
+ *
+ * Resync: while the partner is connected and an owned LUN has dirty regions, a thread copies
+ * them, one region at a time, as ordinary change records through the same ring: it holds the
+ * region's range lock while it reads the region and until the partner has applied it, so a new
+ * write to the region comes before the copy (and the copy reads it) or after it (and follows
+ * it in the ring); then the region is clean. Regions of zeros go as UNMAP.
  */
 #include "replica.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bufpool.h"
@@ -48,6 +59,15 @@
 #define RPART "pair"
 
 #define META_MAGIC 0x54574c58u /* "TWLX" */
+#define AL_SLOTS   1024u       /* regions tracked as hot at once, per LUN */
+#define PROGRESS_S 5           /* resync progress in the log this often */
+
+/* The log of one LUN this node owns. */
+struct owned_lun {
+    struct tgt_lun *lun;
+    struct trk_log *log;
+    uint64_t resynced_bytes; /* the current resync's, for its report */
+};
 
 struct replica {
     struct tgt_server *srv;
@@ -64,6 +84,14 @@ struct replica {
     atomic_bool degraded;
     atomic_uint_fast64_t unreplicated; /* changes completed without their replica */
     unsigned apply_delay_ms;           /* fault injection for tests (FAULT_APPLY_DELAY_ENV) */
+    struct owned_lun *owned;
+    size_t owned_count;
+    /* the resync thread */
+    pthread_t resync;
+    bool resync_started;
+    pthread_mutex_t resync_lock;
+    pthread_cond_t resync_cond; /* stop, or a wait of the resync thread ends */
+    bool resync_stop;
 };
 
 /* Tests make this node slow to apply what it received, so that with ack = "received" a crash
@@ -76,14 +104,29 @@ struct pending {
     void *cookie;
 };
 
+static struct owned_lun *owned_find(struct replica *r, uint32_t id)
+{
+    for (size_t i = 0; i < r->owned_count; i++)
+        if (r->owned[i].lun->info.id == id)
+            return &r->owned[i];
+    return NULL;
+}
+
+/* A replica failed or could not be sent: the copies differ from here until a resync. */
 static void enter_degraded(struct replica *r, int err)
 {
     atomic_fetch_add(&r->unreplicated, 1);
-    if (!atomic_exchange(&r->degraded, true))
-        TWL_WARN(RPART,
-                 "degraded: a write completed without its replica on %s (%s); the copies differ "
-                 "until a resync",
-                 r->cfg->pair.partner, strerror(-err));
+    if (atomic_exchange(&r->degraded, true))
+        return;
+    TWL_WARN(RPART,
+             "degraded: a change has no replica on %s (%s); policy %s; the copies differ "
+             "until a resync",
+             r->cfg->pair.partner, strerror(-err),
+             r->cfg->pair.policy == TGT_PAIR_STRICT ? "strict fails such writes"
+                                                    : "available completes them");
+    /* this copy now takes writes its partner lacks: a new generation for each owned LUN */
+    for (size_t i = 0; i < r->owned_count; i++)
+        trk_log_diverge(r->owned[i].log);
 }
 
 static void replica_done(void *cookie, int err)
@@ -93,12 +136,91 @@ static void replica_done(void *cookie, int err)
     if (err == 0) {
         if (atomic_exchange(&r->degraded, false))
             TWL_INFO(RPART, "replicating to %s again", r->cfg->pair.partner);
-    } else if (r->cfg->pair.policy == TGT_PAIR_AVAILABLE) {
+    } else {
         enter_degraded(r, err);
-        err = 0;
     }
     p->done(p->cookie, err ? -EIO : 0);
     free(p);
+}
+
+/* ---- the LUNs' logs ---- */
+
+static int track(void *ctx, uint32_t lun, uint64_t lba, uint64_t blocks)
+{
+    struct owned_lun *o = owned_find(ctx, lun);
+    if (o == NULL)
+        return 0;
+    uint32_t bs = o->lun->info.block_size;
+    int rc = trk_log_write_begin(o->log, lba * bs, blocks * bs);
+    if (rc)
+        TWL_ERROR(RPART, "LUN %u LBA %" PRIu64 "+%" PRIu64 ": cannot track the change: %s", lun,
+                  lba, blocks, strerror(-rc));
+    return rc;
+}
+
+static void untrack(void *ctx, uint32_t lun, uint64_t lba, uint64_t blocks, bool same)
+{
+    struct replica *r = ctx;
+    struct owned_lun *o = owned_find(r, lun);
+    if (o == NULL)
+        return;
+    uint32_t bs = o->lun->info.block_size;
+    int rc = trk_log_write_end(o->log, lba * bs, blocks * bs, same);
+    if (rc)
+        TWL_ERROR(RPART, "LUN %u LBA %" PRIu64 "+%" PRIu64 ": cannot untrack the change: %s", lun,
+                  lba, blocks, strerror(-rc));
+    if (!same)
+        TWL_DEBUG(RPART, "LUN %u LBA %" PRIu64 "+%" PRIu64 ": marked dirty (no replica)", lun, lba,
+                  blocks);
+    pthread_mutex_lock(&r->resync_lock);
+    pthread_cond_broadcast(&r->resync_cond);
+    pthread_mutex_unlock(&r->resync_lock);
+}
+
+static int open_logs(struct replica *r)
+{
+    r->owned = calloc(r->target->lun_count, sizeof(*r->owned));
+    if (r->owned == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < r->target->lun_count; i++) {
+        struct tgt_lun *l = &r->target->luns[i];
+        if (strcmp(l->cfg->owner, r->cfg->node_name) != 0)
+            continue;
+        char path[PATH_MAX + TGT_NAME_MAX + 32];
+        snprintf(path, sizeof(path), "%s/%s.lun%u.trk", r->cfg->state_dir, r->target->cfg->iqn,
+                 l->info.id);
+        struct trk_log_recovery rec;
+        struct owned_lun *o = &r->owned[r->owned_count];
+        int rc = trk_log_open(path, l->info.block_count * l->info.block_size,
+                              (uint32_t)r->cfg->pair.region_bytes, AL_SLOTS, &o->log, &rec);
+        if (rc) {
+            TWL_ERROR(RPART, "LUN %u: the log %s cannot be used: %s", l->info.id, path,
+                      strerror(-rc));
+            return rc;
+        }
+        o->lun = l;
+        r->owned_count++;
+        uint64_t rs = r->cfg->pair.region_bytes;
+        if (rec.created)
+            TWL_INFO(RPART, "LUN %u: new log %s (regions of %" PRIu64 " KiB)", l->info.id, path,
+                     rs >> 10);
+        else
+            TWL_INFO(RPART,
+                     "LUN %u: log %s: %" PRIu64 " regions were in flight at the last stop, %" PRIu64
+                     " dirty (%" PRIu64 " MiB) to resync",
+                     l->info.id, path, rec.al_regions, rec.dirty_regions,
+                     rec.dirty_regions * rs >> 20);
+    }
+    return 0;
+}
+
+static void close_logs(struct replica *r)
+{
+    for (size_t i = 0; i < r->owned_count; i++)
+        trk_log_close(r->owned[i].log);
+    free(r->owned);
+    r->owned = NULL;
+    r->owned_count = 0;
 }
 
 /* Describes w as a change record (all but its seq). Returns false for metadata. */
@@ -182,9 +304,10 @@ static int replicate(void *ctx, const struct tgt_write *w, tgt_write_done_fn don
                   strerror(-rc));
         return rc;
     }
-    if (rc == -ENOTCONN && r->cfg->pair.policy == TGT_PAIR_AVAILABLE) {
+    if (rc == -ENOTCONN) {
+        /* no partner: the command chooses its status from that, like from a failed replica */
         enter_degraded(r, rc);
-        done(cookie, 0);
+        done(cookie, rc);
         return 0;
     }
     return rc;
@@ -293,6 +416,203 @@ static int map_ring_file(struct replica *r)
     return rc;
 }
 
+/* ---- resync ---- */
+
+/* The resync thread waiting for a range lock and then for a replica. */
+struct resync_wait {
+    struct lu_range range;
+    struct replica *r;
+    bool granted, done;
+    int err;
+};
+
+static void resync_signal(struct replica *r, bool *flag)
+{
+    pthread_mutex_lock(&r->resync_lock);
+    *flag = true;
+    pthread_cond_broadcast(&r->resync_cond);
+    pthread_mutex_unlock(&r->resync_lock);
+}
+
+static void resync_granted(struct lu_range *range)
+{
+    struct resync_wait *w =
+        (struct resync_wait *)((uint8_t *)range - offsetof(struct resync_wait, range));
+    resync_signal(w->r, &w->granted);
+}
+
+static void resync_replicated(void *cookie, int err)
+{
+    struct resync_wait *w = cookie;
+    w->err = err;
+    resync_signal(w->r, &w->done);
+}
+
+static void resync_wait_for(struct replica *r, bool *flag)
+{
+    pthread_mutex_lock(&r->resync_lock);
+    while (!*flag)
+        pthread_cond_wait(&r->resync_cond, &r->resync_lock);
+    pthread_mutex_unlock(&r->resync_lock);
+}
+
+static bool resync_stopping(struct replica *r)
+{
+    pthread_mutex_lock(&r->resync_lock);
+    bool stop = r->resync_stop;
+    pthread_mutex_unlock(&r->resync_lock);
+    return stop;
+}
+
+static bool partner_connected(struct replica *r)
+{
+    struct twl_rdma_bp_stats st;
+    twl_rdma_backplane_stats(r->bp, &st);
+    return st.connected;
+}
+
+static bool all_zero(const uint8_t *p, size_t len)
+{
+    return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
+}
+
+/* Copies one dirty region to the partner under its range lock; 0 once the partner has it. */
+static int resync_region(struct replica *r, struct owned_lun *o, uint64_t region, uint8_t *buf,
+                         uint64_t *bytes)
+{
+    struct tgt_lun *lun = o->lun;
+    uint32_t bs = lun->info.block_size;
+    uint64_t rs = trk_log_region_size(o->log);
+    uint64_t lun_bytes = lun->info.block_count * bs;
+    uint64_t off = region * rs;
+    uint64_t len = lun_bytes - off < rs ? lun_bytes - off : rs;
+    struct resync_wait w = {.r = r, .range.granted = resync_granted};
+    if (lu_range_lock(&lun->lu, &w.range, off / bs, len / bs))
+        w.granted = true;
+    resync_wait_for(r, &w.granted);
+    int rc = backing_read_at(&lun->store, buf, len, off);
+    if (rc) {
+        TWL_ERROR(RPART, "resync LUN %u region %" PRIu64 ": reading it failed: %s", lun->info.id,
+                  region, strerror(-rc));
+        lu_range_unlock(&lun->lu, &w.range);
+        return rc;
+    }
+    struct tgt_extent ext = {.lba = off / bs, .blocks = len / bs};
+    struct tgt_write tw = {.target_name = r->target->cfg->iqn,
+                           .lun = lun->info.id,
+                           .kind = TGT_WRITE_DATA,
+                           .lba = off / bs,
+                           .blocks = (uint32_t)(len / bs),
+                           .block_size = bs,
+                           .data = buf,
+                           .fua = true}; /* durable there before it is clean here */
+    if (all_zero(buf, len)) {
+        tw.kind = TGT_WRITE_UNMAP; /* keeps the partner's copy thin */
+        tw.data = NULL;
+        tw.extents = &ext;
+        tw.extent_count = 1;
+    }
+    rc = replicate(r, &tw, resync_replicated, &w);
+    if (rc == 0) {
+        resync_wait_for(r, &w.done);
+        rc = w.err;
+    }
+    if (rc == 0) {
+        rc = trk_log_clear(o->log, region, 1);
+        *bytes += len;
+    }
+    lu_range_unlock(&lun->lu, &w.range);
+    return rc;
+}
+
+/* Copies every dirty region of one LUN while the partner stays; true when it is clean. */
+static bool resync_lun(struct replica *r, struct owned_lun *o)
+{
+    uint64_t regions = trk_log_regions(o->log), rs = trk_log_region_size(o->log);
+    uint64_t dirty = trk_log_dirty_count(o->log);
+    uint8_t *buf = bufpool_alloc(r->srv->pool, rs);
+    if (buf == NULL)
+        return false;
+    uint32_t id = o->lun->info.id;
+    TWL_INFO(RPART, "resync LUN %u to %s: %" PRIu64 " dirty regions (%" PRIu64 " MiB)", id,
+             r->cfg->pair.partner, dirty, dirty * rs >> 20);
+    uint64_t t0 = twl_now_ns(), last = t0, copied = 0, bytes = 0;
+    int rc = 0;
+    for (uint64_t region = trk_log_next_dirty(o->log, 0); region < regions;
+         region = trk_log_next_dirty(o->log, region + 1)) {
+        if (resync_stopping(r) || !partner_connected(r)) {
+            rc = -ENOTCONN;
+            break;
+        }
+        rc = resync_region(r, o, region, buf, &bytes);
+        if (rc)
+            break;
+        copied++;
+        uint64_t now = twl_now_ns();
+        if (now - last >= PROGRESS_S * 1000000000ull) {
+            uint64_t left = trk_log_dirty_count(o->log);
+            double secs = (double)(now - t0) / 1e9;
+            double rate = (double)bytes / secs;
+            TWL_INFO(RPART,
+                     "resync LUN %u: %" PRIu64 " MiB done, %" PRIu64 " MiB left, %.1f MB/s, "
+                     "ETA %.0f s",
+                     id, bytes >> 20, left * rs >> 20, rate / 1e6,
+                     rate > 0 ? (double)(left * rs) / rate : 0.0);
+            last = now;
+        }
+    }
+    bufpool_free(r->srv->pool, buf);
+    o->resynced_bytes += bytes;
+    double secs = (double)(twl_now_ns() - t0) / 1e9;
+    if (rc) {
+        TWL_WARN(RPART,
+                 "resync LUN %u interrupted (%s) after %" PRIu64 " regions, %" PRIu64
+                 " bytes; %" PRIu64 " regions left, resumed when the partner is back",
+                 id, strerror(-rc), copied, bytes, trk_log_dirty_count(o->log));
+        return false;
+    }
+    if (trk_log_dirty_count(o->log) != 0)
+        return false; /* new failures while copying: another pass */
+    struct trk_gens g;
+    trk_log_gens(o->log, &g);
+    trk_log_resynced(o->log, &g);
+    TWL_INFO(RPART,
+             "resync LUN %u done: %" PRIu64 " bytes resynced in this run, %" PRIu64
+             " since the copies last differed, in %.1f s (%.1f MB/s)",
+             id, bytes, o->resynced_bytes, secs, secs > 0 ? (double)bytes / secs / 1e6 : 0.0);
+    o->resynced_bytes = 0;
+    return true;
+}
+
+static void *resync_main(void *arg)
+{
+    struct replica *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->resync_lock);
+        if (!r->resync_stop) {
+            /* woken by untrack (a region may have turned dirty) or every 200 ms (reconnects) */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 200000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&r->resync_cond, &r->resync_lock, &ts);
+        }
+        bool stop = r->resync_stop;
+        pthread_mutex_unlock(&r->resync_lock);
+        if (stop)
+            break;
+        if (!partner_connected(r))
+            continue;
+        for (size_t i = 0; i < r->owned_count; i++)
+            if (trk_log_dirty_count(r->owned[i].log))
+                resync_lun(r, &r->owned[i]);
+    }
+    return NULL;
+}
+
 int replica_start(struct tgt_server *srv, struct replica **out)
 {
     const struct tgt_config *cfg = srv->cfg;
@@ -303,6 +623,8 @@ int replica_start(struct tgt_server *srv, struct replica **out)
     r->srv = srv;
     r->cfg = cfg;
     pthread_mutex_init(&r->order, NULL);
+    pthread_mutex_init(&r->resync_lock, NULL);
+    pthread_cond_init(&r->resync_cond, NULL);
     r->target = &srv->targets[0];
     twl_rdma_hello_init(&r->mine);
     snprintf(r->mine.node, sizeof(r->mine.node), "%s", cfg->node_name);
@@ -330,6 +652,8 @@ int replica_start(struct tgt_server *srv, struct replica **out)
         TWL_WARN(RPART, "fault injection: every change from the partner is applied %u ms late",
                  r->apply_delay_ms);
     }
+    if ((rc = open_logs(r)))
+        goto err;
     if (cfg->pair.ack == TGT_PAIR_ACK_RECEIVED && (rc = map_ring_file(r)))
         goto err;
     snprintf(r->port_local, sizeof(r->port_local), "%u", cfg->pair.listen_port);
@@ -360,7 +684,18 @@ int replica_start(struct tgt_server *srv, struct replica **out)
     rc = twl_rdma_backplane_start(&o, &r->bp);
     if (rc)
         goto err;
-    struct tgt_replicator rep = {.ctx = r, .replicate = replicate};
+    r->resync_started = pthread_create(&r->resync, NULL, resync_main, r) == 0;
+    if (!r->resync_started) {
+        rc = -EAGAIN;
+        TWL_ERROR(RPART, "cannot start the resync thread");
+        twl_rdma_backplane_stop(r->bp);
+        goto err;
+    }
+    struct tgt_replicator rep = {.ctx = r,
+                                 .replicate = replicate,
+                                 .track = track,
+                                 .untrack = untrack,
+                                 .replica_failure_ok = cfg->pair.policy == TGT_PAIR_AVAILABLE};
     tgt_server_set_replicator(srv, &rep);
     TWL_INFO(RPART, "%s pairs with %s over %s:%u / %s:%u, policy %s, ack %s", cfg->node_name,
              cfg->pair.partner, cfg->pair.listen_host, cfg->pair.listen_port,
@@ -370,7 +705,11 @@ int replica_start(struct tgt_server *srv, struct replica **out)
     *out = r;
     return 0;
 err:
+    close_logs(r);
     trk_pmem_close(r->ring_map);
+    pthread_cond_destroy(&r->resync_cond);
+    pthread_mutex_destroy(&r->resync_lock);
+    pthread_mutex_destroy(&r->order);
     free(r->hello);
     free(r);
     return rc;
@@ -389,8 +728,22 @@ void replica_stop(struct replica *r)
              st.acked, st.acked_bytes, r->cfg->pair.partner, st.failed,
              (uint64_t)atomic_load(&r->unreplicated), st.applied, st.rate_bytes_s / 1e6,
              st.capacity_bytes_s / 1e6);
+    /* the resync thread first: a region it is copying completes through the backplane */
+    pthread_mutex_lock(&r->resync_lock);
+    r->resync_stop = true;
+    pthread_cond_broadcast(&r->resync_cond);
+    pthread_mutex_unlock(&r->resync_lock);
+    if (r->resync_started)
+        pthread_join(r->resync, NULL);
     twl_rdma_backplane_stop(r->bp);
+    for (size_t i = 0; i < r->owned_count; i++)
+        if (trk_log_dirty_count(r->owned[i].log))
+            TWL_WARN(RPART, "LUN %u: %" PRIu64 " dirty regions left for a resync at the next start",
+                     r->owned[i].lun->info.id, trk_log_dirty_count(r->owned[i].log));
+    close_logs(r);
     trk_pmem_close(r->ring_map);
+    pthread_cond_destroy(&r->resync_cond);
+    pthread_mutex_destroy(&r->resync_lock);
     pthread_mutex_destroy(&r->order);
     free(r->hello);
     free(r);

@@ -60,11 +60,21 @@ typedef void (*tgt_write_done_fn)(void *cookie, int err);
  * thread for the chunks of an EXTENDED COPY, which waits for each) and starts the replica in
  * parallel with the local write, or after it for commands that must read first; it calls
  * done(cookie, err) exactly once, from any thread (the completion is handed back to the command's
- * network thread). Returning non-zero means it did not start (done is then not called) and the
- * command fails. */
+ * network thread), err being the replica's own outcome (the command chooses its status from it).
+ * Returning non-zero means it did not start (done is then not called) and the command fails. */
 struct tgt_replicator {
     void *ctx;
     int (*replicate)(void *ctx, const struct tgt_write *w, tgt_write_done_fn done, void *cookie);
+    /* Optional. track: before a command may change blocks [lba, lba + blocks) of a LUN, here
+     * or on the partner (a crash from then on must show them as possibly different); 0 or a
+     * negative errno (the command then fails, nothing written). untrack, exactly once per
+     * successful track: the change is over; same = the copies hold the same blocks (replicated,
+     * or nothing changed). Either may block briefly (a persist). */
+    int (*track)(void *ctx, uint32_t lun, uint64_t lba, uint64_t blocks);
+    void (*untrack)(void *ctx, uint32_t lun, uint64_t lba, uint64_t blocks, bool same);
+    /* The status table (DESIGN.md section 5): true when a write whose replica failed still
+     * completes GOOD (policy available; the regions are marked by untrack). */
+    bool replica_failure_ok;
 };
 
 /* Opens the LUNs and binds the portal. cfg must outlive the server. Returns 0 or -errno,

@@ -112,6 +112,7 @@ static void example_pair_confs_load(void **state)
     assert_int_equal(b.pair.ack, TGT_PAIR_ACK_APPLIED);
     assert_string_equal(a.pair.ring_file, "/var/lib/twinlun/inflight-ring");
     assert_false(a.pair.data_crc);
+    assert_int_equal(a.pair.region_bytes, 64u << 10);
     assert_int_equal(a.pair.ring_bytes, 16u << 20);
     assert_int_equal(a.pair.pool_bytes, 64u << 20);
     assert_string_equal(a.targets[0].luns[0].owner, "node-a");
@@ -405,6 +406,10 @@ static const struct bad_case bad_cases[] = {
      "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
      "  partner_address = \"h:2\";\n  data_crc = \"yes\"; };\n" TARGETS,
      4, "pair.data_crc"},
+    {"region size not a power of two",
+     "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
+     "  partner_address = \"h:2\";\n  region_size = \"96K\"; };\n" TARGETS,
+     4, "pair.region_size 98304 is not a power of two between 4K and 64M"},
     {"ring not a power of two",
      "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
      "  partner_address = \"h:2\";\n  ring_size = \"3M\"; };\n" TARGETS,
