@@ -58,15 +58,17 @@
 
 #define RPART "pair"
 
-#define META_MAGIC 0x54574c58u /* "TWLX" */
-#define AL_SLOTS   1024u       /* regions tracked as hot at once, per LUN */
-#define PROGRESS_S 5           /* resync progress in the log this often */
+#define META_MAGIC    0x54574c58u  /* "TWLX" */
+#define AL_SLOTS      1024u        /* regions tracked as hot at once, per LUN */
+#define PROGRESS_S    5            /* resync progress in the log this often */
+#define COLD_FLUSH_NS 500000000ull /* regions idle this long leave the activity log */
 
 /* The log of one LUN this node owns. */
 struct owned_lun {
     struct tgt_lun *lun;
     struct trk_log *log;
-    uint64_t resynced_bytes; /* the current resync's, for its report */
+    uint64_t resynced_bytes;                 /* since the copies last differed */
+    atomic_uint_fast64_t unreplicated_bytes; /* changes left without replica, same span */
 };
 
 struct replica {
@@ -169,12 +171,16 @@ static void untrack(void *ctx, uint32_t lun, uint64_t lba, uint64_t blocks, bool
     if (rc)
         TWL_ERROR(RPART, "LUN %u LBA %" PRIu64 "+%" PRIu64 ": cannot untrack the change: %s", lun,
                   lba, blocks, strerror(-rc));
-    if (!same)
+    if (!same) {
+        atomic_fetch_add(&o->unreplicated_bytes, blocks * bs);
         TWL_DEBUG(RPART, "LUN %u LBA %" PRIu64 "+%" PRIu64 ": marked dirty (no replica)", lun, lba,
                   blocks);
-    pthread_mutex_lock(&r->resync_lock);
-    pthread_cond_broadcast(&r->resync_cond);
-    pthread_mutex_unlock(&r->resync_lock);
+    }
+    if (!same) { /* a region may have turned dirty: the resync thread looks */
+        pthread_mutex_lock(&r->resync_lock);
+        pthread_cond_broadcast(&r->resync_cond);
+        pthread_mutex_unlock(&r->resync_lock);
+    }
 }
 
 static int open_logs(struct replica *r)
@@ -578,8 +584,10 @@ static bool resync_lun(struct replica *r, struct owned_lun *o)
     trk_log_resynced(o->log, &g);
     TWL_INFO(RPART,
              "resync LUN %u done: %" PRIu64 " bytes resynced in this run, %" PRIu64
-             " since the copies last differed, in %.1f s (%.1f MB/s)",
-             id, bytes, o->resynced_bytes, secs, secs > 0 ? (double)bytes / secs / 1e6 : 0.0);
+             " since the copies last differed, in %.1f s (%.1f MB/s); %" PRIu64
+             " bytes were written without replica meanwhile",
+             id, bytes, o->resynced_bytes, secs, secs > 0 ? (double)bytes / secs / 1e6 : 0.0,
+             (uint64_t)atomic_exchange(&o->unreplicated_bytes, 0));
     o->resynced_bytes = 0;
     return true;
 }
@@ -587,6 +595,7 @@ static bool resync_lun(struct replica *r, struct owned_lun *o)
 static void *resync_main(void *arg)
 {
     struct replica *r = arg;
+    uint64_t last_flush = twl_now_ns();
     for (;;) {
         pthread_mutex_lock(&r->resync_lock);
         if (!r->resync_stop) {
@@ -604,6 +613,14 @@ static void *resync_main(void *arg)
         pthread_mutex_unlock(&r->resync_lock);
         if (stop)
             break;
+        /* regions no longer written leave the activity log, so that a crash resyncs only
+         * what was written in the last moments */
+        uint64_t now = twl_now_ns();
+        if (now - last_flush >= COLD_FLUSH_NS) {
+            for (size_t i = 0; i < r->owned_count; i++)
+                trk_log_flush_cold(r->owned[i].log);
+            last_flush = now;
+        }
         if (!partner_connected(r))
             continue;
         for (size_t i = 0; i < r->owned_count; i++)

@@ -64,6 +64,8 @@ struct al_entry {
     uint32_t inflight;
     uint32_t next;   /* hash chain */
     bool referenced; /* the clock's second chance */
+    bool recent;     /* begun since the last trk_log_flush_cold */
+    bool on_media;   /* its slot on the media names the region (else emptied while cold) */
 };
 
 struct trk_log {
@@ -427,8 +429,15 @@ int trk_log_write_begin(struct trk_log *log, uint64_t off, uint64_t len)
     for (uint64_t r = first; r <= last; r++) {
         uint32_t i = al_find(log, r);
         if (i != NO_SLOT) {
-            log->slots[i].inflight++;
-            log->slots[i].referenced = true;
+            struct al_entry *e = &log->slots[i];
+            if (!e->on_media) {
+                al_encode(al_slot(log, i), r + 1, ++log->activations);
+                persist(log, al_slot(log, i), AL_SLOT);
+                e->on_media = true;
+            }
+            e->inflight++;
+            e->referenced = true;
+            e->recent = true;
             continue;
         }
         i = al_victim(log);
@@ -445,6 +454,8 @@ int trk_log_write_begin(struct trk_log *log, uint64_t off, uint64_t len)
         e->region = r;
         e->inflight = 1;
         e->referenced = true;
+        e->recent = true;
+        e->on_media = true;
         e->next = log->buckets[bucket_of(log, r)];
         log->buckets[bucket_of(log, r)] = i;
     }
@@ -469,6 +480,29 @@ int trk_log_write_end(struct trk_log *log, uint64_t off, uint64_t len, bool repl
     }
     pthread_mutex_unlock(&log->lock);
     return 0;
+}
+
+uint32_t trk_log_flush_cold(struct trk_log *log)
+{
+    pthread_mutex_lock(&log->lock);
+    uint32_t lo = NO_SLOT, hi = 0, n = 0;
+    for (uint32_t i = 0; i < log->sb.al_slots; i++) {
+        struct al_entry *e = &log->slots[i];
+        if (e->recent || e->inflight || !e->on_media) {
+            e->recent = false;
+            continue;
+        }
+        /* the same condition as for giving the slot to another region */
+        memset(al_slot(log, i), 0, AL_SLOT);
+        e->on_media = false;
+        lo = lo == NO_SLOT ? i : lo;
+        hi = i;
+        n++;
+    }
+    if (n)
+        persist(log, al_slot(log, lo), (size_t)(hi - lo + 1) * AL_SLOT);
+    pthread_mutex_unlock(&log->lock);
+    return n;
 }
 
 int trk_log_mark(struct trk_log *log, uint64_t off, uint64_t len)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libpmem2.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,6 +23,8 @@ struct trk_pmem {
     void *addr;
     size_t len;
     bool is_pmem;
+    uint8_t *shadow; /* a file that cannot be mapped: its bytes in memory, written through */
+    char path[256];
 };
 
 /* libpmem2 returns its own negative codes next to negative errnos; the message says more. */
@@ -29,6 +32,30 @@ static int pmem_fail(const char *path, const char *what, int rc)
 {
     TWL_ERROR(PART, "%s: %s: %s", path, what, pmem2_errormsg());
     return rc < 0 && rc > -4096 ? rc : -EIO;
+}
+
+/* The file in memory: a persist writes the range to the file and waits for the device. */
+static int open_written_through(struct trk_pmem *m, const char *path, size_t len)
+{
+    m->shadow = aligned_alloc(4096, (len + 4095) & ~(size_t)4095);
+    if (m->shadow == NULL)
+        return -ENOMEM;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(m->fd, m->shadow + got, len - got, (off_t)got);
+        if (n <= 0) {
+            int rc = n < 0 ? -errno : -EIO;
+            TWL_ERROR(PART, "%s: cannot read: %s", path, strerror(-rc));
+            free(m->shadow);
+            m->shadow = NULL;
+            return rc;
+        }
+        got += (size_t)n;
+    }
+    m->addr = m->shadow;
+    m->len = len;
+    snprintf(m->path, sizeof(m->path), "%s", path);
+    return 0;
 }
 
 int trk_pmem_open(const char *path, size_t len, struct trk_pmem **out)
@@ -74,8 +101,14 @@ int trk_pmem_open(const char *path, size_t len, struct trk_pmem **out)
     }
     rc = pmem2_map_new(&m->map, m->cfg, m->src);
     if (rc) {
-        rc = pmem_fail(path, "pmem2_map_new", rc);
-        goto err_src;
+        /* some file systems (9p, FUSE without writeback) cannot map a file shared */
+        TWL_WARN(PART, "%s: cannot be mapped (%s): kept in memory and written through", path,
+                 pmem2_errormsg());
+        rc = open_written_through(m, path, len);
+        if (rc)
+            goto err_src;
+        *out = m;
+        return 0;
     }
     m->addr = pmem2_map_get_address(m->map);
     m->len = pmem2_map_get_size(m->map);
@@ -114,14 +147,37 @@ bool trk_pmem_is_pmem(const struct trk_pmem *m)
 
 void trk_pmem_persist(const struct trk_pmem *m, const void *addr, size_t len)
 {
-    m->persist(addr, len);
+    if (m->shadow == NULL) {
+        m->persist(addr, len);
+        return;
+    }
+    size_t off = (size_t)((const uint8_t *)addr - m->shadow);
+    const uint8_t *p = addr;
+    while (len > 0) {
+        ssize_t n = pwrite(m->fd, p, len, (off_t)off);
+        if (n <= 0) {
+            /* the log cannot vouch for anything any more: stop rather than lie */
+            TWL_ERROR(PART, "%s: write-through of %zu bytes at %zu failed: %s; aborting", m->path,
+                      len, off, n < 0 ? strerror(errno) : "no progress");
+            abort();
+        }
+        p += n;
+        off += (size_t)n;
+        len -= (size_t)n;
+    }
+    if (fdatasync(m->fd) < 0) {
+        TWL_ERROR(PART, "%s: fdatasync failed: %s; aborting", m->path, strerror(errno));
+        abort();
+    }
 }
 
 void trk_pmem_close(struct trk_pmem *m)
 {
     if (m == NULL)
         return;
-    pmem2_map_delete(&m->map);
+    free(m->shadow);
+    if (m->map)
+        pmem2_map_delete(&m->map);
     pmem2_source_delete(&m->src);
     pmem2_config_delete(&m->cfg);
     close(m->fd);

@@ -42,8 +42,9 @@ void trk_pmem_close(struct trk_pmem *m);
  * whose two copies may differ is shown as possibly different after trk_log_open:
  *   - the activity log (the inflight tracker) holds every region a write may be in flight to:
  *     trk_log_write_begin persists a region there before it returns (once while the region
- *     stays hot: later writes to it cost no persist), and a region leaves it only when another
- *     region needs its slot and no write to it is in flight (lazily: clearing costs nothing);
+ *     stays hot: later writes to it cost no persist), and a region leaves it only when no write
+ *     to it is in flight: when another region needs its slot, or in a batch of cold regions
+ *     (trk_log_flush_cold, one persist for all);
  *   - the dirty bitmap holds every region written without its replica: trk_log_mark, and
  *     trk_log_write_end(replicated = false), persist the bit before they return; bits are
  *     cleared only by trk_log_clear, once a resync made both copies of the region equal.
@@ -104,6 +105,10 @@ int trk_log_write_begin(struct trk_log *log, uint64_t off, uint64_t len);
 /* After the write completed on this copy. replicated = false (the replica failed or there was
  * no partner): the regions are persisted in the bitmap before this returns. */
 int trk_log_write_end(struct trk_log *log, uint64_t off, uint64_t len, bool replicated);
+/* Empties, with one persist, the activity log slots of regions with no write in flight and
+ * none begun since the previous call, so that after a crash only regions written lately count
+ * as possibly different. Meant to be called periodically; returns the slots emptied. */
+uint32_t trk_log_flush_cold(struct trk_log *log);
 /* Marks [off, off + len) dirty in the bitmap, persisted before it returns. */
 int trk_log_mark(struct trk_log *log, uint64_t off, uint64_t len);
 /* A resync made regions [first, first + count) equal on both copies: clears their bits. */

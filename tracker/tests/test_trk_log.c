@@ -177,6 +177,8 @@ static void run_workload(struct fake *f, struct trk_log *log, unsigned seed, uns
             }
             risk_add(f, &w, -1); /* done on both copies, or marked unreplicated above */
             assert_int_equal(trk_log_write_end(log, w.off, w.len, replicated), 0);
+        } else if (what == 8 && rand() % 4 == 0) {
+            trk_log_flush_cold(log);
         } else if (what == 8) {
             /* degraded: marked before the write is issued */
             uint64_t r = (uint64_t)(rand() % REGIONS);
@@ -280,6 +282,40 @@ static void test_hot_region_costs_one_persist(void **state)
     assert_int_equal(trk_log_write_end(log, 7 * RS, 512, false), 0);
     assert_int_equal(f->persists - before, 2);
     assert_int_equal(trk_log_dirty_count(log), 1);
+    trk_log_close(log);
+    fake_free(f);
+}
+
+/* Cold regions leave the activity log in one persist; a region written since stays. */
+static void test_flush_cold_batches(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(64);
+    struct trk_log_media m = media_of(f);
+    struct trk_log *log;
+    assert_int_equal(trk_log_open_media(&m, LUN, RS, 64, &log, NULL), 0);
+    for (uint64_t r = 0; r < 10; r++) {
+        assert_int_equal(trk_log_write_begin(log, r * RS, 512), 0);
+        if (r != 3)
+            assert_int_equal(trk_log_write_end(log, r * RS, 512, true), 0);
+    }
+    assert_int_equal(trk_log_flush_cold(log), 0); /* all of them were begun lately */
+    unsigned before = f->persists;
+    assert_int_equal(trk_log_flush_cold(log), 9); /* region 3 still has a write in flight */
+    assert_int_equal(f->persists - before, 1);
+    assert_int_equal(trk_log_flush_cold(log), 0);
+    /* written again: back in the activity log, with one persist */
+    before = f->persists;
+    assert_int_equal(trk_log_write_begin(log, 5 * RS, 512), 0);
+    assert_int_equal(f->persists - before, 1);
+    trk_log_close(log); /* a crash */
+    struct trk_log_media md = media_plain(f->durable, f->len);
+    struct trk_log_recovery rec;
+    assert_int_equal(trk_log_open_media(&md, LUN, RS, 64, &log, &rec), 0);
+    assert_int_equal(rec.al_regions, 2);
+    assert_int_equal(trk_log_next_dirty(log, 0), 3);
+    assert_int_equal(trk_log_next_dirty(log, 4), 5);
+    assert_int_equal(trk_log_next_dirty(log, 6), REGIONS);
     trk_log_close(log);
     fake_free(f);
 }
@@ -491,6 +527,7 @@ int main(void)
         cmocka_unit_test(test_crash_consistency_tiny_activity_log),
         cmocka_unit_test(test_crash_check_catches_a_lost_region),
         cmocka_unit_test(test_hot_region_costs_one_persist),
+        cmocka_unit_test(test_flush_cold_batches),
         cmocka_unit_test(test_recovery_folds_activity_into_bitmap),
         cmocka_unit_test(test_refuses_other_geometry_and_garbage),
         cmocka_unit_test(test_torn_superblock_keeps_previous),
