@@ -67,22 +67,6 @@ replayed() {
     [ "${n:-0}" -gt 0 ] || { echo "nothing was left to replay: the test did not test it"; return 1; }
 }
 
-same_sha() {
-    local sa sb
-    sa=$(sha256sum <"$dir/a/lun0.img" | cut -c1-64)
-    sb=$(sha256sum <"$dir/b/lun0.img" | cut -c1-64)
-    echo "sha256 a $sa"
-    echo "sha256 b $sb"
-    [ "$sa" = "$sb" ]
-}
-
-verify_b() {
-    "$workload" verify --journal "$dir/journal" --file "$dir/b/lun0.img" --block-size 512 \
-        >"$dir/verify.log" 2>&1
-    local rc=$?
-    tail -1 "$dir/verify.log"
-    return $rc
-}
 
 strict() {
     rxe_node_kill a TERM
@@ -113,8 +97,8 @@ rxe_check paired paired
 if [ $rxe_failed = 0 ]; then
     rxe_check acked-kill acked_kill
     rxe_check replayed replayed
-    rxe_check sha256 same_sha
-    rxe_check verify-b verify_b
+    rxe_check sha256 pair_same_sha
+    rxe_check verify-b pair_verify journal b
     rxe_check strict strict
 fi
 rxe_node_kill a TERM 2>/dev/null

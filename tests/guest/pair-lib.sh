@@ -1,5 +1,6 @@
 # Shared by the one-guest pair tests (sourced): the config of one node of a pair on one rxe
-# device, and waiting for the pair's handshake. Needs dir, ip and iqn set by the caller.
+# device, waiting for the pair's handshake, comparing and verifying the two copies. Needs dir,
+# ip and iqn set by the caller (and workload, for pair_verify).
 
 # pair_config NAME PARTNER ISCSI_PORT BP_PORT PARTNER_BP_PORT [SIZE] [EXTRA_PAIR_KEYS]
 pair_config() {
@@ -29,4 +30,24 @@ pair_wait_paired() {
     echo "paired: no handshake within 20 s"
     tail -n 20 "$la" "$lb"
     return 1
+}
+
+# pair_same_sha: node a's and node b's backing files have the same SHA-256 (both printed)
+pair_same_sha() {
+    local sa sb
+    sa=$(sha256sum <"$dir/a/lun0.img" | cut -c1-64)
+    sb=$(sha256sum <"$dir/b/lun0.img" | cut -c1-64)
+    echo "sha256 a $sa"
+    echo "sha256 b $sb"
+    [ "$sa" = "$sb" ]
+}
+
+# pair_verify JOURNAL NODE: NODE's backing file holds the last acknowledged write of every
+# block the journal touched (twl-workload verify; its output in DIR/verify-JOURNAL-NODE.log)
+pair_verify() {
+    local log="$dir/verify-$1-$2.log" rc
+    "$workload" verify --journal "$dir/$1" --file "$dir/$2/lun0.img" --block-size 512 >"$log" 2>&1
+    rc=$?
+    tail -1 "$log"
+    return $rc
 }

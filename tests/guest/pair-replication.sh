@@ -66,23 +66,6 @@ run_workload() {
     return $rc
 }
 
-same_sha() {
-    # the pair is idle: every write completed only after node B applied it
-    local sa sb
-    sa=$(sha256sum <"$dir/a/lun0.img" | cut -c1-64)
-    sb=$(sha256sum <"$dir/b/lun0.img" | cut -c1-64)
-    echo "sha256 a $sa"
-    echo "sha256 b $sb"
-    [ "$sa" = "$sb" ]
-}
-
-verify_b() {
-    "$workload" verify --journal "$dir/journal" --file "$dir/b/lun0.img" --block-size 512 \
-        >"$dir/verify.log" 2>&1
-    local rc=$?
-    tail -3 "$dir/verify.log"
-    return $rc
-}
 
 prout_a() { # set | clear: PERSISTENT RESERVE OUT on node A through the raw test initiator
     python3 - "$repo/tests/integration" "$1" <<'PY'
@@ -174,8 +157,8 @@ stop_a() {
 rxe_check paired pair_wait_paired
 if [ $rxe_failed = 0 ]; then
     rxe_check workload run_workload
-    rxe_check sha256 same_sha
-    rxe_check verify-b verify_b
+    rxe_check sha256 pair_same_sha
+    rxe_check verify-b pair_verify journal b
     rxe_check pr-equal pr_equal
     rxe_check stalled partner_stalled
     rxe_check partner-lost partner_lost

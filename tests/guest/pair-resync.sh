@@ -42,14 +42,6 @@ pair_config b a 3262 7472 7471 256M 'region_size = "64K";' >"$dir/b.conf"
 start_a() { rxe_node_start a "$dir/a" 3261 -- "$build/target/twinlund" --config "$dir/a.conf"; }
 start_b() { rxe_node_start b "$dir/b" 3262 -- "$build/target/twinlund" --config "$dir/b.conf"; }
 
-same_sha() {
-    local sa sb
-    sa=$(sha256sum <"$dir/a/lun0.img" | cut -c1-64)
-    sb=$(sha256sum <"$dir/b/lun0.img" | cut -c1-64)
-    echo "sha256 a $sa"
-    echo "sha256 b $sb"
-    [ "$sa" = "$sb" ]
-}
 
 # resync_done N: until node a's log (a restarted node starts a new one) says its Nth resync is
 # done, at most 180 s; prints that line
@@ -66,13 +58,9 @@ baseline() {
     "$workload" run --url "$url" --journal "$dir/journal1" --ops 300 --qd 16 --max 1M \
         --seed 21 --prior-zero >"$dir/workload1.log" 2>&1 || { tail -3 "$dir/workload1.log"; return 1; }
     tail -1 "$dir/workload1.log"
-    same_sha || return 1
+    pair_same_sha || return 1
     # later runs overwrite some of these blocks: node b's copy is checked against it now
-    "$workload" verify --journal "$dir/journal1" --file "$dir/b/lun0.img" --block-size 512 \
-        >"$dir/verify-journal1.log" 2>&1
-    local rc=$?
-    tail -1 "$dir/verify-journal1.log"
-    return $rc
+    pair_verify journal1 b
 }
 
 partner_killed() {
@@ -99,15 +87,6 @@ partner_killed() {
         [ "$resynced" -le $((apart_bytes + (1 << 20))) ]
 }
 
-verify_b() {
-    local j rc=0
-    for j in journal2; do
-        "$workload" verify --journal "$dir/$j" --file "$dir/b/lun0.img" --block-size 512 \
-            >"$dir/verify-$j.log" 2>&1 || rc=1
-        tail -1 "$dir/verify-$j.log"
-    done
-    return $rc
-}
 
 owner_killed() {
     "$workload" run --url "$url" --journal "$dir/journal3" --ops 0 --seconds 30 --qd 16 \
@@ -130,12 +109,7 @@ owner_killed() {
 }
 
 sha_owner() {
-    same_sha || return 1
-    "$workload" verify --journal "$dir/journal3" --file "$dir/b/lun0.img" --block-size 512 \
-        >"$dir/verify-journal3.log" 2>&1
-    local rc=$?
-    tail -1 "$dir/verify-journal3.log"
-    return $rc
+    pair_same_sha && pair_verify journal3 b
 }
 
 stop_both() {
@@ -153,8 +127,8 @@ start_b
 rxe_check paired pair_wait_paired
 rxe_check baseline baseline
 rxe_check partner-killed partner_killed
-rxe_check sha256 same_sha
-rxe_check verify-b verify_b
+rxe_check sha256 pair_same_sha
+rxe_check verify-b pair_verify journal2 b
 rxe_check owner-killed owner_killed
 rxe_check sha256-owner sha_owner
 rxe_check stop stop_both
