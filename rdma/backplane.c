@@ -11,9 +11,13 @@
  * Every connection starts with a HELLO record each way; no change moves before both sides
  * accepted the other's (a mismatch is logged by each side from its own point of view, and
  * the connection is retried after a pause, so fixing the config and restarting one node
- * heals the pair). While no connection is up, submissions fail at once with -ENOTCONN and the
- * caller's policy decides (DESIGN.md section 5); records in flight when the connection drops
- * fail with -ENOTCONN too.
+ * heals the pair). When a connection drops, the records not yet acknowledged are kept, and
+ * sent again in order over the next connection (reconnecting with backoff); new submissions
+ * queue behind them. Applying a record twice in ring order leaves the same copy, so a record
+ * the partner had applied before the loss does no harm. A record still unacknowledged
+ * timeout_ms after it was submitted fails with -ENOTCONN, and once no connection came back
+ * within timeout_ms of the loss everything queued fails and submissions fail at once with
+ * -ENOTCONN until the partner is back: the caller's policy decides (DESIGN.md section 5).
  *
  * The durability point: with a volatile ring the partner acknowledges a record once it is
  * applied to its copy; with a durable ring (ack = "received") once it is persisted in the ring,
@@ -79,6 +83,7 @@ struct inflight {
     uint64_t submit_ns;
     uint64_t stage_end; /* staging position after this record: free once it is placed */
     uint32_t len;
+    struct submission *sub; /* kept until acknowledged, to be sent again after a loss */
 };
 
 struct twl_rdma_backplane {
@@ -87,6 +92,9 @@ struct twl_rdma_backplane {
     int wake_fd;
     atomic_bool stop;
     atomic_bool connected; /* handshake done both ways */
+    atomic_bool accepting; /* submissions are queued: connected, or reconnecting within
+                              timeout_ms of a loss */
+    uint64_t lost_ns;      /* backplane thread: when the last connection was lost */
 
     pthread_mutex_t lock; /* submissions */
     struct submission *head, *tail;
@@ -138,7 +146,7 @@ int twl_rdma_backplane_submit(struct twl_rdma_backplane *bp, const void *hdr, ui
                               const void *data, uint32_t data_len, twl_rdma_done_fn done,
                               void *cookie)
 {
-    if (!atomic_load(&bp->connected))
+    if (!atomic_load(&bp->accepting))
         return -ENOTCONN;
     uint64_t len = (uint64_t)hdr_len + data_len;
     /* a record must fit the partner's ring with its header and alignment */
@@ -211,6 +219,7 @@ static void fail_all(struct twl_rdma_backplane *bp, int err)
         struct inflight *f = &bp->ring[bp->ring_tail % bp->cap];
         count_done(bp, err, 0);
         f->done(f->cookie, err);
+        free(f->sub);
     }
     pthread_mutex_lock(&bp->lock);
     struct submission *s = bp->head;
@@ -225,18 +234,101 @@ static void fail_all(struct twl_rdma_backplane *bp, int err)
     }
 }
 
-static void close_conn(struct twl_rdma_backplane *bp, const char *why)
+/* The records in flight go back to the head of the queue, in order, to be sent again. */
+static uint64_t requeue_inflight(struct twl_rdma_backplane *bp)
+{
+    uint64_t n = bp->ring_head - bp->ring_tail;
+    struct submission *first = NULL, *last = NULL;
+    for (; bp->ring_tail < bp->ring_head; bp->ring_tail++) {
+        struct submission *sub = bp->ring[bp->ring_tail % bp->cap].sub;
+        sub->next = NULL;
+        if (last)
+            last->next = sub;
+        else
+            first = sub;
+        last = sub;
+    }
+    if (first) {
+        pthread_mutex_lock(&bp->lock);
+        last->next = bp->head;
+        bp->head = first;
+        if (bp->tail == NULL)
+            bp->tail = last;
+        pthread_mutex_unlock(&bp->lock);
+    }
+    return n;
+}
+
+/* Fails what waited longer than timeout_ms; once the partner stayed away that long, all of it,
+ * and stops queueing. Returns true while records wait for a new connection. */
+static bool expire_waiting(struct twl_rdma_backplane *bp, uint64_t now)
+{
+    uint64_t limit = (uint64_t)bp->o.timeout_ms * 1000000ull;
+    bool give_up = now - bp->lost_ns >= limit;
+    if (give_up && atomic_exchange(&bp->accepting, false))
+        TWL_WARN(PART,
+                 "no partner connection for %u ms: writes are not replicated until it is "
+                 "back",
+                 bp->o.timeout_ms);
+    pthread_mutex_lock(&bp->lock);
+    struct submission *keep = NULL, *keep_tail = NULL, *gone = NULL, *s = bp->head;
+    while (s) {
+        struct submission *next = s->next;
+        s->next = NULL;
+        if (give_up || now - s->submit_ns >= limit) {
+            s->next = gone;
+            gone = s;
+        } else {
+            if (keep_tail)
+                keep_tail->next = s;
+            else
+                keep = s;
+            keep_tail = s;
+        }
+        s = next;
+    }
+    bp->head = keep;
+    bp->tail = keep_tail;
+    pthread_mutex_unlock(&bp->lock);
+    while (gone) {
+        struct submission *next = gone->next;
+        count_done(bp, -ENOTCONN, 0);
+        gone->done(gone->cookie, -ENOTCONN);
+        free(gone);
+        gone = next;
+    }
+    return keep != NULL;
+}
+
+/* Ends the connection. Unless the backplane stops or the partner is refused, what is in flight
+ * waits for the next connection (expire_waiting bounds how long). */
+static void close_conn(struct twl_rdma_backplane *bp, const char *why, bool retry)
 {
     if (bp->conn == NULL)
         return;
-    if (atomic_exchange(&bp->connected, false))
-        TWL_WARN(PART, "partner connection lost (%s): writes are not replicated until it is back",
-                 why);
     twl_rdma_conn_close(bp->conn);
     bp->conn = NULL;
     bp->stage_mr = NULL;
     bp->region_mr = NULL;
-    fail_all(bp, -ENOTCONN);
+    bool was = atomic_exchange(&bp->connected, false);
+    if (!retry || !atomic_load(&bp->accepting)) {
+        atomic_store(&bp->accepting, false);
+        if (was)
+            TWL_WARN(PART,
+                     "partner connection lost (%s): writes are not replicated until it is "
+                     "back",
+                     why);
+        fail_all(bp, -ENOTCONN);
+        return;
+    }
+    uint64_t held = requeue_inflight(bp);
+    if (was) {
+        bp->lost_ns = twl_now_ns();
+        TWL_WARN(PART,
+                 "partner connection lost (%s): %" PRIu64 " records in flight kept for a new "
+                 "connection, for up to %u ms",
+                 why, held, bp->o.timeout_ms);
+    }
 }
 
 /* Places queued submissions while the staging area, the in-flight table and the partner's
@@ -279,8 +371,8 @@ static int send_queued(struct twl_rdma_backplane *bp)
         f->submit_ns = s->submit_ns;
         f->stage_end = start + s->len;
         f->len = s->len + s->direct_len;
+        f->sub = s;
         bp->stage_head = start + s->len;
-        free(s);
     }
 }
 
@@ -298,6 +390,7 @@ static void complete_consumed(struct twl_rdma_backplane *bp, uint64_t consumed)
             bp->stage_tail = f->stage_end;
         count_done(bp, 0, f->len);
         f->done(f->cookie, 0);
+        free(f->sub);
     }
 }
 
@@ -507,6 +600,7 @@ static int handle_record(struct twl_rdma_backplane *bp, const struct twl_rdma_ev
             return rc;
         bp->hello_ok = true;
         atomic_store(&bp->connected, true);
+        atomic_store(&bp->accepting, true);
         TWL_INFO(PART, "partner accepted: replicating");
         return bp->dring ? apply_later(bp, ev, true) : 0;
     }
@@ -538,21 +632,21 @@ static void run_connection(struct twl_rdma_backplane *bp)
     bp->hello_ok = false;
     bp->stage_mr = twl_rdma_buf_reg(bp->conn, bp->stage, bp->o.ring_size);
     if (bp->stage_mr == NULL) {
-        close_conn(bp, "cannot register the staging area");
+        close_conn(bp, "cannot register the staging area", true);
         return;
     }
     bp->region_mr = NULL;
     if (bp->o.region) {
         bp->region_mr = twl_rdma_buf_reg(bp->conn, bp->o.region, bp->o.region_len);
         if (bp->region_mr == NULL) {
-            close_conn(bp, "cannot register the data region");
+            close_conn(bp, "cannot register the data region", true);
             return;
         }
     }
     memcpy(bp->stage, bp->o.hello, bp->o.hello_len);
     int64_t seq = twl_rdma_send(bp->conn, bp->stage_mr, bp->stage, bp->o.hello_len, REC_HELLO);
     if (seq != 0) {
-        close_conn(bp, "handshake not sent");
+        close_conn(bp, "handshake not sent", true);
         return;
     }
     bp->stage_tail = 0;
@@ -572,7 +666,7 @@ static void run_connection(struct twl_rdma_backplane *bp)
             n = twl_rdma_poll(bp->conn, ev, EVENTS, busy ? 10 : 100);
         take_wake(bp);
         if (n < 0) {
-            close_conn(bp, strerror(-n));
+            close_conn(bp, strerror(-n), true);
             return;
         }
         bool received = false;
@@ -580,7 +674,7 @@ static void run_connection(struct twl_rdma_backplane *bp)
         if (bp->dring) {
             int rc = dring_ack(bp, ev, n);
             if (rc) {
-                close_conn(bp, strerror(-rc));
+                close_conn(bp, strerror(-rc), true);
                 return;
             }
         }
@@ -589,7 +683,8 @@ static void run_connection(struct twl_rdma_backplane *bp)
             case TWL_RDMA_EV_REC: {
                 int rc = handle_record(bp, &ev[i]);
                 if (rc) {
-                    close_conn(bp, rc == -EPROTO ? "handshake refused" : "apply failed");
+                    close_conn(bp, rc == -EPROTO ? "handshake refused" : "apply failed",
+                               rc != -EPROTO);
                     if (rc == -EPROTO)
                         pause_ms(bp, REFUSED_PAUSE_S * 1000);
                     return;
@@ -611,17 +706,17 @@ static void run_connection(struct twl_rdma_backplane *bp)
                 complete_consumed(bp, ev[i].acked);
                 break;
             case TWL_RDMA_EV_PEER_DEAD:
-                close_conn(bp, "partner dead");
+                close_conn(bp, "partner dead", true);
                 return;
             case TWL_RDMA_EV_DISCONNECTED:
-                close_conn(bp, "partner disconnected");
+                close_conn(bp, "partner disconnected", true);
                 return;
             }
         }
         if (bp->dring) {
             bool pending;
             if (release_applied(bp, &pending)) {
-                close_conn(bp, "apply failed");
+                close_conn(bp, "apply failed", true);
                 return;
             }
             recent_rx = pending || received;
@@ -633,17 +728,17 @@ static void run_connection(struct twl_rdma_backplane *bp)
         if (bp->hello_ok) {
             int rc = send_queued(bp);
             if (rc) {
-                close_conn(bp, strerror(-rc));
+                close_conn(bp, strerror(-rc), true);
                 return;
             }
         }
         if (overdue(bp, twl_now_ns())) {
             TWL_ERROR(PART, "partner has not applied a record for %u ms", bp->o.timeout_ms);
-            close_conn(bp, "replica timeout");
+            close_conn(bp, "replica timeout", true);
             return;
         }
     }
-    close_conn(bp, "stopping");
+    close_conn(bp, "stopping", false);
 }
 
 static void *backplane_main(void *arg)
@@ -652,6 +747,8 @@ static void *backplane_main(void *arg)
     unsigned failures = 0;
     int backoff_ms = BACKOFF_MIN_MS;
     while (!atomic_load(&bp->stop)) {
+        /* records kept from a lost connection wait only so long */
+        bool waiting = expire_waiting(bp, twl_now_ns());
         struct twl_rdma_opts co = {
             .addr = bp->o.connect ? bp->o.peer_host : bp->o.local_host,
             .port = bp->o.connect ? bp->o.peer_port : bp->o.local_port,
@@ -673,7 +770,7 @@ static void *backplane_main(void *arg)
                          co.port, strerror(-rc));
             /* no peer within the attempt is the normal wait; errors back off exponentially */
             if (rc != -ETIMEDOUT) {
-                pause_ms(bp, backoff_ms);
+                pause_ms(bp, waiting && backoff_ms > 250 ? 250 : backoff_ms);
                 backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2;
             }
             continue;

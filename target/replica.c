@@ -59,7 +59,7 @@
 #define RPART "pair"
 
 #define META_MAGIC    0x54574c58u  /* "TWLX" */
-#define AL_SLOTS      1024u        /* regions tracked as hot at once, per LUN */
+#define AL_SLOTS      4096u        /* regions tracked as hot at once, per LUN */
 #define PROGRESS_S    5            /* resync progress in the log this often */
 #define COLD_FLUSH_NS 500000000ull /* regions idle this long leave the activity log */
 

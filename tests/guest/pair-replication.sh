@@ -12,6 +12,9 @@
 #   verify-b      node B's copy holds the last acknowledged write of every block
 #   pr-equal      a registration with APTPL and a reservation made on node A: node B's saved
 #                 reservation state is byte for byte node A's
+#   partner-restarted  node B is killed (SIGKILL) in the middle of a workload and started
+#                 again at once: node A keeps the records in flight, sends them again over the
+#                 new connection, never goes degraded; every write GOOD, copies identical
 #   stalled       node B is stopped (SIGSTOP) in the middle of a workload: its heartbeats stop,
 #                 node A declares it gone, every write still completes GOOD (policy
 #                 available); node B resumed (SIGCONT) reconnects and pairs again
@@ -101,6 +104,28 @@ pr_equal() {
     return $rc
 }
 
+partner_restarted() {
+    "$workload" run --url "iscsi://127.0.0.1:3261/$iqn/0" --journal "$dir/journal-restart" \
+        --ops 600 --qd 16 --max 1048576 --seed 10 >"$dir/workload-restart.log" 2>&1 &
+    local wpid=$! rc=0 before
+    before=$(grep -c 'degraded' "$dir/a/a.log")
+    sleep 1
+    rxe_node_kill b KILL
+    rxe_node_wait b
+    mv "$dir/b/b.log" "$dir/b/b-killed.log"
+    rxe_node_start b "$dir/b" 3262 -- "$build/target/twinlund" --config "$dir/b.conf"
+    wait $wpid || rc=$?
+    tail -1 "$dir/workload-restart.log"
+    [ $rc = 0 ] || return 1
+    grep -h 'kept for a new connection' "$dir/a/a.log" | tail -1 | grep . ||
+        { echo "node a never lost the connection"; return 1; }
+    [ "$(grep -c 'degraded' "$dir/a/a.log")" = "$before" ] ||
+        { echo "node a went degraded: node b was not back within timeout_ms"; return 1; }
+    pair_wait_paired 1 1 >/dev/null || return 1
+    # nothing was left unreplicated: the records kept were sent again, no resync involved
+    pair_same_sha && pair_verify journal-restart b
+}
+
 partner_stalled() {
     "$workload" run --url "iscsi://127.0.0.1:3261/$iqn/0" --journal "$dir/journal-stall" \
         --ops 800 --qd 16 --max 1048576 --seed 9 >"$dir/workload-stall.log" 2>&1 &
@@ -160,6 +185,7 @@ if [ $rxe_failed = 0 ]; then
     rxe_check sha256 pair_same_sha
     rxe_check verify-b pair_verify journal b
     rxe_check pr-equal pr_equal
+    rxe_check partner-restarted partner_restarted
     rxe_check stalled partner_stalled
     rxe_check partner-lost partner_lost
 fi

@@ -37,6 +37,8 @@ lun_bytes=$((256 << 20))
 apart_bytes=$((64 << 20)) # the span written while node b is away: a quarter of the LUN
 url="iscsi://127.0.0.1:3261/$iqn/0"
 
+# a partner away for 5 s is given up for after 2 s: writes meanwhile go unreplicated
+pair_timeout_ms=2000
 pair_config a b 3261 7471 7472 256M 'region_size = "64K";' >"$dir/a.conf"
 pair_config b a 3262 7472 7471 256M 'region_size = "64K";' >"$dir/b.conf"
 start_a() { rxe_node_start a "$dir/a" 3261 -- "$build/target/twinlund" --config "$dir/a.conf"; }
