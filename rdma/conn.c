@@ -35,6 +35,7 @@
 #define DEFAULT_DEAD_MS    2000
 #define RESOLVE_MS         2000
 #define RETRY_PAUSE_MS     250
+#define ACK_TIMEOUT        14 /* 67 ms */
 
 enum wr_kind { WR_HDR = 1, WR_CTRL, WR_RECV };
 #define WR_ID(kind, v) (((uint64_t)(kind) << 56) | ((uint64_t)(v) & ((1ull << 56) - 1)))
@@ -280,6 +281,16 @@ static void local_info(const struct twl_rdma_conn *c, uint8_t out[TWL_RDMA_INFO_
     twl_rdma_info_encode(out, &info);
 }
 
+/* The transport's retransmission timer (4.096 us x 2^ACK_TIMEOUT): a lost packet is sent
+ * again after this, not after rdma_cm's default for RoCE of about a second; retry_count of
+ * them without an answer still means a dead peer. Best effort: older kernels lack the option. */
+static void set_ack_timeout(struct twl_rdma_conn *c)
+{
+    uint8_t t = ACK_TIMEOUT;
+    if (rdma_set_option(c->id, RDMA_OPTION_ID, RDMA_OPTION_ID_ACK_TIMEOUT, &t, sizeof(t)))
+        TWL_DEBUG(PART, "rdma_set_option(ACK_TIMEOUT): %s", strerror(errno));
+}
+
 static void conn_param(struct twl_rdma_conn *c, struct rdma_conn_param *p,
                        const uint8_t info[TWL_RDMA_INFO_LEN])
 {
@@ -368,6 +379,7 @@ static int connect_once(struct twl_rdma_conn *c, uint64_t deadline_ns)
         rc = ev < 0 ? ev : -EAGAIN;
         goto out_id;
     }
+    set_ack_timeout(c);
     if (rdma_resolve_route(c->id, RESOLVE_MS)) {
         rc = -errno;
         TWL_ERROR(PART, "rdma_resolve_route(%s): %s", c->o.addr, strerror(-rc));
@@ -470,6 +482,7 @@ static int do_listen(struct twl_rdma_conn *c)
         rdma_reject(c->id, NULL, 0);
         goto out_id;
     }
+    set_ack_timeout(c);
     rc = verbs_setup(c);
     if (rc) {
         rdma_reject(c->id, NULL, 0);
