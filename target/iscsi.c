@@ -112,7 +112,7 @@ struct copy_job {
     pthread_cond_t wait_cond;
     bool replica_back;
     int replica_err;
-    bool unreplicated; /* a chunk's replica failed (the policy went on) */
+    bool unreplicated; /* a chunk's replica failed */
 };
 
 #define TASK_OF(ptr, member)                                                                       \
@@ -778,8 +778,12 @@ static int copy_chunk_written(void *ctx, const struct xcopy_chunk *chunk)
         pthread_cond_wait(&cj->wait_cond, &cj->wait_lock);
     rc = cj->replica_err;
     pthread_mutex_unlock(&cj->wait_lock);
-    bool replicated = false;
-    return replica_outcome(rep, rc, &replicated, &cj->unreplicated);
+    /* the chunk is written here: without its replica the destinations stay marked, whatever
+     * the policy answers */
+    bool replicated = false, ignored = false;
+    if (rc)
+        cj->unreplicated = true;
+    return replica_outcome(rep, rc, &replicated, &ignored);
 }
 
 static void copy_done_on_thread(struct remote_done *d)
