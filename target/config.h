@@ -97,6 +97,7 @@ struct tgt_pair_config {
     uint32_t heartbeat_ms;
     uint32_t dead_ms;      /* no heartbeat for this long: the partner is gone */
     uint64_t region_bytes; /* the dirty region log's granularity */
+    uint32_t resync_share; /* percent of the backplane's time a resync leaves to client writes */
 };
 
 struct tgt_config {

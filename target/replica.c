@@ -94,6 +94,7 @@ struct replica {
     pthread_mutex_t resync_lock;
     pthread_cond_t resync_cond; /* stop, or a wait of the resync thread ends */
     bool resync_stop;
+    atomic_uint_fast64_t client_changes; /* tracked by commands: the resync yields to them */
 };
 
 /* Tests make this node slow to apply what it received, so that with ack = "received" a crash
@@ -149,9 +150,11 @@ static void replica_done(void *cookie, int err)
 
 static int track(void *ctx, uint32_t lun, uint64_t lba, uint64_t blocks)
 {
-    struct owned_lun *o = owned_find(ctx, lun);
+    struct replica *r = ctx;
+    struct owned_lun *o = owned_find(r, lun);
     if (o == NULL)
         return 0;
+    atomic_fetch_add(&r->client_changes, 1);
     uint32_t bs = o->lun->info.block_size;
     int rc = trk_log_write_begin(o->log, lba * bs, blocks * bs);
     if (rc)
@@ -482,6 +485,27 @@ static bool all_zero(const uint8_t *p, size_t len)
     return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
 }
 
+/* Client writes came while a region was copied in spent ns: the resync pauses so that they get
+ * pair.resync_share percent of the backplane's time. */
+static uint64_t resync_yield(struct replica *r, uint64_t spent)
+{
+    uint32_t share = r->cfg->pair.resync_share;
+    if (share == 0)
+        return 0;
+    uint64_t pause = spent * share / (100 - share);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + pause % 1000000000ull;
+    ts.tv_sec += (time_t)(pause / 1000000000ull + ns / 1000000000ull);
+    ts.tv_nsec = (long)(ns % 1000000000ull);
+    uint64_t t0 = twl_now_ns();
+    pthread_mutex_lock(&r->resync_lock);
+    if (!r->resync_stop)
+        pthread_cond_timedwait(&r->resync_cond, &r->resync_lock, &ts);
+    pthread_mutex_unlock(&r->resync_lock);
+    return twl_now_ns() - t0;
+}
+
 /* Copies one dirty region to the partner under its range lock; 0 once the partner has it. */
 static int resync_region(struct replica *r, struct owned_lun *o, uint64_t region, uint8_t *buf,
                          uint64_t *bytes)
@@ -542,7 +566,7 @@ static bool resync_lun(struct replica *r, struct owned_lun *o)
     uint32_t id = o->lun->info.id;
     TWL_INFO(RPART, "resync LUN %u to %s: %" PRIu64 " dirty regions (%" PRIu64 " MiB)", id,
              r->cfg->pair.partner, dirty, dirty * rs >> 20);
-    uint64_t t0 = twl_now_ns(), last = t0, copied = 0, bytes = 0;
+    uint64_t t0 = twl_now_ns(), last = t0, copied = 0, bytes = 0, paused = 0;
     int rc = 0;
     for (uint64_t region = trk_log_next_dirty(o->log, 0); region < regions;
          region = trk_log_next_dirty(o->log, region + 1)) {
@@ -550,11 +574,15 @@ static bool resync_lun(struct replica *r, struct owned_lun *o)
             rc = -ENOTCONN;
             break;
         }
+        uint64_t clients = atomic_load(&r->client_changes), t_region = twl_now_ns();
         rc = resync_region(r, o, region, buf, &bytes);
         if (rc)
             break;
         copied++;
         uint64_t now = twl_now_ns();
+        if (atomic_load(&r->client_changes) != clients)
+            paused += resync_yield(r, now - t_region);
+        now = twl_now_ns();
         if (now - last >= PROGRESS_S * 1000000000ull) {
             uint64_t left = trk_log_dirty_count(o->log);
             double secs = (double)(now - t0) / 1e9;
@@ -584,10 +612,10 @@ static bool resync_lun(struct replica *r, struct owned_lun *o)
     trk_log_resynced(o->log, &g);
     TWL_INFO(RPART,
              "resync LUN %u done: %" PRIu64 " bytes resynced in this run, %" PRIu64
-             " since the copies last differed, in %.1f s (%.1f MB/s); %" PRIu64
-             " bytes were written without replica meanwhile",
+             " since the copies last differed, in %.1f s (%.1f MB/s; %.1f s of it paused for "
+             "client writes); %" PRIu64 " bytes were written without replica meanwhile",
              id, bytes, o->resynced_bytes, secs, secs > 0 ? (double)bytes / secs / 1e6 : 0.0,
-             (uint64_t)atomic_exchange(&o->unreplicated_bytes, 0));
+             (double)paused / 1e9, (uint64_t)atomic_exchange(&o->unreplicated_bytes, 0));
     o->resynced_bytes = 0;
     return true;
 }

@@ -113,6 +113,7 @@ static void example_pair_confs_load(void **state)
     assert_string_equal(a.pair.ring_file, "/var/lib/twinlun/inflight-ring");
     assert_false(a.pair.data_crc);
     assert_int_equal(a.pair.region_bytes, 64u << 10);
+    assert_int_equal(a.pair.resync_share, 50);
     assert_int_equal(a.pair.ring_bytes, 16u << 20);
     assert_int_equal(a.pair.pool_bytes, 64u << 20);
     assert_string_equal(a.targets[0].luns[0].owner, "node-a");
@@ -410,6 +411,10 @@ static const struct bad_case bad_cases[] = {
      "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
      "  partner_address = \"h:2\";\n  region_size = \"96K\"; };\n" TARGETS,
      4, "pair.region_size 98304 is not a power of two between 4K and 64M"},
+    {"resync share too large",
+     "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
+     "  partner_address = \"h:2\";\n  resync_share = 99; };\n" TARGETS,
+     4, "pair.resync_share"},
     {"ring not a power of two",
      "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
      "  partner_address = \"h:2\";\n  ring_size = \"3M\"; };\n" TARGETS,
