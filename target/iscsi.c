@@ -84,7 +84,6 @@ struct tgt_task {
     size_t extent_count;
     bool tracked;          /* the change is in the LUN's log (replicator track) until untracked */
     bool replicated;       /* the partner has the change */
-    bool unreplicated;     /* the replica failed and the policy completes the command anyway */
     uint8_t *meta;         /* the LU's metadata image, for the replica */
     struct copy_job *copy; /* EXTENDED COPY */
 };
@@ -426,18 +425,11 @@ static void task_untrack(struct tgt_task *t, bool changed)
 }
 
 /* The status table: the replica's outcome as the command sees it. */
-static int replica_outcome(const struct tgt_replicator *rep, int err, bool *replicated,
-                           bool *unreplicated)
+static int replica_outcome(const struct tgt_replicator *rep, int err, bool *replicated)
 {
-    if (err == 0) {
+    if (err == 0)
         *replicated = true;
-        return 0;
-    }
-    if (rep->replica_failure_ok) {
-        *unreplicated = true;
-        return 0;
-    }
-    return err;
+    return err && rep->replica_failure_ok ? 0 : err;
 }
 
 static void task_io_finished(struct tgt_task *t)
@@ -519,8 +511,7 @@ static void backing_done(struct backing_io *io, int result)
 static void replica_done_on_thread(struct remote_done *d)
 {
     struct tgt_task *t = TASK_OF(d, replica);
-    task_part_done(
-        t, replica_outcome(task_replicator(t), t->replica_err, &t->replicated, &t->unreplicated));
+    task_part_done(t, replica_outcome(task_replicator(t), t->replica_err, &t->replicated));
 }
 
 /* The replicator may finish on its own thread; the task's state belongs to its network
@@ -530,8 +521,7 @@ static void replica_done(void *cookie, int err)
     struct tgt_task *t = cookie;
     struct net_thread *thr = t->conn->thr;
     if (pthread_equal(pthread_self(), thr->tid)) {
-        task_part_done(t,
-                       replica_outcome(task_replicator(t), err, &t->replicated, &t->unreplicated));
+        task_part_done(t, replica_outcome(task_replicator(t), err, &t->replicated));
         return;
     }
     /* a task has one replica in flight at most, so its own message slot is free */
@@ -622,6 +612,26 @@ static void task_respond(struct tgt_task *t)
     task_finish(t);
 }
 
+/* UNMAP's extents into t->extents, once (the log needs them before the change, the replica
+ * after): their count, 0 when the list names none or does not parse, -ENOMEM. */
+static int parse_unmap(struct tgt_task *t)
+{
+    if (t->extents)
+        return (int)t->extent_count;
+    struct scsi_extent ext[256];
+    struct scsi_plan scratch = t->plan;
+    int n = scsi_unmap_parse(&t->lun->info, t->buf, t->plan.data_out, ext, 256, &scratch);
+    if (n <= 0)
+        return 0;
+    t->extents = calloc((size_t)n, sizeof(*t->extents));
+    if (t->extents == NULL)
+        return -ENOMEM;
+    for (int i = 0; i < n; i++)
+        t->extents[i] = (struct tgt_extent){ext[i].lba, ext[i].blocks};
+    t->extent_count = (size_t)n;
+    return n;
+}
+
 /* Describes what a multi-step command changed, for the replicator. Returns false when it
  * changed nothing (or the description cannot be built: the command then fails). */
 static bool describe_change(struct tgt_task *t, struct tgt_write *w)
@@ -658,26 +668,11 @@ static bool describe_change(struct tgt_task *t, struct tgt_write *w)
         }
         return true;
     case SCSI_ACTION_UNMAP: {
-        if (t->extents) { /* parsed before the change, for the log */
-            w->kind = TGT_WRITE_UNMAP;
-            w->extents = t->extents;
-            w->extent_count = t->extent_count;
-            return true;
-        }
-        struct scsi_extent ext[256];
-        struct scsi_plan scratch = t->plan;
-        int n = scsi_unmap_parse(&lun->info, t->buf, t->plan.data_out, ext, 256, &scratch);
-        if (n <= 0)
+        if (parse_unmap(t) <= 0)
             return false;
-        t->extents = calloc((size_t)n, sizeof(*t->extents));
-        if (t->extents == NULL)
-            return false;
-        for (int i = 0; i < n; i++)
-            t->extents[i] = (struct tgt_extent){ext[i].lba, ext[i].blocks};
-        t->extent_count = (size_t)n;
         w->kind = TGT_WRITE_UNMAP;
         w->extents = t->extents;
-        w->extent_count = (size_t)n;
+        w->extent_count = t->extent_count;
         return true;
     }
     default:
@@ -780,10 +775,10 @@ static int copy_chunk_written(void *ctx, const struct xcopy_chunk *chunk)
     pthread_mutex_unlock(&cj->wait_lock);
     /* the chunk is written here: without its replica the destinations stay marked, whatever
      * the policy answers */
-    bool replicated = false, ignored = false;
+    bool replicated = false;
     if (rc)
         cj->unreplicated = true;
-    return replica_outcome(rep, rc, &replicated, &ignored);
+    return replica_outcome(rep, rc, &replicated);
 }
 
 static void copy_done_on_thread(struct remote_done *d)
@@ -940,21 +935,10 @@ static void copy_start(struct tgt_task *t)
  * into the log. A list that does not parse is left for media_execute to refuse. */
 static int track_unmap(struct tgt_task *t)
 {
-    struct scsi_extent ext[256];
-    struct scsi_plan scratch = t->plan;
-    int n = scsi_unmap_parse(&t->lun->info, t->buf, t->plan.data_out, ext, 256, &scratch);
-    if (n <= 0)
+    int n = parse_unmap(t);
+    if (n == 0)
         return 0;
-    t->extents = calloc((size_t)n, sizeof(*t->extents));
-    if (t->extents == NULL) {
-        scsi_plan_check_condition(&t->plan, SCSI_SENSE_HARDWARE_ERROR,
-                                  SCSI_ASC_INTERNAL_TARGET_FAILURE);
-        return -ENOMEM;
-    }
-    for (int i = 0; i < n; i++)
-        t->extents[i] = (struct tgt_extent){ext[i].lba, ext[i].blocks};
-    t->extent_count = (size_t)n;
-    int rc = task_track(t);
+    int rc = n < 0 ? n : task_track(t);
     if (rc)
         scsi_plan_check_condition(&t->plan, SCSI_SENSE_HARDWARE_ERROR,
                                   SCSI_ASC_INTERNAL_TARGET_FAILURE);

@@ -485,6 +485,19 @@ static bool all_zero(const uint8_t *p, size_t len)
     return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
 }
 
+/* With resync_lock held: waits up to ns for resync_cond (a stop, a region turned dirty). */
+static void resync_sleep_locked(struct replica *r, uint64_t ns)
+{
+    if (r->resync_stop)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t nsec = (uint64_t)ts.tv_nsec + ns % 1000000000ull;
+    ts.tv_sec += (time_t)(ns / 1000000000ull + nsec / 1000000000ull);
+    ts.tv_nsec = (long)(nsec % 1000000000ull);
+    pthread_cond_timedwait(&r->resync_cond, &r->resync_lock, &ts);
+}
+
 /* Client writes came while a region was copied in spent ns: the resync pauses so that they get
  * pair.resync_share percent of the backplane's time. */
 static uint64_t resync_yield(struct replica *r, uint64_t spent)
@@ -492,16 +505,9 @@ static uint64_t resync_yield(struct replica *r, uint64_t spent)
     uint32_t share = r->cfg->pair.resync_share;
     if (share == 0)
         return 0;
-    uint64_t pause = spent * share / (100 - share);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + pause % 1000000000ull;
-    ts.tv_sec += (time_t)(pause / 1000000000ull + ns / 1000000000ull);
-    ts.tv_nsec = (long)(ns % 1000000000ull);
     uint64_t t0 = twl_now_ns();
     pthread_mutex_lock(&r->resync_lock);
-    if (!r->resync_stop)
-        pthread_cond_timedwait(&r->resync_cond, &r->resync_lock, &ts);
+    resync_sleep_locked(r, spent * share / (100 - share));
     pthread_mutex_unlock(&r->resync_lock);
     return twl_now_ns() - t0;
 }
@@ -626,17 +632,8 @@ static void *resync_main(void *arg)
     uint64_t last_flush = twl_now_ns();
     for (;;) {
         pthread_mutex_lock(&r->resync_lock);
-        if (!r->resync_stop) {
-            /* woken by untrack (a region may have turned dirty) or every 200 ms (reconnects) */
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 200000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&r->resync_cond, &r->resync_lock, &ts);
-        }
+        /* woken by untrack (a region may have turned dirty) or every 200 ms (reconnects) */
+        resync_sleep_locked(r, 200000000ull);
         bool stop = r->resync_stop;
         pthread_mutex_unlock(&r->resync_lock);
         if (stop)
