@@ -8,7 +8,7 @@
  *        0     4  magic "TWLH" (0x54574c48)
  *        4     2  protocol version (TWL_RDMA_PROTO_VERSION)
  *        6     2  zero
- *        8     4  message length: 384 + 80 * LUN count
+ *        8     4  message length: 384 + 128 * LUN count
  *       12     4  CRC32C of the whole message except these four bytes
  *       16     8  generation id of the sender's data
  *       24     2  LUN count, 0 .. 256
@@ -16,11 +16,16 @@
  *       32    64  node name of the sender
  *       96    64  partner name the sender's config expects
  *      160   224  target IQN
- *      384  80*n  LUN table; each entry:
+ *      384 128*n  LUN table; each entry:
  *                   0   4  LUN id (unique in the table)
  *                   4   4  block size, a power of two, 512 .. 65536
  *                   8   8  size in bytes, a non-zero multiple of the block size
  *                  16  64  owner node name ("" = no owner)
+ *                  80  32  the sender's copy's generations: current, bitmap, history 0, 1
+ *                 112   8  dirty regions in the sender's log
+ *                 120   4  flags: 1 the sender writes this LUN now (its primary),
+ *                                 2 the sender's admin discarded the partner's copy
+ *                 124   4  zero
  *
  * Strings are NUL-padded to their field: at least one NUL, and only NULs after the first.
  * Names and the IQN are not empty.
@@ -47,11 +52,16 @@
 #define OFF_PARTNER    (OFF_NODE + TWL_RDMA_NAME_MAX)
 #define OFF_IQN        (OFF_PARTNER + TWL_RDMA_NAME_MAX)
 #define LUN_OFF_OWNER  16u
+#define LUN_OFF_GENS   80u
+#define LUN_OFF_DIRTY  112u
+#define LUN_OFF_FLAGS  120u
+#define LUN_FLAGS_ALL  (TWL_RDMA_HELLO_PRIMARY | TWL_RDMA_HELLO_PEER_DISCARDED)
 #define MIN_BLOCK_SIZE 512u
 #define MAX_BLOCK_SIZE 65536u
 
 _Static_assert(OFF_IQN + TWL_RDMA_IQN_MAX == TWL_RDMA_HELLO_FIXED_LEN, "hello layout");
-_Static_assert(LUN_OFF_OWNER + TWL_RDMA_NAME_MAX == TWL_RDMA_HELLO_LUN_LEN, "LUN entry layout");
+_Static_assert(LUN_OFF_OWNER + TWL_RDMA_NAME_MAX == LUN_OFF_GENS, "LUN entry layout");
+_Static_assert(LUN_OFF_FLAGS + 8 == TWL_RDMA_HELLO_LUN_LEN, "LUN entry layout");
 
 void twl_rdma_hello_init(struct twl_rdma_hello *h)
 {
@@ -150,6 +160,11 @@ int twl_rdma_hello_encode(const struct twl_rdma_hello *h, uint8_t *out, size_t o
         twl_put_be32(e + 4, l->block_size);
         twl_put_be64(e + 8, l->size);
         put_str(e + LUN_OFF_OWNER, l->owner, TWL_RDMA_NAME_MAX);
+        for (int g = 0; g < 4; g++)
+            twl_put_be64(e + LUN_OFF_GENS + 8 * g, l->gens[g]);
+        twl_put_be64(e + LUN_OFF_DIRTY, l->dirty_regions);
+        twl_put_be32(e + LUN_OFF_FLAGS, l->flags);
+        twl_put_be32(e + LUN_OFF_FLAGS + 4, 0);
     }
     twl_put_be32(out + OFF_CRC, hello_crc(out, len));
     return (int)len;
@@ -226,6 +241,14 @@ int twl_rdma_hello_decode(const uint8_t *in, size_t len, struct twl_rdma_hello *
         if (!get_str(l->owner, e + LUN_OFF_OWNER, TWL_RDMA_NAME_MAX))
             return twl_rdma_proto_fail(-EPROTO, err, errlen,
                                        "partner's hello has a malformed owner for LUN %u", l->id);
+        for (int g = 0; g < 4; g++)
+            l->gens[g] = twl_get_be64(e + LUN_OFF_GENS + 8 * g);
+        l->dirty_regions = twl_get_be64(e + LUN_OFF_DIRTY);
+        l->flags = twl_get_be32(e + LUN_OFF_FLAGS);
+        if ((l->flags & ~LUN_FLAGS_ALL) != 0 || twl_get_be32(e + LUN_OFF_FLAGS + 4) != 0)
+            return twl_rdma_proto_fail(-EPROTO, err, errlen,
+                                       "partner's hello has unknown flags 0x%x for LUN %u",
+                                       l->flags, l->id);
     }
     return validate(out, -EPROTO, err, errlen);
 }

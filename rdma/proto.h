@@ -20,7 +20,7 @@
 
 /* The replication protocol's version. Both nodes must run the same one: the hello refuses any
  * other (there is no negotiation), so each format below may change with it. */
-#define TWL_RDMA_PROTO_VERSION 1u
+#define TWL_RDMA_PROTO_VERSION 2u
 
 /* ---- change records ---- */
 
@@ -101,7 +101,7 @@ const char *twl_rdma_change_strerror(const struct twl_rdma_change *c);
 #define TWL_RDMA_HELLO_MAX_LUNS 256u
 #define TWL_RDMA_HELLO_FIXED_LEN                                                                   \
     (32u + 2 * TWL_RDMA_NAME_MAX + TWL_RDMA_IQN_MAX) /* bytes before the LUN table */
-#define TWL_RDMA_HELLO_LUN_LEN 80u                   /* bytes per LUN table entry */
+#define TWL_RDMA_HELLO_LUN_LEN 128u                  /* bytes per LUN table entry */
 #define TWL_RDMA_HELLO_MAX_LEN (TWL_RDMA_HELLO_FIXED_LEN + 256u * TWL_RDMA_HELLO_LUN_LEN)
 
 struct twl_rdma_hello_lun {
@@ -110,7 +110,12 @@ struct twl_rdma_hello_lun {
     uint64_t size;                 /* bytes, a multiple of block_size, > 0 */
     char owner[TWL_RDMA_NAME_MAX]; /* node name of the owner; "" = no owner. The config's ""
                                       (this node) is resolved to the node's name first. */
+    uint64_t gens[4];       /* the sender's copy: current, bitmap, history[0], history[1] */
+    uint64_t dirty_regions; /* in the sender's log */
+    uint32_t flags;         /* TWL_RDMA_HELLO_* */
 };
+#define TWL_RDMA_HELLO_PRIMARY         1u /* the sender writes this LUN now */
+#define TWL_RDMA_HELLO_PEER_DISCARDED  2u /* the sender's admin discarded the receiver's copy */
 
 struct twl_rdma_hello {
     uint32_t version;                /* TWL_RDMA_PROTO_VERSION (twl_rdma_hello_init sets it) */

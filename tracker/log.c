@@ -14,6 +14,7 @@
  *    0 magic "TWLT"   4 version (1)   8 epoch   16 lun_bytes   24 region_size (32 bits)
  *   28 al_slots (32 bits)   32 gen.current   40 gen.bitmap   48 gen.history[0]
  *   56 gen.history[1]   64 resync_pos   72..507 zero   508 CRC32C of bytes [0, 508)
+ *   A new log's current generation is TRK_GEN_NEW; random generations are >= TRK_GEN_FIRST.
  *
  * Activity log slot (big-endian):
  *    0 magic "TWLA"   4 zero   8 region + 1 (0: empty)   16 activation number   24..59 zero
@@ -154,7 +155,7 @@ static void sb_write(struct trk_log *log)
 static uint64_t new_generation(void)
 {
     uint64_t g = 0;
-    while (g == 0) {
+    while (g < TRK_GEN_FIRST) {
         if (getrandom(&g, sizeof(g), 0) != (ssize_t)sizeof(g))
             g = twl_now_ns() ^ ((uint64_t)rand() << 32);
     }
@@ -294,7 +295,7 @@ static int load(struct trk_log *log, uint64_t lun_bytes, uint32_t region_size, u
         log->sb = (struct sb){.lun_bytes = lun_bytes,
                               .region_size = region_size,
                               .al_slots = al_slots,
-                              .gens = {.current = new_generation()}};
+                              .gens = {.current = TRK_GEN_NEW}};
         sb_write(log);
         rec->created = true;
         return 0;
@@ -609,6 +610,8 @@ int trk_log_resynced(struct trk_log *log, const struct trk_gens *peer)
             g->history[1] = g->history[0];
             g->history[0] = old_bitmap;
         }
+        if (g->current < TRK_GEN_FIRST)
+            g->current = new_generation();
         log->sb.resync_pos = 0;
         sb_write(log);
     }
@@ -625,8 +628,49 @@ int trk_log_set_resync_pos(struct trk_log *log, uint64_t region)
     return 0;
 }
 
-enum trk_sync_decision trk_gens_compare(const struct trk_gens *mine, const struct trk_gens *peer)
+int trk_log_discard(struct trk_log *log)
 {
+    pthread_mutex_lock(&log->lock);
+    struct trk_gens *g = &log->sb.gens;
+    if (g->current != TRK_GEN_DISCARDED) {
+        if (g->bitmap == 0)
+            g->bitmap = g->current;
+        g->current = TRK_GEN_DISCARDED;
+        sb_write(log);
+    }
+    pthread_mutex_unlock(&log->lock);
+    return 0;
+}
+
+/* Whether the copy with generations t, behind s, holds nothing s lacks besides t's bitmap. */
+static bool related(const struct trk_gens *t, const struct trk_gens *s)
+{
+    uint64_t base = t->current == TRK_GEN_DISCARDED ? t->bitmap : t->current;
+    return base >= TRK_GEN_FIRST &&
+           (base == s->current || base == s->bitmap);
+}
+
+enum trk_sync_decision trk_gens_compare(const struct trk_gens *mine, const struct trk_gens *peer,
+                                        bool *full)
+{
+    *full = false;
+    bool mine_new = mine->current == TRK_GEN_NEW, peer_new = peer->current == TRK_GEN_NEW;
+    bool mine_gone = mine->current == TRK_GEN_DISCARDED;
+    bool peer_gone = peer->current == TRK_GEN_DISCARDED;
+    if (mine_new && peer_new) {
+        *full = true;
+        return TRK_NEW_PAIR;
+    }
+    if ((mine_gone && (peer_gone || peer_new)) || (peer_gone && mine_new))
+        return TRK_UNRELATED;
+    if (mine_gone || mine_new) {
+        *full = !related(mine, peer);
+        return TRK_SYNC_TARGET;
+    }
+    if (peer_gone || peer_new) {
+        *full = !related(peer, mine);
+        return TRK_SYNC_SOURCE;
+    }
     if (mine->current == peer->current)
         return TRK_IN_SYNC;
     if (mine->bitmap && peer->bitmap && mine->bitmap == peer->bitmap)
@@ -651,6 +695,8 @@ const char *trk_sync_decision_name(enum trk_sync_decision d)
         return "split brain";
     case TRK_UNRELATED:
         return "unrelated";
+    case TRK_NEW_PAIR:
+        return "new pair";
     }
     return "?";
 }

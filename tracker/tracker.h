@@ -57,6 +57,11 @@ void trk_pmem_close(struct trk_pmem *m);
  */
 struct trk_log;
 
+/* Generations below TRK_GEN_FIRST are not random: they say how a copy began. */
+#define TRK_GEN_NEW       1u /* a new log: the copy never met its partner */
+#define TRK_GEN_DISCARDED 2u /* an admin discarded this copy's writes (a split brain resolved) */
+#define TRK_GEN_FIRST     16u
+
 struct trk_gens {
     uint64_t current; /* changes whenever this copy starts taking writes its partner lacks */
     uint64_t bitmap;  /* the current generation when the bitmap began recording; 0: none */
@@ -125,8 +130,12 @@ void trk_log_gens(struct trk_log *log, struct trk_gens *g);
  * current generation (unless it already does), and a new current generation begins. */
 int trk_log_diverge(struct trk_log *log);
 /* A resync made this copy equal to the partner whose generations are peer: this copy takes
- * its current generation, the bitmap stops recording (it must be clear). */
+ * its current generation, the bitmap stops recording (it must be clear). The sync source calls
+ * it with its own generations; a source that was new or discarded starts a random one. */
 int trk_log_resynced(struct trk_log *log, const struct trk_gens *peer);
+/* An admin gives up this copy's writes since the pair parted: it becomes TRK_GEN_DISCARDED,
+ * the bitmap keeps the generation it started at (the regions to overwrite stay dirty). */
+int trk_log_discard(struct trk_log *log);
 /* Progress of a resync, persisted so that it resumes after a crash (0: none running). */
 int trk_log_set_resync_pos(struct trk_log *log, uint64_t region);
 
@@ -136,9 +145,13 @@ enum trk_sync_decision {
     TRK_SYNC_SOURCE, /* this copy is newer: it sends its dirty regions to the partner */
     TRK_SYNC_TARGET, /* the partner is newer: it sends its dirty regions here */
     TRK_SPLIT_BRAIN, /* both took writes apart from one common generation: an admin decides */
-    TRK_UNRELATED,   /* no common history: a full copy, decided by an admin */
+    TRK_UNRELATED,   /* no common history: an admin decides which copy to discard */
+    TRK_NEW_PAIR,    /* both copies new: the LUN's owner makes the first, full, copy */
 };
-enum trk_sync_decision trk_gens_compare(const struct trk_gens *mine, const struct trk_gens *peer);
+/* full: the sync target's copy is unknown to the source; every region is copied (regions the
+ * source never wrote as deallocation). */
+enum trk_sync_decision trk_gens_compare(const struct trk_gens *mine, const struct trk_gens *peer,
+                                        bool *full);
 const char *trk_sync_decision_name(enum trk_sync_decision d);
 
 #endif

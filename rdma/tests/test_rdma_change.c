@@ -231,9 +231,9 @@ static void test_refusals(void **state)
     in = data_change();
     size_t len = encode(&in);
 
-    buf[5] = 2; /* version */
+    buf[5] = 3; /* version */
     recrc();
-    expect_refusal(len, -EPROTO, "version 2; this build reads 1");
+    expect_refusal(len, -EPROTO, "version 3; this build reads 2");
     encode(&in);
 
     for (int k = 0; k < 256; k++) {

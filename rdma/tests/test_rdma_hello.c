@@ -26,6 +26,10 @@ static void add_lun(struct twl_rdma_hello *h, uint32_t id, uint64_t size, uint32
     l->size = size;
     l->block_size = bs;
     snprintf(l->owner, sizeof(l->owner), "%s", owner);
+    for (int g = 0; g < 4; g++) /* every byte of the entry matters to the round trip */
+        l->gens[g] = 0x0102030405060708ull * (id + 1) + (uint64_t)g;
+    l->dirty_regions = 0x1122334455667788ull + id;
+    l->flags = id % 2 ? TWL_RDMA_HELLO_PRIMARY : TWL_RDMA_HELLO_PEER_DISCARDED;
 }
 
 /* Node "alpha" and its partner "beta", agreeing on everything. */
@@ -81,7 +85,7 @@ static void test_roundtrip(void **state)
     (void)state;
     setup_pair();
     int len = twl_rdma_hello_encode(&a, buf, sizeof(buf));
-    assert_int_equal(len, 384 + 3 * 80);
+    assert_int_equal(len, 384 + 3 * 128);
     assert_int_equal((size_t)len, twl_rdma_hello_len(&a));
     assert_memory_equal(buf, "TWLH", 4);
     assert_int_equal(twl_get_be16(buf + 4), TWL_RDMA_PROTO_VERSION);
@@ -125,7 +129,7 @@ static void test_damage(void **state)
     for (int l = 0; l < len; l++)
         assert_int_equal(twl_rdma_hello_decode(buf, (size_t)l, &out, err, sizeof(err)), -EBADMSG);
     assert_int_equal(twl_rdma_hello_decode(buf, (size_t)len + 1, &out, err, sizeof(err)), -EBADMSG);
-    assert_has(err, "says 624 bytes but 625 arrived");
+    assert_has(err, "says 768 bytes but 769 arrived");
     assert_int_equal(twl_rdma_hello_decode(NULL, 100, &out, NULL, 0), -EBADMSG);
     memcpy(buf, "HTTP", 4);
     assert_int_equal(twl_rdma_hello_decode(buf, (size_t)len, &out, err, sizeof(err)), -EBADMSG);
@@ -138,24 +142,24 @@ static void test_version(void **state)
     (void)state;
     setup_pair();
     int len = twl_rdma_hello_encode(&b, buf, sizeof(buf));
-    twl_put_be16(buf + 4, 2);
+    twl_put_be16(buf + 4, 1);
     recrc((size_t)len);
     assert_int_equal(twl_rdma_hello_decode(buf, (size_t)len, &out, err, sizeof(err)), -EPROTO);
-    assert_int_equal(out.version, 2);
-    assert_has(err, "partner runs protocol 2, this node 1");
+    assert_int_equal(out.version, 1);
+    assert_has(err, "partner runs protocol 1, this node 2");
     /* a later version may lay out everything after byte 16 differently: only the prefix */
     twl_put_be32(buf + 8, 16);
     recrc(16);
     assert_int_equal(twl_rdma_hello_decode(buf, 16, &out, err, sizeof(err)), -EPROTO);
-    assert_has(err, "partner runs protocol 2, this node 1");
-    expect_mismatch(&a, &out, "partner runs protocol 2, this node 1", NULL, NULL);
+    assert_has(err, "partner runs protocol 1, this node 2");
+    expect_mismatch(&a, &out, "partner runs protocol 1, this node 2", NULL, NULL);
     /* encode writes the version it is given */
     b.version = 3;
     len = twl_rdma_hello_encode(&b, buf, sizeof(buf));
     assert_int_equal(twl_rdma_hello_decode(buf, (size_t)len, &out, err, sizeof(err)), -EPROTO);
     assert_int_equal(out.version, 3);
-    expect_mismatch(&a, &b, "partner runs protocol 3, this node 1", NULL, NULL);
-    expect_mismatch(&b, &a, "partner runs protocol 1, this node 3", NULL, NULL);
+    expect_mismatch(&a, &b, "partner runs protocol 3, this node 2", NULL, NULL);
+    expect_mismatch(&b, &a, "partner runs protocol 2, this node 3", NULL, NULL);
 }
 
 static void expect_decode_refusal(size_t len, const char *why)
@@ -171,10 +175,10 @@ static void test_decode_refusals(void **state)
     (void)state;
     setup_pair();
     size_t len = (size_t)twl_rdma_hello_encode(&a, buf, sizeof(buf));
-    const size_t lun1 = 384 + 80;
+    const size_t lun1 = 384 + 128;
 
     twl_put_be16(buf + 24, 2); /* LUN count disagrees with the length */
-    expect_decode_refusal(len, "624 bytes for 2 LUNs; expected 544");
+    expect_decode_refusal(len, "768 bytes for 2 LUNs; expected 640");
     twl_rdma_hello_encode(&a, buf, sizeof(buf));
     twl_put_be16(buf + 24, 300);
     expect_decode_refusal(len, "lists 300 LUNs; at most 256");
@@ -196,6 +200,12 @@ static void test_decode_refusals(void **state)
     twl_rdma_hello_encode(&a, buf, sizeof(buf));
     memset(buf + lun1 + 16, 'o', 64); /* owner without a NUL */
     expect_decode_refusal(len, "malformed owner for LUN 1");
+    twl_rdma_hello_encode(&a, buf, sizeof(buf));
+    twl_put_be32(buf + lun1 + 120, 4); /* a flag this build does not know */
+    expect_decode_refusal(len, "unknown flags 0x4 for LUN 1");
+    twl_rdma_hello_encode(&a, buf, sizeof(buf));
+    twl_put_be32(buf + lun1 + 124, 1);
+    expect_decode_refusal(len, "unknown flags 0x1 for LUN 1");
     twl_rdma_hello_encode(&a, buf, sizeof(buf));
     twl_put_be32(buf + lun1, 0); /* LUN 1 becomes a second LUN 0 */
     expect_decode_refusal(len, "lists LUN 0 twice");

@@ -422,21 +422,30 @@ static void test_generations_decide_direction(void **state)
     assert_int_equal(trk_log_open_media(&ma, LUN, RS, 8, &a, NULL), 0);
     assert_int_equal(trk_log_open_media(&mb, LUN, RS, 8, &b, NULL), 0);
     struct trk_gens ga, gb;
-    /* a new pair: b takes a's generation after its first full sync */
+    bool full;
+    /* a new pair: a (the owner) makes the first full copy, then starts a random generation
+     * that b takes */
     trk_log_gens(a, &ga);
     trk_log_gens(b, &gb);
-    assert_int_equal(trk_gens_compare(&ga, &gb), TRK_UNRELATED);
+    assert_int_equal(trk_gens_compare(&ga, &gb, &full), TRK_NEW_PAIR);
+    assert_true(full);
+    assert_int_equal(ga.current, TRK_GEN_NEW);
+    assert_int_equal(trk_log_resynced(a, &ga), 0);
+    trk_log_gens(a, &ga);
+    assert_true(ga.current >= TRK_GEN_FIRST);
+    assert_int_equal(trk_gens_compare(&ga, &gb, &full), TRK_SYNC_SOURCE);
+    assert_true(full);
     assert_int_equal(trk_log_resynced(b, &ga), 0);
     trk_log_gens(b, &gb);
-    assert_int_equal(trk_gens_compare(&ga, &gb), TRK_IN_SYNC);
+    assert_int_equal(trk_gens_compare(&ga, &gb, &full), TRK_IN_SYNC);
 
     /* b goes away; a takes writes alone */
     assert_int_equal(trk_log_diverge(a), 0);
     assert_int_equal(trk_log_mark(a, 0, RS), 0);
     trk_log_gens(a, &ga);
     assert_int_equal(ga.bitmap, gb.current);
-    assert_int_equal(trk_gens_compare(&ga, &gb), TRK_SYNC_SOURCE);
-    assert_int_equal(trk_gens_compare(&gb, &ga), TRK_SYNC_TARGET);
+    assert_int_equal(trk_gens_compare(&ga, &gb, &full), TRK_SYNC_SOURCE);
+    assert_int_equal(trk_gens_compare(&gb, &ga, &full), TRK_SYNC_TARGET);
     /* diverging again while apart changes nothing */
     assert_int_equal(trk_log_diverge(a), 0);
     struct trk_gens again;
@@ -451,16 +460,38 @@ static void test_generations_decide_direction(void **state)
     trk_log_gens(a, &ga);
     trk_log_gens(b, &gb);
     assert_int_equal(ga.bitmap, 0);
-    assert_int_equal(trk_gens_compare(&ga, &gb), TRK_IN_SYNC);
+    assert_int_equal(trk_gens_compare(&ga, &gb, &full), TRK_IN_SYNC);
 
     /* both written apart: split brain, both ways */
     assert_int_equal(trk_log_diverge(a), 0);
     assert_int_equal(trk_log_diverge(b), 0);
     trk_log_gens(a, &ga);
     trk_log_gens(b, &gb);
-    assert_int_equal(trk_gens_compare(&ga, &gb), TRK_SPLIT_BRAIN);
-    assert_int_equal(trk_gens_compare(&gb, &ga), TRK_SPLIT_BRAIN);
+    assert_int_equal(trk_gens_compare(&ga, &gb, &full), TRK_SPLIT_BRAIN);
+    assert_int_equal(trk_gens_compare(&gb, &ga, &full), TRK_SPLIT_BRAIN);
     assert_string_equal(trk_sync_decision_name(TRK_SPLIT_BRAIN), "split brain");
+
+    /* the admin discards b: b becomes the target of a partial resync (both bitmaps), and
+     * takes a's generation once it is done */
+    assert_int_equal(trk_log_mark(b, RS, RS), 0);
+    assert_int_equal(trk_log_discard(b), 0);
+    struct trk_gens discarded;
+    trk_log_gens(b, &discarded);
+    assert_int_equal(discarded.current, TRK_GEN_DISCARDED);
+    assert_int_equal(discarded.bitmap, gb.bitmap);
+    assert_int_equal(trk_log_dirty_count(b), 1);
+    assert_int_equal(trk_gens_compare(&ga, &discarded, &full), TRK_SYNC_SOURCE);
+    assert_false(full);
+    assert_int_equal(trk_gens_compare(&discarded, &ga, &full), TRK_SYNC_TARGET);
+    assert_false(full);
+    /* discarding both sides leaves no source */
+    assert_int_equal(trk_gens_compare(&discarded, &discarded, &full), TRK_UNRELATED);
+    /* a copy that never met a is copied whole */
+    struct trk_gens stranger = {.current = TRK_GEN_FIRST + 12345};
+    assert_int_equal(trk_gens_compare(&ga, &stranger, &full), TRK_UNRELATED);
+    struct trk_gens blank = {.current = TRK_GEN_NEW};
+    assert_int_equal(trk_gens_compare(&ga, &blank, &full), TRK_SYNC_SOURCE);
+    assert_true(full);
 
     /* generations survive a reopen */
     trk_log_close(a);
