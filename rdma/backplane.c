@@ -108,6 +108,7 @@ struct twl_rdma_backplane {
     struct inflight *ring;           /* cap entries, [ring_tail, ring_head) by sequence */
     uint64_t ring_head, ring_tail, cap;
     bool hello_sent, hello_ok;
+    uint32_t hello_len; /* this connection's handshake, at the start of the staging area */
     /* the durable ring: its header's current state, the ring after the header */
     struct twl_rdma_dring_state dstate;
     uint8_t *dring;
@@ -643,14 +644,19 @@ static void run_connection(struct twl_rdma_backplane *bp)
             return;
         }
     }
-    memcpy(bp->stage, bp->o.hello, bp->o.hello_len);
-    int64_t seq = twl_rdma_send(bp->conn, bp->stage_mr, bp->stage, bp->o.hello_len, REC_HELLO);
+    int hello_len = bp->o.make_hello(bp->o.ctx, bp->stage, bp->o.ring_size);
+    if (hello_len <= 0) {
+        close_conn(bp, "no handshake to send", true);
+        return;
+    }
+    bp->hello_len = (uint32_t)hello_len;
+    int64_t seq = twl_rdma_send(bp->conn, bp->stage_mr, bp->stage, bp->hello_len, REC_HELLO);
     if (seq != 0) {
         close_conn(bp, "handshake not sent", true);
         return;
     }
     bp->stage_tail = 0;
-    bp->stage_head = bp->o.hello_len;
+    bp->stage_head = bp->hello_len;
     bool recent_rx = false;
     while (!atomic_load(&bp->stop)) {
         /* With records in flight (or just applied, when more may follow) the next completion
@@ -694,8 +700,8 @@ static void run_connection(struct twl_rdma_backplane *bp)
             }
             case TWL_RDMA_EV_TX_DONE:
                 /* placed in the partner's ring: its staging bytes may be reused */
-                if (ev[i].seq == 0 && bp->stage_tail < bp->o.hello_len)
-                    bp->stage_tail = bp->o.hello_len;
+                if (ev[i].seq == 0 && bp->stage_tail < bp->hello_len)
+                    bp->stage_tail = bp->hello_len;
                 for (uint64_t k = bp->ring_tail; k < bp->ring_head; k++) {
                     struct inflight *f = &bp->ring[k % bp->cap];
                     if (f->seq == ev[i].seq && f->stage_end > bp->stage_tail)
@@ -802,7 +808,7 @@ static void stop_applier(struct twl_rdma_backplane *bp)
 int twl_rdma_backplane_start(const struct twl_rdma_bp_opts *o, struct twl_rdma_backplane **out)
 {
     *out = NULL;
-    if (!o->apply || !o->check_hello || !o->hello || !o->hello_len || !o->timeout_ms ||
+    if (!o->apply || !o->check_hello || !o->make_hello || !o->timeout_ms ||
         o->ring_size < 4096 || (o->ring_size & (o->ring_size - 1)))
         return -EINVAL;
     if (o->durable_ring &&

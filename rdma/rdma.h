@@ -246,11 +246,12 @@ struct twl_rdma_bp_opts {
     int heartbeat_ms;
     int dead_ms;
     uint32_t timeout_ms; /* a record not applied by then drops the connection */
-    const void *hello;   /* sent first on every connection; must stay valid while running */
-    uint32_t hello_len;
-    /* Called on the backplane thread. check_hello: 0 to accept the partner's handshake, or
+    /* Called on the backplane thread. make_hello: writes the handshake sent first on every
+     * connection into buf (cap bytes) and returns its length, or -errno (the connection is
+     * dropped and tried again later). check_hello: 0 to accept the partner's handshake, or
      * -EPROTO (after logging why). apply: a change record from the partner, 0 once it is on
      * this node's copy; anything else drops the connection. */
+    int (*make_hello)(void *ctx, void *buf, uint32_t cap);
     int (*check_hello)(void *ctx, const void *theirs, uint32_t len);
     int (*apply)(void *ctx, const void *rec, uint32_t len);
     void *ctx;

@@ -59,14 +59,33 @@
 #define RPART "pair"
 
 #define META_MAGIC    0x54574c58u  /* "TWLX" */
+#define DIRTY_MAGIC   0x54574c44u  /* "TWLD" */
+#define GENS_MAGIC    0x54574c47u  /* "TWLG" */
+#define DIRTY_LAST    1u           /* the last dirty-list record of a LUN on this connection */
+#define DIRTY_RUNS    1024u        /* runs per dirty-list record */
 #define AL_SLOTS      4096u        /* regions tracked as hot at once, per LUN */
 #define PROGRESS_S    5            /* resync progress in the log this often */
 #define COLD_FLUSH_NS 500000000ull /* regions idle this long leave the activity log */
 
-/* The log of one LUN this node owns. */
-struct owned_lun {
+/* One LUN's copy on this node, with its log. */
+struct lun_copy {
     struct tgt_lun *lun;
     struct trk_log *log;
+    atomic_bool primary;        /* this node writes the LUN (ALUA active here) and replicates */
+    atomic_bool peer_discarded; /* the admin discarded the partner's copy (told in the hello) */
+    /* decided at each handshake (backplane thread); under replica.state_lock */
+    int decision;      /* enum trk_sync_decision of the last handshake; -1 before one */
+    bool paired;       /* the last handshake paired this LUN (false: refused, or none yet) */
+    bool source;       /* this copy is the sync source on this connection */
+    bool full;         /* the target's copy is unknown: every region is to be copied */
+    bool need_gens;    /* the target takes this copy's generations after the resync */
+    bool list_sent;    /* target: its dirty regions went to the source on this connection */
+    bool peer_listed;  /* source: the target's dirty regions arrived on this connection */
+    bool refusal_said; /* the refusal of this LUN was logged (once per episode) */
+    uint64_t peer_dirty;
+    /* resync progress, for status */
+    atomic_bool resyncing;
+    atomic_uint_fast64_t resync_done_bytes, resync_rate_bytes_s;
     uint64_t resynced_bytes;                 /* since the copies last differed */
     atomic_uint_fast64_t unreplicated_bytes; /* changes left without replica, same span */
 };
@@ -78,16 +97,17 @@ struct replica {
     struct twl_rdma_backplane *bp;
     struct trk_pmem *ring_map; /* ack received: the durable ring */
     struct twl_rdma_hello mine;
-    uint8_t *hello;
-    uint32_t hello_len;
     char port_local[8], port_peer[8];
     pthread_mutex_t order; /* change seq and ring order agree: numbered and queued together */
     uint64_t seq;          /* under order; the first change is 1 */
     atomic_bool degraded;
     atomic_uint_fast64_t unreplicated; /* changes completed without their replica */
     unsigned apply_delay_ms;           /* fault injection for tests (FAULT_APPLY_DELAY_ENV) */
-    struct owned_lun *owned;
-    size_t owned_count;
+    struct lun_copy *copies;           /* every LUN of the target, in its order */
+    size_t copy_count;
+    pthread_mutex_t state_lock; /* the copies' handshake fields */
+    uint64_t handshakes;        /* under state_lock: accepted handshakes */
+    char refusal[256];          /* under state_lock: why the last handshake was refused */
     /* the resync thread */
     pthread_t resync;
     bool resync_started;
@@ -107,12 +127,25 @@ struct pending {
     void *cookie;
 };
 
-static struct owned_lun *owned_find(struct replica *r, uint32_t id)
+static struct lun_copy *copy_find(struct replica *r, uint32_t id)
 {
-    for (size_t i = 0; i < r->owned_count; i++)
-        if (r->owned[i].lun->info.id == id)
-            return &r->owned[i];
+    for (size_t i = 0; i < r->copy_count; i++)
+        if (r->copies[i].lun->info.id == id)
+            return &r->copies[i];
     return NULL;
+}
+
+/* This node starts or stops writing a LUN: its ALUA state here follows (standby rejects media
+ * access), and every nexus hears of the change. */
+static void set_primary(struct replica *r, struct lun_copy *c, bool primary, const char *why)
+{
+    if (atomic_exchange(&c->primary, primary) == primary)
+        return;
+    atomic_store(&c->lun->lu.alua_state, primary ? -1 : SCSI_ALUA_STANDBY);
+    lu_ua_all(&c->lun->lu, SCSI_ASC_ALUA_STATE_CHANGED, NULL);
+    TWL_WARN(RPART, "LUN %u: %s here (%s)", c->lun->info.id,
+             primary ? "served (active)" : "standby", why);
+    (void)r;
 }
 
 /* A replica failed or could not be sent: the copies differ from here until a resync. */
@@ -127,9 +160,10 @@ static void enter_degraded(struct replica *r, int err)
              r->cfg->pair.partner, strerror(-err),
              r->cfg->pair.policy == TGT_PAIR_STRICT ? "strict fails such writes"
                                                     : "available completes them");
-    /* this copy now takes writes its partner lacks: a new generation for each owned LUN */
-    for (size_t i = 0; i < r->owned_count; i++)
-        trk_log_diverge(r->owned[i].log);
+    /* this copy now takes writes its partner lacks: a new generation for each LUN served */
+    for (size_t i = 0; i < r->copy_count; i++)
+        if (atomic_load(&r->copies[i].primary))
+            trk_log_diverge(r->copies[i].log);
 }
 
 static void replica_done(void *cookie, int err)
@@ -151,7 +185,7 @@ static void replica_done(void *cookie, int err)
 static int track(void *ctx, uint32_t lun, uint64_t lba, uint64_t blocks)
 {
     struct replica *r = ctx;
-    struct owned_lun *o = owned_find(r, lun);
+    struct lun_copy *o = copy_find(r, lun);
     if (o == NULL)
         return 0;
     atomic_fetch_add(&r->client_changes, 1);
@@ -166,7 +200,7 @@ static int track(void *ctx, uint32_t lun, uint64_t lba, uint64_t blocks)
 static void untrack(void *ctx, uint32_t lun, uint64_t lba, uint64_t blocks, bool same)
 {
     struct replica *r = ctx;
-    struct owned_lun *o = owned_find(r, lun);
+    struct lun_copy *o = copy_find(r, lun);
     if (o == NULL)
         return;
     uint32_t bs = o->lun->info.block_size;
@@ -178,28 +212,27 @@ static void untrack(void *ctx, uint32_t lun, uint64_t lba, uint64_t blocks, bool
         atomic_fetch_add(&o->unreplicated_bytes, blocks * bs);
         TWL_DEBUG(RPART, "LUN %u LBA %" PRIu64 "+%" PRIu64 ": marked dirty (no replica)", lun, lba,
                   blocks);
-    }
-    if (!same) { /* a region may have turned dirty: the resync thread looks */
+        /* a region may have turned dirty: the resync thread looks */
         pthread_mutex_lock(&r->resync_lock);
         pthread_cond_broadcast(&r->resync_cond);
         pthread_mutex_unlock(&r->resync_lock);
     }
 }
 
+/* Every LUN has a log on both nodes: the owner's tracks what it writes; the partner's keeps its
+ * copy's generations, and tracks writes if this node is made to serve the LUN. */
 static int open_logs(struct replica *r)
 {
-    r->owned = calloc(r->target->lun_count, sizeof(*r->owned));
-    if (r->owned == NULL)
+    r->copies = calloc(r->target->lun_count, sizeof(*r->copies));
+    if (r->copies == NULL)
         return -ENOMEM;
     for (size_t i = 0; i < r->target->lun_count; i++) {
         struct tgt_lun *l = &r->target->luns[i];
-        if (strcmp(l->cfg->owner, r->cfg->node_name) != 0)
-            continue;
         char path[PATH_MAX + TGT_NAME_MAX + 32];
         snprintf(path, sizeof(path), "%s/%s.lun%u.trk", r->cfg->state_dir, r->target->cfg->iqn,
                  l->info.id);
         struct trk_log_recovery rec;
-        struct owned_lun *o = &r->owned[r->owned_count];
+        struct lun_copy *o = &r->copies[r->copy_count];
         int rc = trk_log_open(path, l->info.block_count * l->info.block_size,
                               (uint32_t)r->cfg->pair.region_bytes, AL_SLOTS, &o->log, &rec);
         if (rc) {
@@ -208,7 +241,9 @@ static int open_logs(struct replica *r)
             return rc;
         }
         o->lun = l;
-        r->owned_count++;
+        o->decision = -1;
+        atomic_init(&o->primary, strcmp(l->cfg->owner, r->cfg->node_name) == 0);
+        r->copy_count++;
         uint64_t rs = r->cfg->pair.region_bytes;
         if (rec.created)
             TWL_INFO(RPART, "LUN %u: new log %s (regions of %" PRIu64 " KiB)", l->info.id, path,
@@ -225,11 +260,11 @@ static int open_logs(struct replica *r)
 
 static void close_logs(struct replica *r)
 {
-    for (size_t i = 0; i < r->owned_count; i++)
-        trk_log_close(r->owned[i].log);
-    free(r->owned);
-    r->owned = NULL;
-    r->owned_count = 0;
+    for (size_t i = 0; i < r->copy_count; i++)
+        trk_log_close(r->copies[i].log);
+    free(r->copies);
+    r->copies = NULL;
+    r->copy_count = 0;
 }
 
 /* Describes w as a change record (all but its seq). Returns false for metadata. */
@@ -329,6 +364,63 @@ static struct tgt_lun *find_lun(struct replica *r, uint32_t id)
     return target_find_lun(r->target, id);
 }
 
+/* The target of a resync lists its dirty regions: the source copies them too. */
+static int apply_dirty_list(struct replica *r, const uint8_t *rec, uint32_t len)
+{
+    uint32_t id = twl_get_be32(rec + 4), flags = twl_get_be32(rec + 8), n = twl_get_be32(rec + 12);
+    struct lun_copy *c = copy_find(r, id);
+    if (c == NULL || len != 16 + 16ull * n || n > DIRTY_RUNS) {
+        TWL_ERROR(RPART, "dirty list of LUN %u from %s refused: %s", id, r->cfg->pair.partner,
+                  c ? "malformed" : "no such LUN here");
+        return -EBADMSG;
+    }
+    uint64_t rs = trk_log_region_size(c->log), regions = trk_log_regions(c->log);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t first = twl_get_be64(rec + 16 + 16 * i), count = twl_get_be64(rec + 24 + 16 * i);
+        if (first >= regions || count > regions - first) {
+            TWL_ERROR(RPART, "dirty list of LUN %u from %s: regions %" PRIu64 "+%" PRIu64
+                      " beyond the LUN", id, r->cfg->pair.partner, first, count);
+            return -EBADMSG;
+        }
+        int rc = trk_log_mark(c->log, first * rs, count * rs);
+        if (rc)
+            return rc;
+    }
+    if (flags & DIRTY_LAST) {
+        pthread_mutex_lock(&r->state_lock);
+        c->peer_listed = true;
+        pthread_mutex_unlock(&r->state_lock);
+        pthread_mutex_lock(&r->resync_lock);
+        pthread_cond_broadcast(&r->resync_cond);
+        pthread_mutex_unlock(&r->resync_lock);
+    }
+    return 0;
+}
+
+/* The end of a resync: this copy equals the source's, and takes its generations. */
+static int apply_gens(struct replica *r, const uint8_t *rec, uint32_t len)
+{
+    uint32_t id = twl_get_be32(rec + 4);
+    struct lun_copy *c = copy_find(r, id);
+    if (c == NULL || len != 40) {
+        TWL_ERROR(RPART, "generations of LUN %u from %s refused: %s", id, r->cfg->pair.partner,
+                  c ? "malformed" : "no such LUN here");
+        return -EBADMSG;
+    }
+    struct trk_gens g = {.current = twl_get_be64(rec + 8),
+                         .bitmap = twl_get_be64(rec + 16),
+                         .history = {twl_get_be64(rec + 24), twl_get_be64(rec + 32)}};
+    int rc = trk_log_clear(c->log, 0, trk_log_regions(c->log));
+    if (rc == 0)
+        rc = trk_log_resynced(c->log, &g);
+    if (rc)
+        TWL_ERROR(RPART, "LUN %u: cannot record the end of the resync: %s", id, strerror(-rc));
+    else
+        TWL_INFO(RPART, "LUN %u: this copy equals %s's (generation %016" PRIx64 ")", id,
+                 r->cfg->pair.partner, g.current);
+    return rc;
+}
+
 static int apply(void *ctx, const void *rec, uint32_t len)
 {
     struct replica *r = ctx;
@@ -343,6 +435,10 @@ static int apply(void *ctx, const void *rec, uint32_t len)
                       strerror(-rc));
         return rc;
     }
+    if (len >= 16 && twl_get_be32(rec) == DIRTY_MAGIC)
+        return apply_dirty_list(r, rec, len);
+    if (len >= 8 && twl_get_be32(rec) == GENS_MAGIC)
+        return apply_gens(r, rec, len);
     if (r->apply_delay_ms)
         usleep(r->apply_delay_ms * 1000u);
     int rc = twl_rdma_change_decode(rec, len, &ch, &data);
@@ -355,6 +451,13 @@ static int apply(void *ctx, const void *rec, uint32_t len)
     if (lun == NULL || lun->info.block_size != ch.block_size) {
         TWL_ERROR(RPART, "change seq %" PRIu64 " for LUN %u: no such LUN here", ch.seq, ch.lun);
         return -ENOENT;
+    }
+    struct lun_copy *c = copy_find(r, ch.lun);
+    if (c && atomic_load(&c->primary)) {
+        /* both nodes writing one LUN would make the copies differ unseen */
+        TWL_ERROR(RPART, "change seq %" PRIu64 " for LUN %u refused: this node serves it", ch.seq,
+                  ch.lun);
+        return -EPERM;
     }
     uint32_t bs = ch.block_size;
     switch (ch.kind) {
@@ -386,6 +489,84 @@ static int apply(void *ctx, const void *rec, uint32_t len)
     return rc;
 }
 
+/* This node's handshake: its LUNs as configured, with each copy's generations and role now. */
+static int make_hello(void *ctx, void *buf, uint32_t cap)
+{
+    struct replica *r = ctx;
+    for (size_t i = 0; i < r->copy_count; i++) {
+        struct lun_copy *c = &r->copies[i];
+        struct twl_rdma_hello_lun *hl = &r->mine.luns[i];
+        struct trk_gens g;
+        trk_log_gens(c->log, &g);
+        hl->gens[0] = g.current;
+        hl->gens[1] = g.bitmap;
+        hl->gens[2] = g.history[0];
+        hl->gens[3] = g.history[1];
+        hl->dirty_regions = trk_log_dirty_count(c->log);
+        hl->flags = (atomic_load(&c->primary) ? TWL_RDMA_HELLO_PRIMARY : 0) |
+                    (atomic_load(&c->peer_discarded) ? TWL_RDMA_HELLO_PEER_DISCARDED : 0);
+    }
+    int len = twl_rdma_hello_encode(&r->mine, buf, cap);
+    if (len < 0)
+        TWL_ERROR(RPART, "cannot describe this node to its partner: %s", strerror(-len));
+    return len;
+}
+
+static const struct twl_rdma_hello_lun *hello_lun(const struct twl_rdma_hello *h, uint32_t id)
+{
+    for (uint32_t i = 0; i < h->lun_count; i++)
+        if (h->luns[i].id == id)
+            return &h->luns[i];
+    return NULL;
+}
+
+/* What one LUN's two copies decide at a handshake (both nodes reach the same answer). */
+struct lun_verdict {
+    enum trk_sync_decision d;
+    bool full, source;
+};
+
+static struct lun_verdict judge_lun(struct replica *r, struct lun_copy *c,
+                                    const struct twl_rdma_hello_lun *tl)
+{
+    struct trk_gens mine, peer = {.current = tl->gens[0],
+                                  .bitmap = tl->gens[1],
+                                  .history = {tl->gens[2], tl->gens[3]}};
+    if (tl->flags & TWL_RDMA_HELLO_PEER_DISCARDED) {
+        trk_log_gens(c->log, &mine);
+        if (mine.current != TRK_GEN_DISCARDED)
+            TWL_WARN(RPART, "LUN %u: %s's admin discarded this copy's writes: it becomes the sync "
+                     "target", c->lun->info.id, r->cfg->pair.partner);
+        trk_log_discard(c->log);
+        set_primary(r, c, false, "its copy was discarded");
+    }
+    trk_log_gens(c->log, &mine);
+    if (atomic_load(&c->peer_discarded)) {
+        if (peer.bitmap == 0)
+            peer.bitmap = peer.current;
+        peer.current = TRK_GEN_DISCARDED;
+    }
+    struct lun_verdict v = {.d = trk_gens_compare(&mine, &peer, &v.full)};
+    bool owner_here = strcmp(c->lun->cfg->owner, r->cfg->node_name) == 0;
+    bool mine_primary = atomic_load(&c->primary);
+    bool peer_primary = tl->flags & TWL_RDMA_HELLO_PRIMARY;
+    switch (v.d) {
+    case TRK_IN_SYNC:
+        v.source = mine_primary != peer_primary ? mine_primary : owner_here;
+        break;
+    case TRK_NEW_PAIR:
+        v.source = owner_here;
+        break;
+    case TRK_SYNC_SOURCE:
+        v.source = true;
+        break;
+    default:
+        v.source = false;
+        break;
+    }
+    return v;
+}
+
 static int check_hello(void *ctx, const void *theirs, uint32_t len)
 {
     struct replica *r = ctx;
@@ -398,6 +579,59 @@ static int check_hello(void *ctx, const void *theirs, uint32_t len)
         TWL_ERROR(RPART, "partner refused: %s", err);
         return -EPROTO;
     }
+    struct lun_verdict v[TWL_RDMA_HELLO_MAX_LUNS];
+    pthread_mutex_lock(&r->state_lock);
+    for (size_t i = 0; i < r->copy_count; i++) {
+        struct lun_copy *c = &r->copies[i];
+        const struct twl_rdma_hello_lun *tl = hello_lun(&h, c->lun->info.id);
+        v[i] = judge_lun(r, c, tl);
+        c->decision = (int)v[i].d;
+        if (v[i].d != TRK_SPLIT_BRAIN && v[i].d != TRK_UNRELATED)
+            continue;
+        rc = -EPROTO;
+        c->paired = false;
+        snprintf(r->refusal, sizeof(r->refusal),
+                 "LUN %u: %s: both copies took writes apart (%" PRIu64 " dirty regions here, "
+                 "%" PRIu64 " on %s); no automatic resync: run 'twinlunctl resolve --discard "
+                 "NODE' on either node, naming the node whose writes are dropped",
+                 c->lun->info.id, trk_sync_decision_name(v[i].d), trk_log_dirty_count(c->log),
+                 tl->dirty_regions, h.node);
+        if (!c->refusal_said)
+            TWL_ERROR(RPART, "not pairing with %s: %s", h.node, r->refusal);
+        c->refusal_said = true;
+    }
+    if (rc) {
+        pthread_mutex_unlock(&r->state_lock);
+        return rc;
+    }
+    r->refusal[0] = '\0';
+    for (size_t i = 0; i < r->copy_count; i++) {
+        struct lun_copy *c = &r->copies[i];
+        const struct twl_rdma_hello_lun *tl = hello_lun(&h, c->lun->info.id);
+        c->paired = true;
+        c->source = v[i].source;
+        c->full = v[i].source && v[i].full;
+        c->need_gens = v[i].d != TRK_IN_SYNC || tl->dirty_regions > 0;
+        c->list_sent = c->peer_listed = false;
+        c->refusal_said = false;
+        c->peer_dirty = tl->dirty_regions;
+        if (v[i].source)
+            atomic_store(&c->peer_discarded, false); /* the partner has heard it */
+        set_primary(r, c, v[i].source, v[i].source ? "the newer or the owner's copy is here"
+                                                   : "the partner's copy is newer or the owner's");
+        if (v[i].d != TRK_IN_SYNC || c->peer_dirty || trk_log_dirty_count(c->log))
+            TWL_INFO(RPART,
+                     "LUN %u: %s; this copy is the sync %s%s (%" PRIu64 " dirty regions here, "
+                     "%" PRIu64 " on %s)",
+                     c->lun->info.id, trk_sync_decision_name(v[i].d),
+                     v[i].source ? "source" : "target", v[i].full ? ", every region copied" : "",
+                     trk_log_dirty_count(c->log), tl->dirty_regions, h.node);
+    }
+    r->handshakes++;
+    pthread_mutex_unlock(&r->state_lock);
+    pthread_mutex_lock(&r->resync_lock);
+    pthread_cond_broadcast(&r->resync_cond);
+    pthread_mutex_unlock(&r->resync_lock);
     TWL_INFO(RPART, "paired with %s: %u LUNs agree", h.node, h.lun_count);
     return 0;
 }
@@ -512,26 +746,119 @@ static uint64_t resync_yield(struct replica *r, uint64_t spent)
     return twl_now_ns() - t0;
 }
 
-/* Copies one dirty region to the partner under its range lock; 0 once the partner has it. */
-static int resync_region(struct replica *r, struct owned_lun *o, uint64_t region, uint8_t *buf,
-                         uint64_t *bytes)
+static void meta_sent(void *cookie, int err)
+{
+    struct resync_wait *w = cookie;
+    w->err = err;
+    resync_signal(w->r, &w->done);
+}
+
+/* Sends a record of the pair's own (dirty list, generations) and waits until it is applied. */
+static int send_meta_wait(struct replica *r, const uint8_t *hdr, uint32_t hdr_len,
+                          const void *data, uint32_t data_len)
+{
+    struct resync_wait w = {.r = r};
+    pthread_mutex_lock(&r->order);
+    int rc = twl_rdma_backplane_submit(r->bp, hdr, hdr_len, data, data_len, meta_sent, &w);
+    pthread_mutex_unlock(&r->order);
+    if (rc)
+        return rc;
+    resync_wait_for(r, &w.done);
+    return w.err;
+}
+
+/* The sync target tells the source which regions it holds dirty (written here apart, to be
+ * overwritten), as runs, ending with DIRTY_LAST. Record: 0 "TWLD", 4 LUN id, 8 flags, 12 run
+ * count n, 16 n runs of (first region, region count), all big-endian. */
+static int send_dirty_list(struct replica *r, struct lun_copy *c)
+{
+    uint8_t hdr[16];
+    uint8_t *runs = malloc(16 * DIRTY_RUNS);
+    if (runs == NULL)
+        return -ENOMEM;
+    uint64_t regions = trk_log_regions(c->log), total = 0;
+    uint32_t n = 0;
+    int rc = 0;
+    for (uint64_t first = trk_log_next_dirty(c->log, 0); rc == 0;) {
+        bool last = first >= regions;
+        if (!last) {
+            uint64_t end = first + 1;
+            while (end < regions && trk_log_next_dirty(c->log, end) == end)
+                end++;
+            twl_put_be64(runs + 16 * n, first);
+            twl_put_be64(runs + 16 * n + 8, end - first);
+            n++;
+            total += end - first;
+            first = trk_log_next_dirty(c->log, end);
+        }
+        if (!last && n < DIRTY_RUNS)
+            continue;
+        twl_put_be32(hdr, DIRTY_MAGIC);
+        twl_put_be32(hdr + 4, c->lun->info.id);
+        twl_put_be32(hdr + 8, last ? DIRTY_LAST : 0);
+        twl_put_be32(hdr + 12, n);
+        rc = send_meta_wait(r, hdr, sizeof(hdr), runs, 16 * n);
+        n = 0;
+        if (last)
+            break;
+    }
+    free(runs);
+    if (rc == 0 && total)
+        TWL_INFO(RPART, "LUN %u: %" PRIu64 " dirty regions listed to %s, to be overwritten",
+                 c->lun->info.id, total, r->cfg->pair.partner);
+    return rc;
+}
+
+/* The end of a resync: the target takes this copy's generations. Record: 0 "TWLG", 4 LUN id,
+ * 8 current, 16 bitmap, 24 history[0], 32 history[1], big-endian. */
+static int send_gens(struct replica *r, struct lun_copy *c)
+{
+    struct trk_gens g;
+    trk_log_gens(c->log, &g);
+    uint8_t rec[40];
+    twl_put_be32(rec, GENS_MAGIC);
+    twl_put_be32(rec + 4, c->lun->info.id);
+    twl_put_be64(rec + 8, g.current);
+    twl_put_be64(rec + 16, g.bitmap);
+    twl_put_be64(rec + 24, g.history[0]);
+    twl_put_be64(rec + 32, g.history[1]);
+    return send_meta_wait(r, rec, sizeof(rec), NULL, 0);
+}
+
+/* Copies regions [region, region + count) of a LUN to the partner under one range lock; 0 once
+ * the partner has them. A run the store never allocated goes as one deallocation (cheap on
+ * both sides); otherwise only the first region is copied, as data (or deallocation when it
+ * reads as zeros). *done gets the regions handled. */
+static int resync_regions(struct replica *r, struct lun_copy *o, uint64_t region, uint64_t count,
+                          uint8_t *buf, uint64_t *bytes, uint64_t *done)
 {
     struct tgt_lun *lun = o->lun;
     uint32_t bs = lun->info.block_size;
     uint64_t rs = trk_log_region_size(o->log);
     uint64_t lun_bytes = lun->info.block_count * bs;
     uint64_t off = region * rs;
-    uint64_t len = lun_bytes - off < rs ? lun_bytes - off : rs;
+    uint64_t len = lun_bytes - off < count * rs ? lun_bytes - off : count * rs;
     struct resync_wait w = {.r = r, .range.granted = resync_granted};
     if (lu_range_lock(&lun->lu, &w.range, off / bs, len / bs))
         w.granted = true;
     resync_wait_for(r, &w.granted);
-    int rc = backing_read_at(&lun->store, buf, len, off);
-    if (rc) {
-        TWL_ERROR(RPART, "resync LUN %u region %" PRIu64 ": reading it failed: %s", lun->info.id,
-                  region, strerror(-rc));
-        lu_range_unlock(&lun->lu, &w.range);
-        return rc;
+    uint64_t ext_len = 0;
+    bool mapped = true;
+    int rc = backing_extent(&lun->store, off, len, &ext_len, &mapped);
+    if (rc == 0 && !mapped && ext_len >= (len < rs ? len : rs)) {
+        count = ext_len >= len ? count : ext_len / rs; /* whole regions only */
+        len = ext_len >= len ? len : count * rs;
+    } else {
+        count = 1;
+        len = len < rs ? len : rs;
+        rc = backing_read_at(&lun->store, buf, len, off);
+        if (rc) {
+            TWL_ERROR(RPART, "resync LUN %u region %" PRIu64 ": reading it failed: %s",
+                      lun->info.id, region, strerror(-rc));
+            lu_range_unlock(&lun->lu, &w.range);
+            return rc;
+        }
+        mapped = !all_zero(buf, len);
     }
     struct tgt_extent ext = {.lba = off / bs, .blocks = len / bs};
     struct tgt_write tw = {.target_name = r->target->cfg->iqn,
@@ -542,7 +869,7 @@ static int resync_region(struct replica *r, struct owned_lun *o, uint64_t region
                            .block_size = bs,
                            .data = buf,
                            .fua = true}; /* durable there before it is clean here */
-    if (all_zero(buf, len)) {
+    if (!mapped) {
         tw.kind = TGT_WRITE_UNMAP; /* keeps the partner's copy thin */
         tw.data = NULL;
         tw.extents = &ext;
@@ -554,15 +881,18 @@ static int resync_region(struct replica *r, struct owned_lun *o, uint64_t region
         rc = w.err;
     }
     if (rc == 0) {
-        rc = trk_log_clear(o->log, region, 1);
+        rc = trk_log_clear(o->log, region, count);
         *bytes += len;
+        *done = count;
     }
     lu_range_unlock(&lun->lu, &w.range);
     return rc;
 }
 
+#define RUN_REGIONS_MAX 4096u /* regions one deallocation may cover */
+
 /* Copies every dirty region of one LUN while the partner stays; true when it is clean. */
-static bool resync_lun(struct replica *r, struct owned_lun *o)
+static bool resync_lun(struct replica *r, struct lun_copy *o)
 {
     uint64_t regions = trk_log_regions(o->log), rs = trk_log_region_size(o->log);
     uint64_t dirty = trk_log_dirty_count(o->log);
@@ -572,27 +902,37 @@ static bool resync_lun(struct replica *r, struct owned_lun *o)
     uint32_t id = o->lun->info.id;
     TWL_INFO(RPART, "resync LUN %u to %s: %" PRIu64 " dirty regions (%" PRIu64 " MiB)", id,
              r->cfg->pair.partner, dirty, dirty * rs >> 20);
+    atomic_store(&o->resync_done_bytes, 0);
+    atomic_store(&o->resync_rate_bytes_s, 0);
+    atomic_store(&o->resyncing, true);
     uint64_t t0 = twl_now_ns(), last = t0, copied = 0, bytes = 0, paused = 0;
     int rc = 0;
     for (uint64_t region = trk_log_next_dirty(o->log, 0); region < regions;
-         region = trk_log_next_dirty(o->log, region + 1)) {
+         region = trk_log_next_dirty(o->log, region)) {
         if (resync_stopping(r) || !partner_connected(r)) {
             rc = -ENOTCONN;
             break;
         }
-        uint64_t clients = atomic_load(&r->client_changes), t_region = twl_now_ns();
-        rc = resync_region(r, o, region, buf, &bytes);
+        uint64_t run = 1;
+        while (run < RUN_REGIONS_MAX && region + run < regions &&
+               trk_log_next_dirty(o->log, region + run) == region + run)
+            run++;
+        uint64_t clients = atomic_load(&r->client_changes), t_region = twl_now_ns(), done = 0;
+        rc = resync_regions(r, o, region, run, buf, &bytes, &done);
         if (rc)
             break;
-        copied++;
+        copied += done;
+        region += done;
         uint64_t now = twl_now_ns();
         if (atomic_load(&r->client_changes) != clients)
             paused += resync_yield(r, now - t_region);
         now = twl_now_ns();
+        double secs = (double)(now - t0) / 1e9;
+        double rate = secs > 0 ? (double)bytes / secs : 0.0;
+        atomic_store(&o->resync_done_bytes, bytes);
+        atomic_store(&o->resync_rate_bytes_s, (uint64_t)rate);
         if (now - last >= PROGRESS_S * 1000000000ull) {
             uint64_t left = trk_log_dirty_count(o->log);
-            double secs = (double)(now - t0) / 1e9;
-            double rate = (double)bytes / secs;
             TWL_INFO(RPART,
                      "resync LUN %u: %" PRIu64 " MiB done, %" PRIu64 " MiB left, %.1f MB/s, "
                      "ETA %.0f s",
@@ -602,6 +942,7 @@ static bool resync_lun(struct replica *r, struct owned_lun *o)
         }
     }
     bufpool_free(r->srv->pool, buf);
+    atomic_store(&o->resyncing, false);
     o->resynced_bytes += bytes;
     double secs = (double)(twl_now_ns() - t0) / 1e9;
     if (rc) {
@@ -616,6 +957,15 @@ static bool resync_lun(struct replica *r, struct owned_lun *o)
     struct trk_gens g;
     trk_log_gens(o->log, &g);
     trk_log_resynced(o->log, &g);
+    rc = send_gens(r, o);
+    if (rc) {
+        TWL_WARN(RPART, "resync LUN %u: %s did not take the new generation (%s); again at the "
+                 "next connection", id, r->cfg->pair.partner, strerror(-rc));
+        return false;
+    }
+    pthread_mutex_lock(&r->state_lock);
+    o->need_gens = false;
+    pthread_mutex_unlock(&r->state_lock);
     TWL_INFO(RPART,
              "resync LUN %u done: %" PRIu64 " bytes resynced in this run, %" PRIu64
              " since the copies last differed, in %.1f s (%.1f MB/s; %.1f s of it paused for "
@@ -624,6 +974,39 @@ static bool resync_lun(struct replica *r, struct owned_lun *o)
              (double)paused / 1e9, (uint64_t)atomic_exchange(&o->unreplicated_bytes, 0));
     o->resynced_bytes = 0;
     return true;
+}
+
+/* What the resync thread does for one LUN on the current connection. */
+static void resync_step(struct replica *r, struct lun_copy *c)
+{
+    pthread_mutex_lock(&r->state_lock);
+    bool paired = c->paired, source = c->source, full = c->full, need_gens = c->need_gens;
+    bool list_sent = c->list_sent, peer_listed = c->peer_listed;
+    uint64_t handshakes = r->handshakes;
+    pthread_mutex_unlock(&r->state_lock);
+    if (!paired)
+        return;
+    if (!source) {
+        if (list_sent || send_dirty_list(r, c) != 0)
+            return;
+        pthread_mutex_lock(&r->state_lock);
+        if (r->handshakes == handshakes)
+            c->list_sent = true;
+        pthread_mutex_unlock(&r->state_lock);
+        return;
+    }
+    if (full) {
+        uint64_t bytes = c->lun->info.block_count * c->lun->info.block_size;
+        if (trk_log_mark(c->log, 0, bytes) != 0)
+            return;
+        TWL_INFO(RPART, "LUN %u: %s's copy is unknown to this one: every region is copied "
+                 "(never written ones as deallocation)", c->lun->info.id, r->cfg->pair.partner);
+        pthread_mutex_lock(&r->state_lock);
+        c->full = false;
+        pthread_mutex_unlock(&r->state_lock);
+    }
+    if (peer_listed && (need_gens || trk_log_dirty_count(c->log)))
+        resync_lun(r, c);
 }
 
 static void *resync_main(void *arg)
@@ -642,17 +1025,132 @@ static void *resync_main(void *arg)
          * what was written in the last moments */
         uint64_t now = twl_now_ns();
         if (now - last_flush >= COLD_FLUSH_NS) {
-            for (size_t i = 0; i < r->owned_count; i++)
-                trk_log_flush_cold(r->owned[i].log);
+            for (size_t i = 0; i < r->copy_count; i++)
+                trk_log_flush_cold(r->copies[i].log);
             last_flush = now;
         }
         if (!partner_connected(r))
             continue;
-        for (size_t i = 0; i < r->owned_count; i++)
-            if (trk_log_dirty_count(r->owned[i].log))
-                resync_lun(r, &r->owned[i]);
+        for (size_t i = 0; i < r->copy_count; i++)
+            resync_step(r, &r->copies[i]);
     }
     return NULL;
+}
+
+/* ---- admin ---- */
+
+static const char *sync_state(struct replica *r, struct lun_copy *c, bool connected)
+{
+    bool primary = atomic_load(&c->primary);
+    uint64_t dirty = trk_log_dirty_count(c->log);
+    if (c->decision == TRK_SPLIT_BRAIN && !c->paired)
+        return "split-brain";
+    if (c->decision == TRK_UNRELATED && !c->paired)
+        return "unrelated";
+    if (!connected)
+        return primary ? (atomic_load(&r->degraded) || dirty ? "degraded" : "partner-away")
+                       : "partner-away";
+    if (atomic_load(&c->resyncing))
+        return "resyncing";
+    if (c->source && (dirty || c->need_gens || c->full))
+        return "resync-pending";
+    if (!c->source && (dirty || c->need_gens))
+        return "sync-target";
+    return "in-sync";
+}
+
+void replica_status(struct replica *r, struct replica_status *st)
+{
+    memset(st, 0, sizeof(*st));
+    struct twl_rdma_bp_stats bs;
+    twl_rdma_backplane_stats(r->bp, &bs);
+    snprintf(st->partner, sizeof(st->partner), "%s", r->cfg->pair.partner);
+    st->connected = bs.connected;
+    st->degraded = atomic_load(&r->degraded);
+    st->replicated_records = bs.acked;
+    st->replicated_bytes = bs.acked_bytes;
+    st->unreplicated_changes = atomic_load(&r->unreplicated);
+    st->rate_bytes_s = bs.rate_bytes_s;
+    st->capacity_bytes_s = bs.capacity_bytes_s;
+    pthread_mutex_lock(&r->state_lock);
+    snprintf(st->refusal, sizeof(st->refusal), "%s", r->refusal);
+    for (size_t i = 0; i < r->copy_count && i < 256; i++) {
+        struct lun_copy *c = &r->copies[i];
+        struct replica_lun_status *l = &st->luns[st->lun_count++];
+        struct trk_gens g;
+        trk_log_gens(c->log, &g);
+        l->id = c->lun->info.id;
+        l->primary = atomic_load(&c->primary);
+        l->sync = sync_state(r, c, bs.connected);
+        l->dirty_bytes = trk_log_dirty_count(c->log) * trk_log_region_size(c->log);
+        l->resync_done_bytes = atomic_load(&c->resync_done_bytes);
+        l->resync_rate_bytes_s = atomic_load(&c->resync_rate_bytes_s);
+        l->generation = g.current;
+    }
+    pthread_mutex_unlock(&r->state_lock);
+}
+
+int replica_promote(struct replica *r, long id, char *msg, size_t msg_len)
+{
+    if (partner_connected(r)) {
+        snprintf(msg, msg_len, "%s is connected and serves its LUNs; a planned move is a "
+                 "takeover, not a promotion", r->cfg->pair.partner);
+        return -EBUSY;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < r->copy_count; i++) {
+        struct lun_copy *c = &r->copies[i];
+        if (id >= 0 && c->lun->info.id != (uint32_t)id)
+            continue;
+        n++;
+        if (atomic_load(&c->primary))
+            continue;
+        /* its writes have no replica from now on: a new generation first */
+        trk_log_diverge(c->log);
+        set_primary(r, c, true, "promoted by the admin while the partner is unreachable");
+    }
+    if (n == 0) {
+        snprintf(msg, msg_len, "no LUN %ld here", id);
+        return -ENOENT;
+    }
+    snprintf(msg, msg_len, "serving %zu LUN%s here; %s's copies are behind until a resync", n,
+             n == 1 ? "" : "s", r->cfg->pair.partner);
+    return 0;
+}
+
+int replica_resolve_discard(struct replica *r, const char *node, char *msg, size_t msg_len)
+{
+    bool mine = strcmp(node, r->cfg->node_name) == 0;
+    if (!mine && strcmp(node, r->cfg->pair.partner) != 0) {
+        snprintf(msg, msg_len, "'%s' is neither this node ('%s') nor its partner ('%s')", node,
+                 r->cfg->node_name, r->cfg->pair.partner);
+        return -EINVAL;
+    }
+    size_t n = 0;
+    pthread_mutex_lock(&r->state_lock);
+    for (size_t i = 0; i < r->copy_count; i++) {
+        struct lun_copy *c = &r->copies[i];
+        if (c->paired || (c->decision != TRK_SPLIT_BRAIN && c->decision != TRK_UNRELATED))
+            continue;
+        n++;
+        if (mine) {
+            trk_log_discard(c->log);
+            set_primary(r, c, false, "its writes were discarded by the admin");
+        } else {
+            atomic_store(&c->peer_discarded, true);
+        }
+        TWL_WARN(RPART, "LUN %u: the admin discards %s's writes since the split; %s's copy "
+                 "becomes the sync source at the next handshake", c->lun->info.id, node,
+                 mine ? r->cfg->pair.partner : r->cfg->node_name);
+    }
+    pthread_mutex_unlock(&r->state_lock);
+    if (n == 0) {
+        snprintf(msg, msg_len, "no LUN is in split brain with %s", r->cfg->pair.partner);
+        return -EALREADY;
+    }
+    snprintf(msg, msg_len, "%zu LUN%s: %s's writes discarded; the copies converge once the "
+             "nodes pair", n, n == 1 ? "" : "s", node);
+    return 0;
 }
 
 int replica_start(struct tgt_server *srv, struct replica **out)
@@ -665,6 +1163,7 @@ int replica_start(struct tgt_server *srv, struct replica **out)
     r->srv = srv;
     r->cfg = cfg;
     pthread_mutex_init(&r->order, NULL);
+    pthread_mutex_init(&r->state_lock, NULL);
     pthread_mutex_init(&r->resync_lock, NULL);
     pthread_cond_init(&r->resync_cond, NULL);
     r->target = &srv->targets[0];
@@ -681,13 +1180,7 @@ int replica_start(struct tgt_server *srv, struct replica **out)
         hl->size = l->info.block_count * l->info.block_size;
         snprintf(hl->owner, sizeof(hl->owner), "%s", l->cfg->owner);
     }
-    r->hello_len = (uint32_t)twl_rdma_hello_len(&r->mine);
-    r->hello = malloc(r->hello_len);
-    int rc = r->hello ? twl_rdma_hello_encode(&r->mine, r->hello, r->hello_len) : -ENOMEM;
-    if (rc < 0) {
-        TWL_ERROR(RPART, "cannot describe this node to its partner: %s", strerror(-rc));
-        goto err;
-    }
+    int rc = 0;
     const char *delay = getenv(FAULT_APPLY_DELAY_ENV);
     if (delay && atoi(delay) > 0) {
         r->apply_delay_ms = (unsigned)atoi(delay);
@@ -695,6 +1188,11 @@ int replica_start(struct tgt_server *srv, struct replica **out)
                  r->apply_delay_ms);
     }
     if ((rc = open_logs(r)))
+        goto err;
+    uint8_t *hello = malloc(TWL_RDMA_HELLO_MAX_LEN);
+    rc = hello ? make_hello(r, hello, TWL_RDMA_HELLO_MAX_LEN) : -ENOMEM;
+    free(hello);
+    if (rc < 0)
         goto err;
     if (cfg->pair.ack == TGT_PAIR_ACK_RECEIVED && (rc = map_ring_file(r)))
         goto err;
@@ -711,8 +1209,7 @@ int replica_start(struct tgt_server *srv, struct replica **out)
         .heartbeat_ms = (int)cfg->pair.heartbeat_ms,
         .dead_ms = (int)cfg->pair.dead_ms,
         .timeout_ms = cfg->pair.replica_timeout_ms,
-        .hello = r->hello,
-        .hello_len = r->hello_len,
+        .make_hello = make_hello,
         .check_hello = check_hello,
         .apply = apply,
         .ctx = r,
@@ -751,8 +1248,8 @@ err:
     trk_pmem_close(r->ring_map);
     pthread_cond_destroy(&r->resync_cond);
     pthread_mutex_destroy(&r->resync_lock);
+    pthread_mutex_destroy(&r->state_lock);
     pthread_mutex_destroy(&r->order);
-    free(r->hello);
     free(r);
     return rc;
 }
@@ -778,15 +1275,15 @@ void replica_stop(struct replica *r)
     if (r->resync_started)
         pthread_join(r->resync, NULL);
     twl_rdma_backplane_stop(r->bp);
-    for (size_t i = 0; i < r->owned_count; i++)
-        if (trk_log_dirty_count(r->owned[i].log))
+    for (size_t i = 0; i < r->copy_count; i++)
+        if (trk_log_dirty_count(r->copies[i].log))
             TWL_WARN(RPART, "LUN %u: %" PRIu64 " dirty regions left for a resync at the next start",
-                     r->owned[i].lun->info.id, trk_log_dirty_count(r->owned[i].log));
+                     r->copies[i].lun->info.id, trk_log_dirty_count(r->copies[i].log));
     close_logs(r);
     trk_pmem_close(r->ring_map);
     pthread_cond_destroy(&r->resync_cond);
     pthread_mutex_destroy(&r->resync_lock);
+    pthread_mutex_destroy(&r->state_lock);
     pthread_mutex_destroy(&r->order);
-    free(r->hello);
     free(r);
 }

@@ -6,6 +6,10 @@
 #ifndef TGT_REPLICA_H
 #define TGT_REPLICA_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 struct tgt_server;
 struct replica;
 
@@ -14,5 +18,38 @@ struct replica;
 int replica_start(struct tgt_server *srv, struct replica **out);
 /* Stops the backplane; writes waiting for a replica complete as the policy says. */
 void replica_stop(struct replica *r);
+
+/* One LUN's copy here, as an admin sees it. */
+struct replica_lun_status {
+    uint32_t id;
+    bool primary;          /* this node serves (writes) the LUN */
+    const char *sync;      /* "in-sync", "resyncing", "resync-pending", "sync-target",
+                              "degraded" (written here without the partner), "partner-away",
+                              "split-brain", "unrelated" */
+    uint64_t dirty_bytes;  /* regions marked in this copy's log, in bytes */
+    uint64_t resync_done_bytes, resync_rate_bytes_s; /* of the current or last resync pass */
+    uint64_t generation;   /* this copy's current generation */
+};
+
+struct replica_status {
+    char partner[64];
+    bool connected, degraded;
+    uint64_t replicated_records, replicated_bytes, unreplicated_changes;
+    double rate_bytes_s, capacity_bytes_s;
+    char refusal[256]; /* why the last handshake was refused; "" if it was not */
+    size_t lun_count;
+    struct replica_lun_status luns[256];
+};
+
+void replica_status(struct replica *r, struct replica_status *st);
+
+/* Makes this node serve LUN id (all LUNs when id < 0) while the partner is unreachable: an
+ * unplanned failover decided by the admin or a cluster manager. Refused (-EBUSY, msg says why)
+ * while the partner is connected. */
+int replica_promote(struct replica *r, long id, char *msg, size_t msg_len);
+/* Resolves a split brain: the writes the named node's copies took apart are dropped (this
+ * node's, or the partner's at the next handshake), and the other copy becomes the sync
+ * source. -EINVAL when node is neither; -EALREADY when there is no split brain to resolve. */
+int replica_resolve_discard(struct replica *r, const char *node, char *msg, size_t msg_len);
 
 #endif
