@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "bufpool.h"
+#include "admin.h"
 #include "replica.h"
 #include "server_internal.h"
 
@@ -1116,6 +1117,9 @@ int tgt_server_create(const struct tgt_config *cfg, struct tgt_server **out)
     rc = bind_portal(srv);
     if (rc)
         goto fail;
+    rc = admin_start(srv, &srv->admin);
+    if (rc)
+        goto fail;
     srv->thread_count = cfg->threads ? cfg->threads : 1;
     srv->threads = calloc(srv->thread_count, sizeof(*srv->threads));
     if (srv->threads == NULL) {
@@ -1225,6 +1229,7 @@ void tgt_server_destroy(struct tgt_server *srv)
     free(srv->threads);
     if (srv->listen_fd >= 0)
         close(srv->listen_fd);
+    admin_stop(srv->admin);
     replica_stop(srv->pair);
     workers_stop(srv);
     close_targets(srv);

@@ -106,6 +106,7 @@ struct tgt_server {
     atomic_bool stop_requested;
     struct tgt_replicator replicator;
     struct replica *pair; /* the partner, when the config has a pair section */
+    struct admin *admin;  /* the admin socket (admin.h) */
     struct bufpool *pool; /* command buffers (registered for the backplane with a pair) */
     pthread_mutex_t sessions_lock;
     struct conn *sessions; /* full-feature connections, by (initiator, ISID, target) */

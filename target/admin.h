@@ -1,0 +1,31 @@
+/*
+ * The admin socket: twinlunctl's way into a running twinlund. A Unix stream socket at
+ * <state_dir>/twinlund.sock, mode 0600 (root, or whoever runs the daemon). One request per
+ * connection: a line of words separated by spaces, then the reply and the close.
+ *
+ * Reply: a first line with the exit code twinlunctl should give (0 done, 1 refused, 2 bad
+ * request), then the text to print: human-readable, or one JSON object when the request ends
+ * with "--json". Requests:
+ *   status [--json]              the node, the pair and every LUN's role and sync state
+ *   promote [LUN]                serve LUN (or all) here while the partner is unreachable
+ *   resolve --discard NODE       end a split brain: NODE's writes since the split are dropped
+ */
+#ifndef TGT_ADMIN_H
+#define TGT_ADMIN_H
+
+#include <stddef.h>
+
+struct tgt_server;
+struct admin;
+
+#define ADMIN_SOCKET_NAME "twinlund.sock"
+
+/* Listens at <state_dir>/twinlund.sock on a thread of its own. 0 or -errno (logged). */
+int admin_start(struct tgt_server *srv, struct admin **out);
+void admin_stop(struct admin *a);
+
+/* Runs one request line and writes the reply's text into out (NUL-terminated, truncated to
+ * out_len). Returns the exit code. Exposed for the unit tests. */
+int admin_handle(struct tgt_server *srv, const char *line, char *out, size_t out_len);
+
+#endif
