@@ -808,8 +808,8 @@ static void stop_applier(struct twl_rdma_backplane *bp)
 int twl_rdma_backplane_start(const struct twl_rdma_bp_opts *o, struct twl_rdma_backplane **out)
 {
     *out = NULL;
-    if (!o->apply || !o->check_hello || !o->make_hello || !o->timeout_ms ||
-        o->ring_size < 4096 || (o->ring_size & (o->ring_size - 1)))
+    if (!o->apply || !o->check_hello || !o->make_hello || !o->timeout_ms || o->ring_size < 4096 ||
+        (o->ring_size & (o->ring_size - 1)))
         return -EINVAL;
     if (o->durable_ring &&
         (!o->persist || o->durable_len < TWL_RDMA_DRING_HDR_LEN + (size_t)o->ring_size))

@@ -110,12 +110,12 @@ struct twl_rdma_hello_lun {
     uint64_t size;                 /* bytes, a multiple of block_size, > 0 */
     char owner[TWL_RDMA_NAME_MAX]; /* node name of the owner; "" = no owner. The config's ""
                                       (this node) is resolved to the node's name first. */
-    uint64_t gens[4];       /* the sender's copy: current, bitmap, history[0], history[1] */
-    uint64_t dirty_regions; /* in the sender's log */
-    uint32_t flags;         /* TWL_RDMA_HELLO_* */
+    uint64_t gens[4];              /* the sender's copy: current, bitmap, history[0], history[1] */
+    uint64_t dirty_regions;        /* in the sender's log */
+    uint32_t flags;                /* TWL_RDMA_HELLO_* */
 };
-#define TWL_RDMA_HELLO_PRIMARY         1u /* the sender writes this LUN now */
-#define TWL_RDMA_HELLO_PEER_DISCARDED  2u /* the sender's admin discarded the receiver's copy */
+#define TWL_RDMA_HELLO_PRIMARY        1u /* the sender writes this LUN now */
+#define TWL_RDMA_HELLO_PEER_DISCARDED 2u /* the sender's admin discarded the receiver's copy */
 
 struct twl_rdma_hello {
     uint32_t version;                /* TWL_RDMA_PROTO_VERSION (twl_rdma_hello_init sets it) */

@@ -113,11 +113,12 @@ static int status(struct tgt_server *srv, bool json, struct out *o)
             const struct replica_lun_status *ls = i < st.lun_count ? &st.luns[i] : NULL;
             put(o, "%s{\"id\":%u,\"path\":", i ? "," : "", l->info.id);
             put_json_str(o, l->store.path);
-            put(o, ",\"bytes\":%" PRIu64 ",\"block_size\":%u", l->info.block_count * l->info.block_size,
-                l->info.block_size);
+            put(o, ",\"bytes\":%" PRIu64 ",\"block_size\":%u",
+                l->info.block_count * l->info.block_size, l->info.block_size);
             if (ls) {
                 uint64_t left = ls->dirty_bytes;
-                double eta = ls->resync_rate_bytes_s ? (double)left / (double)ls->resync_rate_bytes_s : 0;
+                double eta =
+                    ls->resync_rate_bytes_s ? (double)left / (double)ls->resync_rate_bytes_s : 0;
                 put(o,
                     ",\"role\":\"%s\",\"sync\":\"%s\",\"dirty_bytes\":%" PRIu64
                     ",\"resync_done_bytes\":%" PRIu64 ",\"resync_left_bytes\":%" PRIu64
@@ -136,8 +137,9 @@ static int status(struct tgt_server *srv, bool json, struct out *o)
     put(o, "node %s, target %s, portal %s:%u\n", cfg->node_name, t->cfg->iqn, cfg->listen_host,
         srv->port);
     if (srv->pair) {
-        put(o, "pair: %s %s%s; replicated %" PRIu64 " records (%.1f MB), %" PRIu64
-               " changes without replica; rate %.1f MB/s\n",
+        put(o,
+            "pair: %s %s%s; replicated %" PRIu64 " records (%.1f MB), %" PRIu64
+            " changes without replica; rate %.1f MB/s\n",
             st.partner, st.connected ? "connected" : "NOT connected",
             st.degraded ? ", DEGRADED" : "", st.replicated_records, st.replicated_bytes / 1e6,
             st.unreplicated_changes, st.rate_bytes_s / 1e6);
@@ -296,10 +298,13 @@ int admin_start(struct tgt_server *srv, struct admin **out)
     if (a == NULL)
         return -ENOMEM;
     a->srv = srv;
-    int n = snprintf(a->path, sizeof(a->path), "%s/%s", srv->cfg->state_dir, ADMIN_SOCKET_NAME);
+    int n =
+        srv->cfg->admin_socket[0]
+            ? snprintf(a->path, sizeof(a->path), "%s", srv->cfg->admin_socket)
+            : snprintf(a->path, sizeof(a->path), "%s/%s", srv->cfg->state_dir, ADMIN_SOCKET_NAME);
     if (n < 0 || (size_t)n >= sizeof(a->path)) {
-        TWL_ERROR(APART, "%s/%s: path too long for a Unix socket", srv->cfg->state_dir,
-                  ADMIN_SOCKET_NAME);
+        TWL_ERROR(APART, "%s/%s: path too long for a Unix socket: set node.admin_socket",
+                  srv->cfg->state_dir, ADMIN_SOCKET_NAME);
         free(a);
         return -ENAMETOOLONG;
     }
@@ -311,7 +316,7 @@ int admin_start(struct tgt_server *srv, struct admin **out)
         rc = -errno;
         goto err_free;
     }
-    unlink(a->path); /* a stale socket of an earlier run */
+    unlink(a->path);          /* a stale socket of an earlier run */
     mode_t old = umask(0177); /* created 0600: the admin socket is root-only */
     int brc = bind(a->fd, (struct sockaddr *)&sa, sizeof(sa));
     umask(old);
@@ -331,7 +336,10 @@ err_unlink:
 err_close:
     close(a->fd);
 err_free:
-    TWL_ERROR(APART, "admin socket %s: %s", a->path, strerror(-rc));
+    TWL_ERROR(APART,
+              "admin socket %s: %s; twinlunctl cannot reach this node (set "
+              "node.admin_socket to a local file system)",
+              a->path, strerror(-rc));
     free(a);
     return rc;
 }

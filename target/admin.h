@@ -1,6 +1,7 @@
 /*
  * The admin socket: twinlunctl's way into a running twinlund. A Unix stream socket at
- * <state_dir>/twinlund.sock, mode 0600 (root, or whoever runs the daemon). One request per
+ * node.admin_socket (default <state_dir>/twinlund.sock), mode 0600 (root, or whoever runs the
+ * daemon). One request per
  * connection: a line of words separated by spaces, then the reply and the close.
  *
  * Reply: a first line with the exit code twinlunctl should give (0 done, 1 refused, 2 bad
@@ -20,7 +21,7 @@ struct admin;
 
 #define ADMIN_SOCKET_NAME "twinlund.sock"
 
-/* Listens at <state_dir>/twinlund.sock on a thread of its own. 0 or -errno (logged). */
+/* Listens on a thread of its own. 0 or -errno (logged): the daemon serves on without it. */
 int admin_start(struct tgt_server *srv, struct admin **out);
 void admin_stop(struct admin *a);
 

@@ -27,8 +27,10 @@ int backing_open(const struct tgt_lun_config *cfg, struct backing *b)
     b->direct = cfg->direct;
     int flags = O_RDWR | O_CLOEXEC | (cfg->direct ? O_DIRECT : 0);
     int fd = open(cfg->path, flags);
-    if (fd < 0 && errno == ENOENT && cfg->create)
+    if (fd < 0 && errno == ENOENT && cfg->create) {
         fd = open(cfg->path, flags | O_CREAT | O_EXCL, 0600);
+        b->created = fd >= 0;
+    }
     if (fd < 0) {
         int err = -errno;
         TWL_ERROR(PART, "LUN %u: cannot open %s: %s", cfg->id, cfg->path, strerror(-err));

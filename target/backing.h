@@ -20,6 +20,7 @@ struct backing {
     bool block_device;
     bool thin;      /* a sparse regular file */
     bool in_memory; /* tmpfs/ramfs without O_DIRECT: I/O is a memory copy, done inline */
+    bool created;   /* this open created the file: it reads as zeros */
     char path[PATH_MAX];
 };
 

@@ -57,7 +57,7 @@ static const char *const pair_keys[] = {
     "partner",   "listen",       "partner_address", "policy",       "ack",
     "ring_file", "data_crc",     "region_size",     "resync_share", "timeout_ms",
     "ring_size", "heartbeat_ms", "dead_ms",         "buffer_pool",  NULL};
-static const char *const node_keys[] = {"name", "state_dir", NULL};
+static const char *const node_keys[] = {"name", "state_dir", "admin_socket", NULL};
 static const char *const log_keys[] = {"level", NULL};
 static const char *const iscsi_keys[] = {"listen",
                                          "threads",
@@ -430,6 +430,16 @@ static int parse_node(struct ctx *c, const config_setting_t *root, struct tgt_co
             return fail(c, s, "node.state_dir is too long; expected at most %zu bytes",
                         sizeof(cfg->state_dir) / 2 - 1);
         normalize_path(v, cfg->state_dir);
+    }
+    if ((rc = get_string(c, g, "node", "admin_socket", &v, &s)))
+        return rc;
+    if (v) {
+        if (v[0] != '/' || strlen(v) >= sizeof(cfg->admin_socket))
+            return fail(c, s,
+                        "node.admin_socket '%s' is not valid; expected an absolute path of at "
+                        "most %zu bytes (a Unix socket's limit)",
+                        v, sizeof(cfg->admin_socket) - 1);
+        snprintf(cfg->admin_socket, sizeof(cfg->admin_socket), "%s", v);
     }
     return 0;
 }

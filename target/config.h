@@ -104,7 +104,8 @@ struct tgt_config {
     char source[PATH_MAX]; /* file name, or "<built-in default>" */
     char node_name[64];
     char state_dir[PATH_MAX];
-    char listen_host[64]; /* IPv4/IPv6 literal or host name */
+    char admin_socket[108]; /* twinlunctl's socket; "" = <state_dir>/twinlund.sock */
+    char listen_host[64];   /* IPv4/IPv6 literal or host name */
     uint16_t listen_port;
     uint32_t threads;         /* network threads; 0 in the file = number of CPUs, resolved
                                  at load, so never 0 here */

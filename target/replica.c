@@ -240,6 +240,19 @@ static int open_logs(struct replica *r)
                       strerror(-rc));
             return rc;
         }
+        if (l->store.created) {
+            /* a copy that reads as zeros: two such need no first copy */
+            if (!rec.created)
+                TWL_WARN(RPART,
+                         "LUN %u: %s was created empty but its log %s is older: the "
+                         "copy starts over as blank",
+                         l->info.id, l->store.path, path);
+            rc = trk_log_set_blank(o->log);
+            if (rc) {
+                trk_log_close(o->log);
+                return rc;
+            }
+        }
         o->lun = l;
         o->decision = -1;
         atomic_init(&o->primary, strcmp(l->cfg->owner, r->cfg->node_name) == 0);
@@ -378,8 +391,10 @@ static int apply_dirty_list(struct replica *r, const uint8_t *rec, uint32_t len)
     for (uint32_t i = 0; i < n; i++) {
         uint64_t first = twl_get_be64(rec + 16 + 16 * i), count = twl_get_be64(rec + 24 + 16 * i);
         if (first >= regions || count > regions - first) {
-            TWL_ERROR(RPART, "dirty list of LUN %u from %s: regions %" PRIu64 "+%" PRIu64
-                      " beyond the LUN", id, r->cfg->pair.partner, first, count);
+            TWL_ERROR(RPART,
+                      "dirty list of LUN %u from %s: regions %" PRIu64 "+%" PRIu64
+                      " beyond the LUN",
+                      id, r->cfg->pair.partner, first, count);
             return -EBADMSG;
         }
         int rc = trk_log_mark(c->log, first * rs, count * rs);
@@ -535,8 +550,10 @@ static struct lun_verdict judge_lun(struct replica *r, struct lun_copy *c,
     if (tl->flags & TWL_RDMA_HELLO_PEER_DISCARDED) {
         trk_log_gens(c->log, &mine);
         if (mine.current != TRK_GEN_DISCARDED)
-            TWL_WARN(RPART, "LUN %u: %s's admin discarded this copy's writes: it becomes the sync "
-                     "target", c->lun->info.id, r->cfg->pair.partner);
+            TWL_WARN(RPART,
+                     "LUN %u: %s's admin discarded this copy's writes: it becomes the sync "
+                     "target",
+                     c->lun->info.id, r->cfg->pair.partner);
         trk_log_discard(c->log);
         set_primary(r, c, false, "its copy was discarded");
     }
@@ -617,8 +634,9 @@ static int check_hello(void *ctx, const void *theirs, uint32_t len)
         c->peer_dirty = tl->dirty_regions;
         if (v[i].source)
             atomic_store(&c->peer_discarded, false); /* the partner has heard it */
-        set_primary(r, c, v[i].source, v[i].source ? "the newer or the owner's copy is here"
-                                                   : "the partner's copy is newer or the owner's");
+        set_primary(r, c, v[i].source,
+                    v[i].source ? "the newer or the owner's copy is here"
+                                : "the partner's copy is newer or the owner's");
         if (v[i].d != TRK_IN_SYNC || c->peer_dirty || trk_log_dirty_count(c->log))
             TWL_INFO(RPART,
                      "LUN %u: %s; this copy is the sync %s%s (%" PRIu64 " dirty regions here, "
@@ -754,8 +772,8 @@ static void meta_sent(void *cookie, int err)
 }
 
 /* Sends a record of the pair's own (dirty list, generations) and waits until it is applied. */
-static int send_meta_wait(struct replica *r, const uint8_t *hdr, uint32_t hdr_len,
-                          const void *data, uint32_t data_len)
+static int send_meta_wait(struct replica *r, const uint8_t *hdr, uint32_t hdr_len, const void *data,
+                          uint32_t data_len)
 {
     struct resync_wait w = {.r = r};
     pthread_mutex_lock(&r->order);
@@ -826,9 +844,9 @@ static int send_gens(struct replica *r, struct lun_copy *c)
 }
 
 /* Copies regions [region, region + count) of a LUN to the partner under one range lock; 0 once
- * the partner has them. A run the store never allocated goes as one deallocation (cheap on
- * both sides); otherwise only the first region is copied, as data (or deallocation when it
- * reads as zeros). *done gets the regions handled. */
+ * the partner has them. A run the store never allocated, or that reads as zeros, goes as one
+ * deallocation (cheap on both sides); otherwise only the first region is copied, as data.
+ * *done gets the regions handled. */
 static int resync_regions(struct replica *r, struct lun_copy *o, uint64_t region, uint64_t count,
                           uint8_t *buf, uint64_t *bytes, uint64_t *done)
 {
@@ -838,6 +856,7 @@ static int resync_regions(struct replica *r, struct lun_copy *o, uint64_t region
     uint64_t lun_bytes = lun->info.block_count * bs;
     uint64_t off = region * rs;
     uint64_t len = lun_bytes - off < count * rs ? lun_bytes - off : count * rs;
+    uint64_t run_end = off + len;
     struct resync_wait w = {.r = r, .range.granted = resync_granted};
     if (lu_range_lock(&lun->lu, &w.range, off / bs, len / bs))
         w.granted = true;
@@ -859,6 +878,16 @@ static int resync_regions(struct replica *r, struct lun_copy *o, uint64_t region
             return rc;
         }
         mapped = !all_zero(buf, len);
+        /* a run of zero regions goes as one deallocation, where the store cannot tell holes */
+        while (!mapped && rc == 0 && off + len < run_end) {
+            uint64_t next = run_end - (off + len) < rs ? run_end - (off + len) : rs;
+            rc = backing_read_at(&lun->store, buf, next, off + len);
+            if (rc || !all_zero(buf, next))
+                break;
+            len += next;
+            count++;
+        }
+        rc = 0; /* a region not read is copied on its own next */
     }
     struct tgt_extent ext = {.lba = off / bs, .blocks = len / bs};
     struct tgt_write tw = {.target_name = r->target->cfg->iqn,
@@ -889,7 +918,7 @@ static int resync_regions(struct replica *r, struct lun_copy *o, uint64_t region
     return rc;
 }
 
-#define RUN_REGIONS_MAX 4096u /* regions one deallocation may cover */
+#define RUN_REGIONS_MAX 1024u /* regions one deallocation may cover (and one range lock) */
 
 /* Copies every dirty region of one LUN while the partner stays; true when it is clean. */
 static bool resync_lun(struct replica *r, struct lun_copy *o)
@@ -959,8 +988,10 @@ static bool resync_lun(struct replica *r, struct lun_copy *o)
     trk_log_resynced(o->log, &g);
     rc = send_gens(r, o);
     if (rc) {
-        TWL_WARN(RPART, "resync LUN %u: %s did not take the new generation (%s); again at the "
-                 "next connection", id, r->cfg->pair.partner, strerror(-rc));
+        TWL_WARN(RPART,
+                 "resync LUN %u: %s did not take the new generation (%s); again at the "
+                 "next connection",
+                 id, r->cfg->pair.partner, strerror(-rc));
         return false;
     }
     pthread_mutex_lock(&r->state_lock);
@@ -999,8 +1030,10 @@ static void resync_step(struct replica *r, struct lun_copy *c)
         uint64_t bytes = c->lun->info.block_count * c->lun->info.block_size;
         if (trk_log_mark(c->log, 0, bytes) != 0)
             return;
-        TWL_INFO(RPART, "LUN %u: %s's copy is unknown to this one: every region is copied "
-                 "(never written ones as deallocation)", c->lun->info.id, r->cfg->pair.partner);
+        TWL_INFO(RPART,
+                 "LUN %u: %s's copy is unknown to this one: every region is copied "
+                 "(never written ones as deallocation)",
+                 c->lun->info.id, r->cfg->pair.partner);
         pthread_mutex_lock(&r->state_lock);
         c->full = false;
         pthread_mutex_unlock(&r->state_lock);
@@ -1093,8 +1126,10 @@ void replica_status(struct replica *r, struct replica_status *st)
 int replica_promote(struct replica *r, long id, char *msg, size_t msg_len)
 {
     if (partner_connected(r)) {
-        snprintf(msg, msg_len, "%s is connected and serves its LUNs; a planned move is a "
-                 "takeover, not a promotion", r->cfg->pair.partner);
+        snprintf(msg, msg_len,
+                 "%s is connected and serves its LUNs; a planned move is a "
+                 "takeover, not a promotion",
+                 r->cfg->pair.partner);
         return -EBUSY;
     }
     size_t n = 0;
@@ -1139,17 +1174,20 @@ int replica_resolve_discard(struct replica *r, const char *node, char *msg, size
         } else {
             atomic_store(&c->peer_discarded, true);
         }
-        TWL_WARN(RPART, "LUN %u: the admin discards %s's writes since the split; %s's copy "
-                 "becomes the sync source at the next handshake", c->lun->info.id, node,
-                 mine ? r->cfg->pair.partner : r->cfg->node_name);
+        TWL_WARN(RPART,
+                 "LUN %u: the admin discards %s's writes since the split; %s's copy "
+                 "becomes the sync source at the next handshake",
+                 c->lun->info.id, node, mine ? r->cfg->pair.partner : r->cfg->node_name);
     }
     pthread_mutex_unlock(&r->state_lock);
     if (n == 0) {
         snprintf(msg, msg_len, "no LUN is in split brain with %s", r->cfg->pair.partner);
         return -EALREADY;
     }
-    snprintf(msg, msg_len, "%zu LUN%s: %s's writes discarded; the copies converge once the "
-             "nodes pair", n, n == 1 ? "" : "s", node);
+    snprintf(msg, msg_len,
+             "%zu LUN%s: %s's writes discarded; the copies converge once the "
+             "nodes pair",
+             n, n == 1 ? "" : "s", node);
     return 0;
 }
 

@@ -22,13 +22,13 @@ void replica_stop(struct replica *r);
 /* One LUN's copy here, as an admin sees it. */
 struct replica_lun_status {
     uint32_t id;
-    bool primary;          /* this node serves (writes) the LUN */
-    const char *sync;      /* "in-sync", "resyncing", "resync-pending", "sync-target",
-                              "degraded" (written here without the partner), "partner-away",
-                              "split-brain", "unrelated" */
-    uint64_t dirty_bytes;  /* regions marked in this copy's log, in bytes */
+    bool primary;         /* this node serves (writes) the LUN */
+    const char *sync;     /* "in-sync", "resyncing", "resync-pending", "sync-target",
+                             "degraded" (written here without the partner), "partner-away",
+                             "split-brain", "unrelated" */
+    uint64_t dirty_bytes; /* regions marked in this copy's log, in bytes */
     uint64_t resync_done_bytes, resync_rate_bytes_s; /* of the current or last resync pass */
-    uint64_t generation;   /* this copy's current generation */
+    uint64_t generation;                             /* this copy's current generation */
 };
 
 struct replica_status {

@@ -21,8 +21,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "bufpool.h"
 #include "admin.h"
+#include "bufpool.h"
 #include "replica.h"
 #include "server_internal.h"
 
@@ -1117,9 +1117,7 @@ int tgt_server_create(const struct tgt_config *cfg, struct tgt_server **out)
     rc = bind_portal(srv);
     if (rc)
         goto fail;
-    rc = admin_start(srv, &srv->admin);
-    if (rc)
-        goto fail;
+    admin_start(srv, &srv->admin); /* I/O is served without it; the failure is logged */
     srv->thread_count = cfg->threads ? cfg->threads : 1;
     srv->threads = calloc(srv->thread_count, sizeof(*srv->threads));
     if (srv->threads == NULL) {

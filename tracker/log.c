@@ -14,7 +14,8 @@
  *    0 magic "TWLT"   4 version (1)   8 epoch   16 lun_bytes   24 region_size (32 bits)
  *   28 al_slots (32 bits)   32 gen.current   40 gen.bitmap   48 gen.history[0]
  *   56 gen.history[1]   64 resync_pos   72..507 zero   508 CRC32C of bytes [0, 508)
- *   A new log's current generation is TRK_GEN_NEW; random generations are >= TRK_GEN_FIRST.
+ *   A new log's current generation is TRK_GEN_NEW (TRK_GEN_BLANK once its copy is known
+ *   to be all zeros); random generations are >= TRK_GEN_FIRST.
  *
  * Activity log slot (big-endian):
  *    0 magic "TWLA"   4 zero   8 region + 1 (0: empty)   16 activation number   24..59 zero
@@ -628,6 +629,15 @@ int trk_log_set_resync_pos(struct trk_log *log, uint64_t region)
     return 0;
 }
 
+int trk_log_set_blank(struct trk_log *log)
+{
+    pthread_mutex_lock(&log->lock);
+    log->sb.gens = (struct trk_gens){.current = TRK_GEN_BLANK};
+    sb_write(log);
+    pthread_mutex_unlock(&log->lock);
+    return 0;
+}
+
 int trk_log_discard(struct trk_log *log)
 {
     pthread_mutex_lock(&log->lock);
@@ -646,7 +656,7 @@ int trk_log_discard(struct trk_log *log)
 static bool related(const struct trk_gens *t, const struct trk_gens *s)
 {
     uint64_t base = t->current == TRK_GEN_DISCARDED ? t->bitmap : t->current;
-    return base >= TRK_GEN_FIRST &&
+    return (base >= TRK_GEN_FIRST || base == TRK_GEN_BLANK) &&
            (base == s->current || base == s->bitmap);
 }
 
@@ -654,11 +664,13 @@ enum trk_sync_decision trk_gens_compare(const struct trk_gens *mine, const struc
                                         bool *full)
 {
     *full = false;
-    bool mine_new = mine->current == TRK_GEN_NEW, peer_new = peer->current == TRK_GEN_NEW;
+    bool mine_blank = mine->current == TRK_GEN_BLANK, peer_blank = peer->current == TRK_GEN_BLANK;
+    bool mine_new = mine->current == TRK_GEN_NEW || mine_blank;
+    bool peer_new = peer->current == TRK_GEN_NEW || peer_blank;
     bool mine_gone = mine->current == TRK_GEN_DISCARDED;
     bool peer_gone = peer->current == TRK_GEN_DISCARDED;
     if (mine_new && peer_new) {
-        *full = true;
+        *full = !(mine_blank && peer_blank);
         return TRK_NEW_PAIR;
     }
     if ((mine_gone && (peer_gone || peer_new)) || (peer_gone && mine_new))

@@ -60,6 +60,7 @@ struct trk_log;
 /* Generations below TRK_GEN_FIRST are not random: they say how a copy began. */
 #define TRK_GEN_NEW       1u /* a new log: the copy never met its partner */
 #define TRK_GEN_DISCARDED 2u /* an admin discarded this copy's writes (a split brain resolved) */
+#define TRK_GEN_BLANK     3u /* the copy was created empty (all zeros) and never written */
 #define TRK_GEN_FIRST     16u
 
 struct trk_gens {
@@ -133,6 +134,9 @@ int trk_log_diverge(struct trk_log *log);
  * its current generation, the bitmap stops recording (it must be clear). The sync source calls
  * it with its own generations; a source that was new or discarded starts a random one. */
 int trk_log_resynced(struct trk_log *log, const struct trk_gens *peer);
+/* The copy was just created empty: generations start over at TRK_GEN_BLANK (two blank copies
+ * need no first copy; a blank one behind its partner gets only what the partner wrote). */
+int trk_log_set_blank(struct trk_log *log);
 /* An admin gives up this copy's writes since the pair parted: it becomes TRK_GEN_DISCARDED,
  * the bitmap keeps the generation it started at (the regions to overwrite stay dirty). */
 int trk_log_discard(struct trk_log *log);
@@ -146,7 +150,8 @@ enum trk_sync_decision {
     TRK_SYNC_TARGET, /* the partner is newer: it sends its dirty regions here */
     TRK_SPLIT_BRAIN, /* both took writes apart from one common generation: an admin decides */
     TRK_UNRELATED,   /* no common history: an admin decides which copy to discard */
-    TRK_NEW_PAIR,    /* both copies new: the LUN's owner makes the first, full, copy */
+    TRK_NEW_PAIR,    /* both copies new: the LUN's owner makes the first copy (full unless
+                        both are blank) */
 };
 /* full: the sync target's copy is unknown to the source; every region is copied (regions the
  * source never wrote as deallocation). */

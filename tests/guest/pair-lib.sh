@@ -3,10 +3,11 @@
 # ip and iqn set by the caller (and workload, for pair_verify).
 
 # pair_config NAME PARTNER ISCSI_PORT BP_PORT PARTNER_BP_PORT [SIZE] [EXTRA_PAIR_KEYS]
-# (pair.timeout_ms from $pair_timeout_ms, default 5000)
+# (pair.timeout_ms from $pair_timeout_ms, default 5000; the admin socket on the guest's tmpfs,
+# since Unix sockets cannot live on the 9p share: twinlunctl --socket /run/twinlun-NAME.sock)
 pair_config() {
     cat <<CONF
-node = { name = "$1"; state_dir = "$dir/$1"; };
+node = { name = "$1"; state_dir = "$dir/$1"; admin_socket = "/run/twinlun-$1.sock"; };
 log = { level = "info"; };
 iscsi = { listen = "127.0.0.1:$3"; threads = 2; };
 pair = { partner = "$2"; listen = "$ip:$4"; partner_address = "$ip:$5"; timeout_ms = ${pair_timeout_ms:-5000}; ${7:-} };

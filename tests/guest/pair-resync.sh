@@ -66,6 +66,8 @@ baseline() {
 }
 
 partner_killed() {
+    local before
+    before=$(grep -c 'resync LUN 0 done' "$dir/a/a.log") # the new pair's first copy, if over
     "$workload" run --url "$url" --journal "$dir/journal2" --ops 0 --seconds 16 --qd 2 \
         --min 4K --max 1M --lba-count $((apart_bytes / 512)) --seed 22 >"$dir/workload2.log" 2>&1 &
     local wpid=$! rc=0
@@ -79,7 +81,7 @@ partner_killed() {
     [ $rc = 0 ] || { echo "the workload saw failures (policy available must complete them)"; return 1; }
     grep -q 'degraded' "$dir/a/a.log" || { echo "node a never said degraded"; return 1; }
     local line resynced unrep
-    line=$(resync_done 1) || { echo "$line"; return 1; }
+    line=$(resync_done $((before + 1))) || { echo "$line"; return 1; }
     echo "$line"
     resynced=$(sed -E 's/.* ([0-9]+) since the copies last differed.*/\1/' <<<"$line")
     unrep=$(sed -E 's/.*; ([0-9]+) bytes were written without replica.*/\1/' <<<"$line")

@@ -193,7 +193,7 @@ static void accepted_forms(void **state)
 {
     (void)state;
     static const char text[] =
-        "node = { name = \"n1\"; state_dir = \"/srv//twl/\"; };\n"
+        "node = { name = \"n1\"; state_dir = \"/srv//twl/\"; admin_socket = \"/run/t.sock\"; };\n"
         "log = { level = \"debug\"; };\n"
         "iscsi = { listen = \"[fe80::1%eth0]:3261\"; threads = 3; nop_interval = 0;\n"
         "  max_burst_length = 16777215; first_burst_length = 16777215; cmd_window = 4096; };\n"
@@ -216,6 +216,7 @@ static void accepted_forms(void **state)
     assert_string_equal(cfg.source, "ok.conf");
     assert_string_equal(cfg.node_name, "n1");
     assert_string_equal(cfg.state_dir, "/srv/twl");
+    assert_string_equal(cfg.admin_socket, "/run/t.sock");
     assert_string_equal(cfg.log_level, "debug");
     assert_string_equal(cfg.listen_host, "fe80::1%eth0");
     assert_int_equal(cfg.listen_port, 3261);
@@ -465,6 +466,8 @@ static const struct bad_case bad_cases[] = {
      "log.level 'verbose' is not a level; expected one of: error, warn, info, debug"},
     {"relative state_dir", "node = {\n  state_dir = \"var/lib\";\n};\n" TARGETS, 2,
      "state_dir 'var/lib' is not absolute"},
+    {"relative admin_socket", "node = {\n  admin_socket = \"t.sock\";\n};\n" TARGETS, 2,
+     "node.admin_socket 't.sock' is not valid; expected an absolute path"},
     {"no targets", "log = { level = \"info\"; };\n", 1, "no targets"},
     {"empty targets", "log = { level = \"info\"; };\ntargets = ();\n", 2, "no targets"},
     {"target not a group", "targets = (\n  1 );\n", 2,

@@ -489,9 +489,34 @@ static void test_generations_decide_direction(void **state)
     /* a copy that never met a is copied whole */
     struct trk_gens stranger = {.current = TRK_GEN_FIRST + 12345};
     assert_int_equal(trk_gens_compare(&ga, &stranger, &full), TRK_UNRELATED);
-    struct trk_gens blank = {.current = TRK_GEN_NEW};
-    assert_int_equal(trk_gens_compare(&ga, &blank, &full), TRK_SYNC_SOURCE);
+    struct trk_gens unknown = {.current = TRK_GEN_NEW};
+    assert_int_equal(trk_gens_compare(&ga, &unknown, &full), TRK_SYNC_SOURCE);
     assert_true(full);
+    /* a copy recreated empty is copied whole too: its zeros are no generation of a's */
+    struct trk_gens recreated = {.current = TRK_GEN_BLANK};
+    assert_int_equal(trk_gens_compare(&ga, &recreated, &full), TRK_SYNC_SOURCE);
+    assert_true(full);
+
+    /* two copies created empty need no first copy; one that took writes alone from blank
+     * sends only what it wrote; a blank copy and one of unknown content: the owner's, whole */
+    assert_int_equal(trk_log_set_blank(a), 0);
+    assert_int_equal(trk_log_set_blank(b), 0);
+    trk_log_gens(a, &ga);
+    trk_log_gens(b, &gb);
+    assert_int_equal(ga.current, TRK_GEN_BLANK);
+    assert_int_equal(ga.bitmap, 0);
+    assert_int_equal(trk_gens_compare(&ga, &gb, &full), TRK_NEW_PAIR);
+    assert_false(full);
+    assert_int_equal(trk_gens_compare(&ga, &unknown, &full), TRK_NEW_PAIR);
+    assert_true(full);
+    assert_int_equal(trk_log_diverge(a), 0);
+    trk_log_gens(a, &ga);
+    assert_true(ga.current >= TRK_GEN_FIRST);
+    assert_int_equal(ga.bitmap, TRK_GEN_BLANK);
+    assert_int_equal(trk_gens_compare(&ga, &gb, &full), TRK_SYNC_SOURCE);
+    assert_false(full);
+    assert_int_equal(trk_gens_compare(&gb, &ga, &full), TRK_SYNC_TARGET);
+    assert_false(full);
 
     /* generations survive a reopen */
     trk_log_close(a);
