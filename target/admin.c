@@ -211,8 +211,6 @@ int admin_handle(struct tgt_server *srv, const char *line, char *outbuf, size_t 
     if (strcmp(words[0], "status") == 0 && n == 1)
         return status(srv, json, &o);
     if (strcmp(words[0], "promote") == 0 && n <= 2) {
-        if (srv->pair == NULL)
-            return reply_msg(&o, json, -EINVAL, "no pair: this node serves every LUN already");
         long id = -1;
         if (n == 2) {
             char *end;
@@ -222,14 +220,21 @@ int admin_handle(struct tgt_server *srv, const char *line, char *outbuf, size_t 
                 return 2;
             }
         }
-        int rc = replica_promote(srv->pair, id, msg, sizeof(msg));
+        int rc = -EINVAL;
+        if (srv->pair == NULL)
+            snprintf(msg, sizeof(msg), "no pair: this node serves every LUN already");
+        else
+            rc = replica_promote(srv->pair, id, msg, sizeof(msg));
+        /* every change an admin asks for is in the log, refused or not */
         TWL_WARN(APART, "promote %s: %s", n == 2 ? words[1] : "all", msg);
         return reply_msg(&o, json, rc, msg);
     }
     if (strcmp(words[0], "resolve") == 0 && n == 3 && strcmp(words[1], "--discard") == 0) {
+        int rc = -EINVAL;
         if (srv->pair == NULL)
-            return reply_msg(&o, json, -EINVAL, "no pair: nothing to resolve");
-        int rc = replica_resolve_discard(srv->pair, words[2], msg, sizeof(msg));
+            snprintf(msg, sizeof(msg), "no pair: nothing to resolve");
+        else
+            rc = replica_resolve_discard(srv->pair, words[2], msg, sizeof(msg));
         TWL_WARN(APART, "resolve --discard %s: %s", words[2], msg);
         return reply_msg(&o, json, rc, msg);
     }
