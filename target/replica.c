@@ -428,6 +428,11 @@ static int apply_gens(struct replica *r, const uint8_t *rec, uint32_t len)
     int rc = trk_log_clear(c->log, 0, trk_log_regions(c->log));
     if (rc == 0)
         rc = trk_log_resynced(c->log, &g);
+    if (rc == 0) {
+        pthread_mutex_lock(&r->state_lock);
+        c->need_gens = false;
+        pthread_mutex_unlock(&r->state_lock);
+    }
     if (rc)
         TWL_ERROR(RPART, "LUN %u: cannot record the end of the resync: %s", id, strerror(-rc));
     else
