@@ -690,6 +690,9 @@ struct resync_wait {
     struct replica *r;
     bool granted, done;
     int err;
+    /* a resync slot: the regions it copies, under its range lock until the partner has them */
+    uint64_t region, count, len;
+    uint8_t *buf;
 };
 
 static void resync_signal(struct replica *r, bool *flag)
@@ -848,13 +851,14 @@ static int send_gens(struct replica *r, struct lun_copy *c)
     return send_meta_wait(r, rec, sizeof(rec), NULL, 0);
 }
 
-/* Copies regions [region, region + count) of a LUN to the partner under one range lock; 0 once
- * the partner has them. A run the store never allocated, or that reads as zeros, goes as one
- * deallocation (cheap on both sides); otherwise only the first region is copied, as data.
- * *done gets the regions handled. */
-static int resync_regions(struct replica *r, struct lun_copy *o, uint64_t region, uint64_t count,
-                          uint8_t *buf, uint64_t *bytes, uint64_t *done)
+/* Starts copying regions [region, region + count) of a LUN to the partner under one range lock
+ * held by slot w until resync_complete. A run the store never allocated, or that reads as
+ * zeros, goes as one deallocation (cheap on both sides); otherwise only the first region is
+ * copied, as data. w->count gets the regions taken. 0, or -errno with nothing held. */
+static int resync_issue(struct replica *r, struct lun_copy *o, struct resync_wait *w,
+                        uint64_t region, uint64_t count)
 {
+    uint8_t *buf = w->buf;
     struct tgt_lun *lun = o->lun;
     uint32_t bs = lun->info.block_size;
     uint64_t rs = trk_log_region_size(o->log);
@@ -862,10 +866,10 @@ static int resync_regions(struct replica *r, struct lun_copy *o, uint64_t region
     uint64_t off = region * rs;
     uint64_t len = lun_bytes - off < count * rs ? lun_bytes - off : count * rs;
     uint64_t run_end = off + len;
-    struct resync_wait w = {.r = r, .range.granted = resync_granted};
-    if (lu_range_lock(&lun->lu, &w.range, off / bs, len / bs))
-        w.granted = true;
-    resync_wait_for(r, &w.granted);
+    *w = (struct resync_wait){.r = r, .range.granted = resync_granted, .buf = buf};
+    if (lu_range_lock(&lun->lu, &w->range, off / bs, len / bs))
+        w->granted = true;
+    resync_wait_for(r, &w->granted);
     uint64_t ext_len = 0;
     bool mapped = true;
     int rc = backing_extent(&lun->store, off, len, &ext_len, &mapped);
@@ -879,7 +883,7 @@ static int resync_regions(struct replica *r, struct lun_copy *o, uint64_t region
         if (rc) {
             TWL_ERROR(RPART, "resync LUN %u region %" PRIu64 ": reading it failed: %s",
                       lun->info.id, region, strerror(-rc));
-            lu_range_unlock(&lun->lu, &w.range);
+            lu_range_unlock(&lun->lu, &w->range);
             return rc;
         }
         mapped = !all_zero(buf, len);
@@ -909,30 +913,48 @@ static int resync_regions(struct replica *r, struct lun_copy *o, uint64_t region
         tw.extents = &ext;
         tw.extent_count = 1;
     }
-    rc = replicate(r, &tw, resync_replicated, &w);
+    w->region = region;
+    w->count = count;
+    w->len = len;
+    rc = replicate(r, &tw, resync_replicated, w);
+    if (rc)
+        lu_range_unlock(&lun->lu, &w->range);
+    return rc;
+}
+
+/* Waits for slot w's copy; once the partner has it, its regions are clean. The lock goes. */
+static int resync_complete(struct replica *r, struct lun_copy *o, struct resync_wait *w,
+                           uint64_t *bytes)
+{
+    resync_wait_for(r, &w->done);
+    int rc = w->err;
     if (rc == 0) {
-        resync_wait_for(r, &w.done);
-        rc = w.err;
+        rc = trk_log_clear(o->log, w->region, w->count);
+        *bytes += w->len;
     }
-    if (rc == 0) {
-        rc = trk_log_clear(o->log, region, count);
-        *bytes += len;
-        *done = count;
-    }
-    lu_range_unlock(&lun->lu, &w.range);
+    lu_range_unlock(&o->lun->lu, &w->range);
     return rc;
 }
 
 #define RUN_REGIONS_MAX 1024u /* regions one deallocation may cover (and one range lock) */
+#define RESYNC_DEPTH    16u   /* region copies in flight at once: the link's round trip hidden */
 
-/* Copies every dirty region of one LUN while the partner stays; true when it is clean. */
+/* Copies every dirty region of one LUN while the partner stays; true when it is clean. Up to
+ * RESYNC_DEPTH copies are in flight, each under its own range lock. */
 static bool resync_lun(struct replica *r, struct lun_copy *o)
 {
     uint64_t regions = trk_log_regions(o->log), rs = trk_log_region_size(o->log);
     uint64_t dirty = trk_log_dirty_count(o->log);
-    uint8_t *buf = bufpool_alloc(r->srv->pool, rs);
-    if (buf == NULL)
-        return false;
+    struct resync_wait slots[RESYNC_DEPTH];
+    uint8_t *bufs[RESYNC_DEPTH] = {0};
+    for (unsigned i = 0; i < RESYNC_DEPTH; i++) {
+        bufs[i] = bufpool_alloc(r->srv->pool, rs);
+        if (bufs[i] == NULL) {
+            while (i--)
+                bufpool_free(r->srv->pool, bufs[i]);
+            return false;
+        }
+    }
     uint32_t id = o->lun->info.id;
     TWL_INFO(RPART, "resync LUN %u to %s: %" PRIu64 " dirty regions (%" PRIu64 " MiB)", id,
              r->cfg->pair.partner, dirty, dirty * rs >> 20);
@@ -940,27 +962,50 @@ static bool resync_lun(struct replica *r, struct lun_copy *o)
     atomic_store(&o->resync_rate_bytes_s, 0);
     atomic_store(&o->resyncing, true);
     uint64_t t0 = twl_now_ns(), last = t0, copied = 0, bytes = 0, paused = 0;
+    uint64_t clients = atomic_load(&r->client_changes), t_busy = t0;
+    unsigned head = 0, inflight = 0;
+    bool yield_pending = false; /* client writes came: drain, then pause */
     int rc = 0;
-    for (uint64_t region = trk_log_next_dirty(o->log, 0); region < regions;
-         region = trk_log_next_dirty(o->log, region)) {
-        if (resync_stopping(r) || !partner_connected(r)) {
+    for (uint64_t region = trk_log_next_dirty(o->log, 0); region < regions || inflight;) {
+        bool more = region < regions && rc == 0;
+        if (more && (resync_stopping(r) || !partner_connected(r))) {
             rc = -ENOTCONN;
+            more = false;
+        }
+        if (inflight == RESYNC_DEPTH || ((!more || yield_pending) && inflight)) {
+            struct resync_wait *w = &slots[head];
+            int crc = resync_complete(r, o, w, &bytes);
+            if (crc == 0)
+                copied += w->count;
+            else if (rc == 0)
+                rc = crc;
+            head = (head + 1) % RESYNC_DEPTH;
+            inflight--;
+            continue;
+        }
+        if (!more)
             break;
+        if (yield_pending) {
+            /* nothing in flight, so no range lock held while client writes get their share */
+            paused += resync_yield(r, twl_now_ns() - t_busy);
+            yield_pending = false;
+            clients = atomic_load(&r->client_changes);
+            t_busy = twl_now_ns();
+            continue;
         }
         uint64_t run = 1;
         while (run < RUN_REGIONS_MAX && region + run < regions &&
                trk_log_next_dirty(o->log, region + run) == region + run)
             run++;
-        uint64_t clients = atomic_load(&r->client_changes), t_region = twl_now_ns(), done = 0;
-        rc = resync_regions(r, o, region, run, buf, &bytes, &done);
+        unsigned slot = (head + inflight) % RESYNC_DEPTH;
+        slots[slot].buf = bufs[slot];
+        rc = resync_issue(r, o, &slots[slot], region, run);
         if (rc)
-            break;
-        copied += done;
-        region += done;
+            continue; /* the copies in flight are collected first */
+        inflight++;
+        region = trk_log_next_dirty(o->log, region + slots[slot].count);
         uint64_t now = twl_now_ns();
-        if (atomic_load(&r->client_changes) != clients)
-            paused += resync_yield(r, now - t_region);
-        now = twl_now_ns();
+        yield_pending = atomic_load(&r->client_changes) != clients;
         double secs = (double)(now - t0) / 1e9;
         double rate = secs > 0 ? (double)bytes / secs : 0.0;
         atomic_store(&o->resync_done_bytes, bytes);
@@ -975,7 +1020,8 @@ static bool resync_lun(struct replica *r, struct lun_copy *o)
             last = now;
         }
     }
-    bufpool_free(r->srv->pool, buf);
+    for (unsigned i = 0; i < RESYNC_DEPTH; i++)
+        bufpool_free(r->srv->pool, bufs[i]);
     atomic_store(&o->resyncing, false);
     o->resynced_bytes += bytes;
     double secs = (double)(twl_now_ns() - t0) / 1e9;

@@ -37,12 +37,14 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define PART "tracker"
 
@@ -367,6 +369,32 @@ static void pmem_persist(void *ctx, const void *addr, size_t len)
     trk_pmem_persist(ctx, addr, len);
 }
 
+/* A log of another geometry whose copy never met its partner holds nothing to keep (it will be
+ * copied whole anyway): it is emptied, to be made anew. True when that happened. */
+static bool forgettable(const char *path)
+{
+    uint8_t slots[2 * SB_SLOT];
+    struct sb a, b;
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    bool forget = false;
+    if (pread(fd, slots, sizeof(slots), 0) == (ssize_t)sizeof(slots)) {
+        bool va = sb_decode(slots, &a), vb = sb_decode(slots + SB_SLOT, &b);
+        const struct sb *cur = va && (!vb || a.epoch > b.epoch) ? &a : vb ? &b : NULL;
+        forget = cur && (cur->gens.current == TRK_GEN_NEW || cur->gens.current == TRK_GEN_BLANK);
+    }
+    if (forget && ftruncate(fd, 0) == 0)
+        TWL_WARN(PART,
+                 "%s: made for another LUN size or region size, by a copy that never met "
+                 "its partner: made anew",
+                 path);
+    else
+        forget = false;
+    close(fd);
+    return forget;
+}
+
 int trk_log_open(const char *path, uint64_t lun_bytes, uint32_t region_size, uint32_t al_slots,
                  struct trk_log **out, struct trk_log_recovery *rec)
 {
@@ -376,7 +404,8 @@ int trk_log_open(const char *path, uint64_t lun_bytes, uint32_t region_size, uin
     /* a log of another geometry is refused before anything resizes (and so damages) it */
     size_t len = trk_log_size(lun_bytes, region_size, al_slots);
     struct stat st;
-    if (stat(path, &st) == 0 && st.st_size != 0 && (size_t)st.st_size != len) {
+    if (stat(path, &st) == 0 && st.st_size != 0 && (size_t)st.st_size != len &&
+        !forgettable(path)) {
         TWL_ERROR(PART,
                   "%s: %lld bytes, but a log of a %" PRIu64 "-byte LUN in %u-byte regions with "
                   "%u activity slots takes %zu: it belongs to another LUN or configuration",
