@@ -691,7 +691,7 @@ struct resync_wait {
     bool granted, done;
     int err;
     /* a resync slot: the regions it copies, under its range lock until the partner has them */
-    uint64_t region, count, len;
+    uint64_t region, count, span, len;
     uint8_t *buf;
 };
 
@@ -851,52 +851,79 @@ static int send_gens(struct replica *r, struct lun_copy *c)
     return send_meta_wait(r, rec, sizeof(rec), NULL, 0);
 }
 
-/* Starts copying regions [region, region + count) of a LUN to the partner under one range lock
- * held by slot w until resync_complete. A run the store never allocated, or that reads as
- * zeros, goes as one deallocation (cheap on both sides); otherwise only the first region is
- * copied, as data. w->count gets the regions taken. 0, or -errno with nothing held. */
+/* Locks [off, off + len) of the LUN for slot w (waiting for the writes in it). */
+static void resync_lock(struct replica *r, struct lun_copy *o, struct resync_wait *w, uint64_t off,
+                        uint64_t len)
+{
+    uint32_t bs = o->lun->info.block_size;
+    uint8_t *buf = w->buf;
+    *w = (struct resync_wait){.r = r, .range.granted = resync_granted, .buf = buf};
+    if (lu_range_lock(&o->lun->lu, &w->range, off / bs, len / bs))
+        w->granted = true;
+    resync_wait_for(r, &w->granted);
+}
+
+/* Under the lock: how many bytes from off (at most len, whole regions) are a hole or zeros.
+ * buf holds the first region's bytes when *read_first says so. */
+static uint64_t zero_prefix(struct lun_copy *o, uint8_t *buf, uint64_t off, uint64_t len,
+                            bool *read_first)
+{
+    uint64_t rs = trk_log_region_size(o->log), ext_len = 0;
+    bool mapped = true;
+    *read_first = false;
+    if (backing_extent(&o->lun->store, off, len, &ext_len, &mapped) == 0 && !mapped &&
+        ext_len >= (len < rs ? len : rs))
+        return ext_len >= len ? len : ext_len / rs * rs;
+    uint64_t zero = 0;
+    while (zero < len) {
+        uint64_t n = len - zero < rs ? len - zero : rs;
+        if (backing_read_at(&o->lun->store, buf, n, off + zero) != 0)
+            break;
+        *read_first = zero == 0;
+        if (!all_zero(buf, n))
+            break;
+        zero += n;
+    }
+    return zero;
+}
+
+/* Starts copying dirty regions from `region` (a run of `count`) to the partner under a range
+ * lock held by slot w until resync_complete. A run the store never allocated, or that reads as
+ * zeros, goes as one deallocation (cheap on both sides) under a lock of the whole run;
+ * otherwise the first region goes as data under a lock of it alone. w->count gets the regions
+ * sent, w->span those locked (the caller goes on after them; dirty ones among them that were
+ * not sent wait for the next pass). 0, or -errno with nothing held. */
 static int resync_issue(struct replica *r, struct lun_copy *o, struct resync_wait *w,
                         uint64_t region, uint64_t count)
 {
-    uint8_t *buf = w->buf;
     struct tgt_lun *lun = o->lun;
     uint32_t bs = lun->info.block_size;
     uint64_t rs = trk_log_region_size(o->log);
     uint64_t lun_bytes = lun->info.block_count * bs;
     uint64_t off = region * rs;
-    uint64_t len = lun_bytes - off < count * rs ? lun_bytes - off : count * rs;
-    uint64_t run_end = off + len;
-    *w = (struct resync_wait){.r = r, .range.granted = resync_granted, .buf = buf};
-    if (lu_range_lock(&lun->lu, &w->range, off / bs, len / bs))
-        w->granted = true;
-    resync_wait_for(r, &w->granted);
-    uint64_t ext_len = 0;
-    bool mapped = true;
-    int rc = backing_extent(&lun->store, off, len, &ext_len, &mapped);
-    if (rc == 0 && !mapped && ext_len >= (len < rs ? len : rs)) {
-        count = ext_len >= len ? count : ext_len / rs; /* whole regions only */
-        len = ext_len >= len ? len : count * rs;
-    } else {
-        count = 1;
-        len = len < rs ? len : rs;
-        rc = backing_read_at(&lun->store, buf, len, off);
+    uint64_t run = lun_bytes - off < count * rs ? lun_bytes - off : count * rs;
+    uint64_t first = run < rs ? run : rs;
+    bool read_first;
+    resync_lock(r, o, w, off, first);
+    uint64_t zero = zero_prefix(o, w->buf, off, first, &read_first);
+    uint64_t span = first, len = first;
+    if (zero == first && run > first) {
+        /* a zero run may follow: lock all of it and look again (the lock came and went) */
+        lu_range_unlock(&lun->lu, &w->range);
+        resync_lock(r, o, w, off, run);
+        span = run;
+        zero = zero_prefix(o, w->buf, off, run, &read_first);
+        len = zero ? zero : first;
+    }
+    bool mapped = zero == 0;
+    if (mapped && !read_first) {
+        int rc = backing_read_at(&lun->store, w->buf, len, off);
         if (rc) {
             TWL_ERROR(RPART, "resync LUN %u region %" PRIu64 ": reading it failed: %s",
                       lun->info.id, region, strerror(-rc));
             lu_range_unlock(&lun->lu, &w->range);
             return rc;
         }
-        mapped = !all_zero(buf, len);
-        /* a run of zero regions goes as one deallocation, where the store cannot tell holes */
-        while (!mapped && rc == 0 && off + len < run_end) {
-            uint64_t next = run_end - (off + len) < rs ? run_end - (off + len) : rs;
-            rc = backing_read_at(&lun->store, buf, next, off + len);
-            if (rc || !all_zero(buf, next))
-                break;
-            len += next;
-            count++;
-        }
-        rc = 0; /* a region not read is copied on its own next */
     }
     struct tgt_extent ext = {.lba = off / bs, .blocks = len / bs};
     struct tgt_write tw = {.target_name = r->target->cfg->iqn,
@@ -905,7 +932,7 @@ static int resync_issue(struct replica *r, struct lun_copy *o, struct resync_wai
                            .lba = off / bs,
                            .blocks = (uint32_t)(len / bs),
                            .block_size = bs,
-                           .data = buf,
+                           .data = w->buf,
                            .fua = true}; /* durable there before it is clean here */
     if (!mapped) {
         tw.kind = TGT_WRITE_UNMAP; /* keeps the partner's copy thin */
@@ -914,9 +941,10 @@ static int resync_issue(struct replica *r, struct lun_copy *o, struct resync_wai
         tw.extent_count = 1;
     }
     w->region = region;
-    w->count = count;
+    w->count = (len + rs - 1) / rs;
+    w->span = (span + rs - 1) / rs;
     w->len = len;
-    rc = replicate(r, &tw, resync_replicated, w);
+    int rc = replicate(r, &tw, resync_replicated, w);
     if (rc)
         lu_range_unlock(&lun->lu, &w->range);
     return rc;
@@ -1003,7 +1031,7 @@ static bool resync_lun(struct replica *r, struct lun_copy *o)
         if (rc)
             continue; /* the copies in flight are collected first */
         inflight++;
-        region = trk_log_next_dirty(o->log, region + slots[slot].count);
+        region = trk_log_next_dirty(o->log, region + slots[slot].span);
         uint64_t now = twl_now_ns();
         yield_pending = atomic_load(&r->client_changes) != clients;
         double secs = (double)(now - t0) / 1e9;
