@@ -684,6 +684,9 @@ static int map_ring_file(struct replica *r)
 
 /* ---- resync ---- */
 
+#define RUN_REGIONS_MAX 1024u /* regions one deallocation may cover (and one range lock) */
+#define RESYNC_DEPTH    16u   /* region copies in flight at once: the link's round trip hidden */
+
 /* The resync thread waiting for a range lock and then for a replica. */
 struct resync_wait {
     struct lu_range range;
@@ -851,15 +854,49 @@ static int send_gens(struct replica *r, struct lun_copy *c)
     return send_meta_wait(r, rec, sizeof(rec), NULL, 0);
 }
 
-/* Locks [off, off + len) of the LUN for slot w (waiting for the writes in it). */
+/* The copies in flight of one LUN's resync, oldest first from head. */
+struct resync_pipe {
+    struct resync_wait slots[RESYNC_DEPTH];
+    uint8_t *bufs[RESYNC_DEPTH];
+    unsigned head, inflight;
+    uint64_t bytes, copied;
+    int rc; /* the first failed copy's */
+};
+
+static int resync_complete(struct replica *r, struct lun_copy *o, struct resync_wait *w,
+                           uint64_t *bytes);
+
+static void pipe_collect(struct replica *r, struct lun_copy *o, struct resync_pipe *p)
+{
+    struct resync_wait *w = &p->slots[p->head];
+    int rc = resync_complete(r, o, w, &p->bytes);
+    if (rc == 0)
+        p->copied += w->count;
+    else if (p->rc == 0)
+        p->rc = rc;
+    p->head = (p->head + 1) % RESYNC_DEPTH;
+    p->inflight--;
+}
+
+static void pipe_drain(struct replica *r, struct lun_copy *o, struct resync_pipe *p)
+{
+    while (p->inflight)
+        pipe_collect(r, o, p);
+}
+
+/* Locks [off, off + len) of the LUN for slot w (waiting for the writes in it). A lock that
+ * must wait may wait behind a client write that itself waits for a region a copy in flight
+ * holds: those copies are collected (their locks released) before waiting. */
 static void resync_lock(struct replica *r, struct lun_copy *o, struct resync_wait *w, uint64_t off,
-                        uint64_t len)
+                        uint64_t len, struct resync_pipe *p)
 {
     uint32_t bs = o->lun->info.block_size;
     uint8_t *buf = w->buf;
     *w = (struct resync_wait){.r = r, .range.granted = resync_granted, .buf = buf};
     if (lu_range_lock(&o->lun->lu, &w->range, off / bs, len / bs))
         w->granted = true;
+    else
+        pipe_drain(r, o, p);
     resync_wait_for(r, &w->granted);
 }
 
@@ -894,7 +931,7 @@ static uint64_t zero_prefix(struct lun_copy *o, uint8_t *buf, uint64_t off, uint
  * sent, w->span those locked (the caller goes on after them; dirty ones among them that were
  * not sent wait for the next pass). 0, or -errno with nothing held. */
 static int resync_issue(struct replica *r, struct lun_copy *o, struct resync_wait *w,
-                        uint64_t region, uint64_t count)
+                        uint64_t region, uint64_t count, struct resync_pipe *p)
 {
     struct tgt_lun *lun = o->lun;
     uint32_t bs = lun->info.block_size;
@@ -904,13 +941,13 @@ static int resync_issue(struct replica *r, struct lun_copy *o, struct resync_wai
     uint64_t run = lun_bytes - off < count * rs ? lun_bytes - off : count * rs;
     uint64_t first = run < rs ? run : rs;
     bool read_first;
-    resync_lock(r, o, w, off, first);
+    resync_lock(r, o, w, off, first, p);
     uint64_t zero = zero_prefix(o, w->buf, off, first, &read_first);
     uint64_t span = first, len = first;
     if (zero == first && run > first) {
         /* a zero run may follow: lock all of it and look again (the lock came and went) */
         lu_range_unlock(&lun->lu, &w->range);
-        resync_lock(r, o, w, off, run);
+        resync_lock(r, o, w, off, run, p);
         span = run;
         zero = zero_prefix(o, w->buf, off, run, &read_first);
         len = zero ? zero : first;
@@ -964,22 +1001,20 @@ static int resync_complete(struct replica *r, struct lun_copy *o, struct resync_
     return rc;
 }
 
-#define RUN_REGIONS_MAX 1024u /* regions one deallocation may cover (and one range lock) */
-#define RESYNC_DEPTH    16u   /* region copies in flight at once: the link's round trip hidden */
-
 /* Copies every dirty region of one LUN while the partner stays; true when it is clean. Up to
  * RESYNC_DEPTH copies are in flight, each under its own range lock. */
 static bool resync_lun(struct replica *r, struct lun_copy *o)
 {
     uint64_t regions = trk_log_regions(o->log), rs = trk_log_region_size(o->log);
     uint64_t dirty = trk_log_dirty_count(o->log);
-    struct resync_wait slots[RESYNC_DEPTH];
-    uint8_t *bufs[RESYNC_DEPTH] = {0};
+    static struct resync_pipe pipe; /* the resync thread's */
+    struct resync_pipe *p = &pipe;
+    memset(p, 0, sizeof(*p));
     for (unsigned i = 0; i < RESYNC_DEPTH; i++) {
-        bufs[i] = bufpool_alloc(r->srv->pool, rs);
-        if (bufs[i] == NULL) {
+        p->bufs[i] = bufpool_alloc(r->srv->pool, rs);
+        if (p->bufs[i] == NULL) {
             while (i--)
-                bufpool_free(r->srv->pool, bufs[i]);
+                bufpool_free(r->srv->pool, p->bufs[i]);
             return false;
         }
     }
@@ -989,32 +1024,22 @@ static bool resync_lun(struct replica *r, struct lun_copy *o)
     atomic_store(&o->resync_done_bytes, 0);
     atomic_store(&o->resync_rate_bytes_s, 0);
     atomic_store(&o->resyncing, true);
-    uint64_t t0 = twl_now_ns(), last = t0, copied = 0, bytes = 0, paused = 0;
+    uint64_t t0 = twl_now_ns(), last = t0, paused = 0;
     uint64_t clients = atomic_load(&r->client_changes), t_busy = t0;
-    unsigned head = 0, inflight = 0;
     bool yield_pending = false; /* client writes came: drain, then pause */
     int rc = 0;
-    for (uint64_t region = trk_log_next_dirty(o->log, 0); region < regions || inflight;) {
-        bool more = region < regions && rc == 0;
-        if (more && (resync_stopping(r) || !partner_connected(r))) {
+    for (uint64_t region = trk_log_next_dirty(o->log, 0); region < regions && rc == 0;) {
+        if (resync_stopping(r) || !partner_connected(r)) {
             rc = -ENOTCONN;
-            more = false;
+            break;
         }
-        if (inflight == RESYNC_DEPTH || ((!more || yield_pending) && inflight)) {
-            struct resync_wait *w = &slots[head];
-            int crc = resync_complete(r, o, w, &bytes);
-            if (crc == 0)
-                copied += w->count;
-            else if (rc == 0)
-                rc = crc;
-            head = (head + 1) % RESYNC_DEPTH;
-            inflight--;
+        if (p->inflight == RESYNC_DEPTH) {
+            pipe_collect(r, o, p);
             continue;
         }
-        if (!more)
-            break;
         if (yield_pending) {
             /* nothing in flight, so no range lock held while client writes get their share */
+            pipe_drain(r, o, p);
             paused += resync_yield(r, twl_now_ns() - t_busy);
             yield_pending = false;
             clients = atomic_load(&r->client_changes);
@@ -1025,31 +1050,35 @@ static bool resync_lun(struct replica *r, struct lun_copy *o)
         while (run < RUN_REGIONS_MAX && region + run < regions &&
                trk_log_next_dirty(o->log, region + run) == region + run)
             run++;
-        unsigned slot = (head + inflight) % RESYNC_DEPTH;
-        slots[slot].buf = bufs[slot];
-        rc = resync_issue(r, o, &slots[slot], region, run);
+        unsigned slot = (p->head + p->inflight) % RESYNC_DEPTH;
+        p->slots[slot].buf = p->bufs[slot];
+        rc = resync_issue(r, o, &p->slots[slot], region, run, p);
         if (rc)
-            continue; /* the copies in flight are collected first */
-        inflight++;
-        region = trk_log_next_dirty(o->log, region + slots[slot].span);
+            break;
+        p->inflight++;
+        region = trk_log_next_dirty(o->log, region + p->slots[slot].span);
         uint64_t now = twl_now_ns();
         yield_pending = atomic_load(&r->client_changes) != clients;
         double secs = (double)(now - t0) / 1e9;
-        double rate = secs > 0 ? (double)bytes / secs : 0.0;
-        atomic_store(&o->resync_done_bytes, bytes);
+        double rate = secs > 0 ? (double)p->bytes / secs : 0.0;
+        atomic_store(&o->resync_done_bytes, p->bytes);
         atomic_store(&o->resync_rate_bytes_s, (uint64_t)rate);
         if (now - last >= PROGRESS_S * 1000000000ull) {
             uint64_t left = trk_log_dirty_count(o->log);
             TWL_INFO(RPART,
                      "resync LUN %u: %" PRIu64 " MiB done, %" PRIu64 " MiB left, %.1f MB/s, "
                      "ETA %.0f s",
-                     id, bytes >> 20, left * rs >> 20, rate / 1e6,
+                     id, p->bytes >> 20, left * rs >> 20, rate / 1e6,
                      rate > 0 ? (double)(left * rs) / rate : 0.0);
             last = now;
         }
     }
+    pipe_drain(r, o, p);
+    if (rc == 0)
+        rc = p->rc;
+    uint64_t bytes = p->bytes, copied = p->copied;
     for (unsigned i = 0; i < RESYNC_DEPTH; i++)
-        bufpool_free(r->srv->pool, bufs[i]);
+        bufpool_free(r->srv->pool, p->bufs[i]);
     atomic_store(&o->resyncing, false);
     o->resynced_bytes += bytes;
     double secs = (double)(twl_now_ns() - t0) / 1e9;
