@@ -54,9 +54,9 @@ struct ctx {
 
 static const char *const root_keys[] = {"node", "log", "iscsi", "targets", "pair", NULL};
 static const char *const pair_keys[] = {
-    "partner",   "listen",       "partner_address", "policy",       "ack",
-    "ring_file", "data_crc",     "region_size",     "resync_share", "timeout_ms",
-    "ring_size", "heartbeat_ms", "dead_ms",         "buffer_pool",  NULL};
+    "partner",  "listen",      "partner_address", "policy",     "ack",       "ring_file",
+    "data_crc", "region_size", "resync_share",    "timeout_ms", "ring_size", "heartbeat_ms",
+    "dead_ms",  "buffer_pool", "alone_after_ms",  NULL};
 static const char *const node_keys[] = {"name", "state_dir", "admin_socket", NULL};
 static const char *const log_keys[] = {"level", NULL};
 static const char *const iscsi_keys[] = {"listen",
@@ -974,6 +974,7 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
     p->pool_bytes = 64u << 20;
     p->region_bytes = 64u << 10;
     p->resync_share = 50;
+    p->alone_after_ms = 10000;
     p->heartbeat_ms = 200;
     p->dead_ms = 2000;
     int rc = get_group(c, root, NULL, "pair", &g);
@@ -1043,6 +1044,7 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
     if ((rc = get_u32(c, g, "pair", "timeout_ms", 100, 600000, &p->replica_timeout_ms)) ||
         (rc = get_u32(c, g, "pair", "heartbeat_ms", 10, 10000, &p->heartbeat_ms)) ||
         (rc = get_u32(c, g, "pair", "resync_share", 0, 95, &p->resync_share)) ||
+        (rc = get_u32(c, g, "pair", "alone_after_ms", 0, 3600000, &p->alone_after_ms)) ||
         (rc = get_u32(c, g, "pair", "dead_ms", 100, 600000, &p->dead_ms)))
         return rc;
     if (p->dead_ms <= 2 * p->heartbeat_ms)

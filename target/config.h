@@ -95,9 +95,10 @@ struct tgt_pair_config {
     uint64_t pool_bytes;         /* registered command buffers: replicated data is sent from
                                     them without a copy */
     uint32_t heartbeat_ms;
-    uint32_t dead_ms;      /* no heartbeat for this long: the partner is gone */
-    uint64_t region_bytes; /* the dirty region log's granularity */
-    uint32_t resync_share; /* percent of the backplane's time a resync leaves to client writes */
+    uint32_t dead_ms;        /* no heartbeat for this long: the partner is gone */
+    uint64_t region_bytes;   /* the dirty region log's granularity */
+    uint32_t resync_share;   /* percent of the backplane's time a resync leaves to client writes */
+    uint32_t alone_after_ms; /* a starting node serves its LUNs without the partner after this */
 };
 
 struct tgt_config {

@@ -71,7 +71,8 @@
 struct lun_copy {
     struct tgt_lun *lun;
     struct trk_log *log;
-    atomic_bool primary;        /* this node writes the LUN (ALUA active here) and replicates */
+    atomic_bool primary; /* this node writes the LUN (ALUA active here) and replicates */
+    atomic_bool held;    /* primary, but transitioning until the copies were compared at start */
     atomic_bool peer_discarded; /* the admin discarded the partner's copy (told in the hello) */
     /* decided at each handshake (backplane thread); under replica.state_lock */
     int decision;      /* enum trk_sync_decision of the last handshake; -1 before one */
@@ -108,6 +109,7 @@ struct replica {
     pthread_mutex_t state_lock; /* the copies' handshake fields */
     uint64_t handshakes;        /* under state_lock: accepted handshakes */
     char refusal[256];          /* under state_lock: why the last handshake was refused */
+    uint64_t started_ns;        /* when this node started: held LUNs are served alone later */
     /* the resync thread */
     pthread_t resync;
     bool resync_started;
@@ -139,7 +141,8 @@ static struct lun_copy *copy_find(struct replica *r, uint32_t id)
  * access), and every nexus hears of the change. */
 static void set_primary(struct replica *r, struct lun_copy *c, bool primary, const char *why)
 {
-    if (atomic_exchange(&c->primary, primary) == primary)
+    bool was_held = atomic_exchange(&c->held, false);
+    if (atomic_exchange(&c->primary, primary) == primary && !was_held)
         return;
     atomic_store(&c->lun->lu.alua_state, primary ? -1 : SCSI_ALUA_STANDBY);
     lu_ua_all(&c->lun->lu, SCSI_ASC_ALUA_STATE_CHANGED, NULL);
@@ -255,7 +258,17 @@ static int open_logs(struct replica *r)
         }
         o->lun = l;
         o->decision = -1;
-        atomic_init(&o->primary, strcmp(l->cfg->owner, r->cfg->node_name) == 0);
+        bool owner = strcmp(l->cfg->owner, r->cfg->node_name) == 0;
+        atomic_init(&o->primary, owner);
+        if (owner && r->cfg->pair.alone_after_ms) {
+            /* the partner's copy may be newer (promoted while this node was down) */
+            atomic_init(&o->held, true);
+            atomic_store(&l->lu.alua_state, SCSI_ALUA_TRANSITIONING);
+            TWL_INFO(RPART,
+                     "LUN %u: held (ALUA transitioning) until %s's copy is compared, at "
+                     "most %u ms",
+                     l->info.id, r->cfg->pair.partner, r->cfg->pair.alone_after_ms);
+        }
         r->copy_count++;
         uint64_t rs = r->cfg->pair.region_bytes;
         if (rec.created)
@@ -1170,6 +1183,16 @@ static void *resync_main(void *arg)
                 trk_log_flush_cold(r->copies[i].log);
             last_flush = now;
         }
+        if (now - r->started_ns >= r->cfg->pair.alone_after_ms * 1000000ull)
+            for (size_t i = 0; i < r->copy_count; i++)
+                if (atomic_load(&r->copies[i].held)) {
+                    pthread_mutex_lock(&r->state_lock);
+                    if (atomic_load(&r->copies[i].held))
+                        set_primary(r, &r->copies[i], true,
+                                    "the partner was not reached in pair.alone_after_ms: "
+                                    "served alone");
+                    pthread_mutex_unlock(&r->state_lock);
+                }
         if (!partner_connected(r))
             continue;
         for (size_t i = 0; i < r->copy_count; i++)
@@ -1186,6 +1209,8 @@ static const char *sync_state(struct replica *r, struct lun_copy *c, bool connec
     uint64_t dirty = trk_log_dirty_count(c->log);
     if (c->decision == TRK_SPLIT_BRAIN && !c->paired)
         return "split-brain";
+    if (atomic_load(&c->held))
+        return "held";
     if (c->decision == TRK_UNRELATED && !c->paired)
         return "unrelated";
     if (!connected)
@@ -1246,10 +1271,11 @@ int replica_promote(struct replica *r, long id, char *msg, size_t msg_len)
         if (id >= 0 && c->lun->info.id != (uint32_t)id)
             continue;
         n++;
-        if (atomic_load(&c->primary))
+        if (atomic_load(&c->primary) && !atomic_load(&c->held))
             continue;
         /* its writes have no replica from now on: a new generation first */
-        trk_log_diverge(c->log);
+        if (!atomic_load(&c->primary))
+            trk_log_diverge(c->log);
         set_primary(r, c, true, "promoted by the admin while the partner is unreachable");
     }
     if (n == 0) {
@@ -1333,6 +1359,7 @@ int replica_start(struct tgt_server *srv, struct replica **out)
         TWL_WARN(RPART, "fault injection: every change from the partner is applied %u ms late",
                  r->apply_delay_ms);
     }
+    r->started_ns = twl_now_ns();
     if ((rc = open_logs(r)))
         goto err;
     uint8_t *hello = malloc(TWL_RDMA_HELLO_MAX_LEN);

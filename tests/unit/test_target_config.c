@@ -114,6 +114,7 @@ static void example_pair_confs_load(void **state)
     assert_false(a.pair.data_crc);
     assert_int_equal(a.pair.region_bytes, 64u << 10);
     assert_int_equal(a.pair.resync_share, 50);
+    assert_int_equal(a.pair.alone_after_ms, 10000);
     assert_int_equal(a.pair.ring_bytes, 16u << 20);
     assert_int_equal(a.pair.pool_bytes, 64u << 20);
     assert_string_equal(a.targets[0].luns[0].owner, "node-a");
@@ -416,6 +417,10 @@ static const struct bad_case bad_cases[] = {
      "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
      "  partner_address = \"h:2\";\n  resync_share = 99; };\n" TARGETS,
      4, "pair.resync_share"},
+    {"alone_after_ms too large",
+     "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
+     "  partner_address = \"h:2\";\n  alone_after_ms = 3600001; };\n" TARGETS,
+     4, "pair.alone_after_ms"},
     {"ring not a power of two",
      "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
      "  partner_address = \"h:2\";\n  ring_size = \"3M\"; };\n" TARGETS,
