@@ -38,7 +38,8 @@ static void *run_server(void *arg)
     return NULL;
 }
 
-static struct fixture *start(const char *policy)
+/* A node whose partner never answers; alone_after_ms as in pair.alone_after_ms. */
+static struct fixture *start_held(const char *policy, unsigned alone_after_ms)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
@@ -49,10 +50,10 @@ static struct fixture *start(const char *policy)
              "node = { name = \"a\"; state_dir = \"%s\"; };\n"
              "iscsi = { listen = \"127.0.0.1:3260\"; threads = 1; };\n"
              "pair = { partner = \"b\"; listen = \"127.0.0.1:7491\"; partner_address = "
-             "\"127.0.0.1:7492\"; policy = \"%s\"; };\n"
+             "\"127.0.0.1:7492\"; policy = \"%s\"; alone_after_ms = %u; };\n"
              "targets = ( { iqn = \"iqn.2026-11.io.twinlun:pair\"; luns = ( { id = 0; path = "
              "\"lun0.img\"; size = \"16M\"; create = true; owner = \"a\"; } ); } );\n",
-             f->dir, policy);
+             f->dir, policy, alone_after_ms);
     assert_int_equal(tgt_config_load_string(text, "test", &f->cfg, err, sizeof(err)), 0);
     f->cfg.listen_port = 0;
     assert_int_equal(tgt_server_create(&f->cfg, &f->srv), 0);
@@ -60,9 +61,28 @@ static struct fixture *start(const char *policy)
     char url[256];
     snprintf(url, sizeof(url), "iscsi://127.0.0.1:%u/iqn.2026-11.io.twinlun:pair/0",
              tgt_server_port(f->srv));
-    f->iscsi = test_session_open(url, "iqn.2026-11.io.twinlun:replica-test", &f->lun);
+    if (alone_after_ms == 0) {
+        f->iscsi = test_session_open(url, "iqn.2026-11.io.twinlun:replica-test", &f->lun);
+    } else {
+        /* a login without libiscsi's TEST UNIT READY, which a held LUN refuses */
+        f->iscsi = iscsi_create_context("iqn.2026-11.io.twinlun:replica-test");
+        assert_non_null(f->iscsi);
+        struct iscsi_url *u = iscsi_parse_full_url(f->iscsi, url);
+        assert_non_null(u);
+        iscsi_set_session_type(f->iscsi, ISCSI_SESSION_NORMAL);
+        iscsi_set_targetname(f->iscsi, u->target);
+        assert_int_equal(iscsi_connect_sync(f->iscsi, u->portal), 0);
+        assert_int_equal(iscsi_login_sync(f->iscsi), 0);
+        f->lun = u->lun;
+        iscsi_destroy_url(u);
+    }
     assert_non_null(f->iscsi);
     return f;
+}
+
+static struct fixture *start(const char *policy)
+{
+    return start_held(policy, 0);
 }
 
 static void stop(struct fixture *f)
@@ -127,9 +147,40 @@ static void strict_fails_writes_without_the_partner(void **state)
     stop(f);
 }
 
+/* A starting owner holds its LUN until it has compared copies with the partner: initiators
+ * are told to retry (ALUA transitioning); without a partner, it serves alone later. */
+static void owner_holds_its_lun_until_served_alone(void **state)
+{
+    (void)state;
+    struct fixture *f = start_held("available", 1500);
+    struct scsi_task *t = iscsi_read16_sync(f->iscsi, f->lun, 8, 4096, 512, 0, 0, 0, 0, 0);
+    assert_non_null(t);
+    if (t->status == SCSI_STATUS_CHECK_CONDITION && t->sense.key == SCSI_SENSE_UNIT_ATTENTION) {
+        scsi_free_scsi_task(t); /* the new nexus's power-on attention comes first */
+        t = iscsi_read16_sync(f->iscsi, f->lun, 8, 4096, 512, 0, 0, 0, 0, 0);
+        assert_non_null(t);
+    }
+    assert_int_equal(t->status, SCSI_STATUS_CHECK_CONDITION);
+    assert_int_equal(t->sense.key, SCSI_SENSE_NOT_READY);
+    assert_int_equal(t->sense.ascq, 0x040a); /* asymmetric access state transition */
+    scsi_free_scsi_task(t);
+    int key, status = SCSI_STATUS_CHECK_CONDITION;
+    for (int i = 0; i < 100 && status != SCSI_STATUS_GOOD; i++) {
+        usleep(100000);
+        status = write_status(f, 0x3c, &key);
+        /* while held, only retryable refusals (and the attention of the state's change) */
+        if (status != SCSI_STATUS_GOOD && key != SCSI_SENSE_UNIT_ATTENTION)
+            assert_int_equal(key, SCSI_SENSE_NOT_READY);
+    }
+    assert_int_equal(status, SCSI_STATUS_GOOD);
+    read_back(f, 0x3c);
+    stop(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(owner_holds_its_lun_until_served_alone),
         cmocka_unit_test(available_completes_writes_without_the_partner),
         cmocka_unit_test(strict_fails_writes_without_the_partner),
     };
