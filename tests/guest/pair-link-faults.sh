@@ -4,7 +4,7 @@
 #   cut   node a's cable pulled for 10 s (QEMU set_link) in the middle of a workload: every
 #         write completes GOOD (policy available), node a goes degraded, and once the link is
 #         back it resyncs what b missed; both copies identical, b's verifies
-#   loss  1 % of node a's RoCE packets dropped (tc netem) during a 20 s workload of writes up to
+#   loss  5 % of node a's RoCE packets dropped (tc netem) during a 20 s workload of writes up to
 #         64 KiB: the transport's retries, and records sent again over a new connection when
 #         one is lost, keep every write GOOD; the copies are identical (after a resync, if the
 #         pair went degraded all the same: the connections lost and times degraded are printed,

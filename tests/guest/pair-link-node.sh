@@ -5,7 +5,7 @@
 #   cut:  a runs a workload; once it runs a writes DIR/cut.ready, the host pulls a's cable for
 #         10 s and writes DIR/cut.restored; a waits for its workload (every write must end GOOD:
 #         policy available) and for the resync of what b missed, then writes DIR/cut.idle
-#   loss: a drops TWL_LINK_LOSS_PCT % (default 1) of its outgoing RoCE packets (tc netem on UDP
+#   loss: a drops TWL_LINK_LOSS_PCT % (default 5) of its outgoing RoCE packets (tc netem on UDP
 #         4791) for a 20 s workload of writes up to TWL_LINK_LOSS_MAX (default 64K): every write
 #         GOOD; connections lost and times degraded are counted (a degraded pair is resynced
 #         before the copies are compared); then DIR/loss.idle
@@ -25,7 +25,7 @@ my_ip=$(rxe_guest_ip "$([ "$role" = a ] && echo 1 || echo 2)")
 other_ip=$(rxe_guest_ip "$([ "$role" = a ] && echo 2 || echo 1)")
 state=/tmp/pair-$role
 workload=$build/tests/workload/twl-workload
-loss_pct=${TWL_LINK_LOSS_PCT:-1}
+loss_pct=${TWL_LINK_LOSS_PCT:-5}
 loss_max=${TWL_LINK_LOSS_MAX:-64K}
 mkdir -p "$state"
 # the default pair.timeout_ms (5 s): the 10 s cut leaves writes unreplicated
