@@ -41,6 +41,10 @@ log=$dir/$role.log
 pid=$!
 say() { echo "$*" >"$dir/$1.$role.tmp" && mv "$dir/$1.$role.tmp" "$dir/$1.$role"; }
 rxe_wait_grep "paired with $other" "$log" 120 || { say fail "no handshake"; exit 1; }
+# a new pair's first handshake ends with a (here empty) first copy: the phases count from it
+if [ "$role" = a ]; then
+    rxe_wait_grep 'resync LUN 0 done' "$log" 60 || { say fail "no first copy"; exit 1; }
+fi
 
 sha() { sha256sum <"$state/lun0.img" | cut -c1-64; }
 
