@@ -698,7 +698,14 @@ static int map_ring_file(struct replica *r)
 /* ---- resync ---- */
 
 #define RUN_REGIONS_MAX 1024u /* regions one deallocation may cover (and one range lock) */
-#define RESYNC_DEPTH    16u   /* region copies in flight at once: the link's round trip hidden */
+#define RESYNC_DEPTH    8u    /* copies in flight at once: the link's round trip hidden */
+#define COPY_BYTES      (1u << 20) /* dirty data regions in a row go as one record up to this */
+
+/* Bytes of data one resync copy carries: whole regions, at least one. */
+static uint64_t copy_bytes(uint64_t region_size)
+{
+    return region_size > COPY_BYTES ? region_size : COPY_BYTES;
+}
 
 /* The resync thread waiting for a range lock and then for a replica. */
 struct resync_wait {
@@ -964,6 +971,12 @@ static int resync_issue(struct replica *r, struct lun_copy *o, struct resync_wai
         span = run;
         zero = zero_prefix(o, w->buf, off, run, &read_first);
         len = zero ? zero : first;
+    } else if (zero == 0 && run > first && copy_bytes(rs) > first) {
+        /* data: dirty regions that follow go in the same record, up to copy_bytes */
+        lu_range_unlock(&lun->lu, &w->range);
+        span = len = run < copy_bytes(rs) ? run : copy_bytes(rs);
+        resync_lock(r, o, w, off, len, p);
+        read_first = false;
     }
     bool mapped = zero == 0;
     if (mapped && !read_first) {
@@ -1024,7 +1037,7 @@ static bool resync_lun(struct replica *r, struct lun_copy *o)
     struct resync_pipe *p = &pipe;
     memset(p, 0, sizeof(*p));
     for (unsigned i = 0; i < RESYNC_DEPTH; i++) {
-        p->bufs[i] = bufpool_alloc(r->srv->pool, rs);
+        p->bufs[i] = bufpool_alloc(r->srv->pool, copy_bytes(rs));
         if (p->bufs[i] == NULL) {
             while (i--)
                 bufpool_free(r->srv->pool, p->bufs[i]);

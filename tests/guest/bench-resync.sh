@@ -50,10 +50,12 @@ CONF
 }
 config a b 3291 "$ip:7491" "$ip:7492" >"$out/a.conf"
 config b a 3292 "$ip:7492" "$ip:7491" >"$out/b.conf"
-start_b() { rxe_node_start b "$store/b" 3292 -- "$build/target/twinlund" --config "$out/b.conf"; }
-rxe_node_start a "$store/a" 3291 -- "$build/target/twinlund" --config "$out/a.conf"
+# the daemons' logs (and working directories) in $out, to be watched from the host
+mkdir -p "$out/a" "$out/b"
+start_b() { rxe_node_start b "$out/b" 3292 -- "$build/target/twinlund" --config "$out/b.conf"; }
+rxe_node_start a "$out/a" 3291 -- "$build/target/twinlund" --config "$out/a.conf"
 start_b
-rxe_wait_grep 'paired with b' "$store/a/a.log" 30 || { echo "bench: no handshake"; exit 1; }
+rxe_wait_grep 'paired with b' "$out/a/a.log" 30 || { echo "bench: no handshake"; exit 1; }
 
 printf '%-6s %10s %12s %8s %8s %8s %10s\n' share "dirty MiB" "resynced MiB" "s" "MB/s" "/link" "s per GiB"
 rc=0
@@ -67,21 +69,23 @@ for pct in $percents; do
         --size="${mib}M" --offset="$(((pct * 7919 % 97) * (lun_mib - mib) / 97))M" \
         --refill_buffers --output="$out/fio.$pct.log" >/dev/null 2>&1 ||
         { echo "bench: fio failed: $(tail -3 "$out/fio.$pct.log")"; rc=1; break; }
-    before=$(grep -c 'resync LUN 0 done' "$store/a/a.log")
+    before=$(grep -c 'resync LUN 0 done' "$out/a/a.log")
     start_b
-    for _ in $(seq 1 3000); do
-        [ "$(grep -c 'resync LUN 0 done' "$store/a/a.log")" -gt "$before" ] && break
-        sleep 0.2
+    t0=$SECONDS
+    until [ "$(grep -c 'resync LUN 0 done' "$out/a/a.log")" -gt "$before" ]; do
+        [ $((SECONDS - t0)) -ge 900 ] && break
+        sleep 1
     done
-    line=$(grep 'resync LUN 0 done' "$store/a/a.log" | sed -n "$((before + 1))p")
-    [ -n "$line" ] || { echo "bench: no resync done within 600 s"; rc=1; break; }
+    line=$(grep 'resync LUN 0 done' "$out/a/a.log" | sed -n "$((before + 1))p")
+    [ -n "$line" ] || { echo "bench: no resync done within 900 s"; rc=1; break; }
     echo "$line" >>"$out/resync-lines"
     bytes=$(sed -E 's/.*done: ([0-9]+) bytes resynced in this run.*/\1/' <<<"$line")
     secs=$(sed -E 's/.* in ([0-9.]+) s \(.*/\1/' <<<"$line")
     awk -v p="$pct" -v d="$mib" -v b="$bytes" -v s="$secs" -v l="$bw" 'BEGIN {
-        r = s > 0 ? b / s / 1e6 : 0
-        printf "%-6s %10d %12.1f %8.1f %8.1f %8.2f %10.1f\n", p "%", d, b / 1048576, s, r,
-            l > 0 ? r / l : 0, b > 0 ? s / (b / 1073741824) : 0
+        r = (s > 0) ? b / s / 1e6 : 0
+        ratio = (l > 0) ? r / l : 0
+        per_gib = (b > 0) ? s / (b / 1073741824) : 0
+        printf "%-6s %10d %12.1f %8.1f %8.1f %8.2f %10.1f\n", p "%", d, b / 1048576, s, r, ratio, per_gib
     }'
 done
 rxe_node_kill a TERM
@@ -93,6 +97,5 @@ sb=$(sha256sum <"$store/b/lun0.img" | cut -c1-64)
 echo "sha256 a $sa"
 echo "sha256 b $sb"
 [ "$sa" = "$sb" ] || { echo "bench: the copies differ after the resyncs"; rc=1; }
-cp "$store/a/a.log" "$store/b/b.log" "$out/" 2>/dev/null
 rm -rf "$store"
 exit $rc
