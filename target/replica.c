@@ -697,8 +697,8 @@ static int map_ring_file(struct replica *r)
 
 /* ---- resync ---- */
 
-#define RUN_REGIONS_MAX 1024u /* regions one deallocation may cover (and one range lock) */
-#define RESYNC_DEPTH    8u    /* copies in flight at once: the link's round trip hidden */
+#define RUN_REGIONS_MAX 1024u      /* regions one deallocation may cover (and one range lock) */
+#define RESYNC_DEPTH    8u         /* copies in flight at once: the link's round trip hidden */
 #define COPY_BYTES      (1u << 20) /* dirty data regions in a row go as one record up to this */
 
 /* Bytes of data one resync copy carries: whole regions, at least one. */
