@@ -61,6 +61,7 @@
 #define META_MAGIC    0x54574c58u  /* "TWLX" */
 #define DIRTY_MAGIC   0x54574c44u  /* "TWLD" */
 #define GENS_MAGIC    0x54574c47u  /* "TWLG" */
+#define FLUSH_MAGIC   0x54574c46u  /* "TWLF" */
 #define DIRTY_LAST    1u           /* the last dirty-list record of a LUN on this connection */
 #define DIRTY_RUNS    1024u        /* runs per dirty-list record */
 #define AL_SLOTS      4096u        /* regions tracked as hot at once, per LUN */
@@ -390,6 +391,22 @@ static struct tgt_lun *find_lun(struct replica *r, uint32_t id)
     return target_find_lun(r->target, id);
 }
 
+/* Makes the copies this node serves (primary) or applies (the others) stable. */
+static int flush_copies(struct replica *r, bool primary)
+{
+    int rc = 0;
+    for (size_t i = 0; i < r->copy_count && rc == 0; i++) {
+        struct lun_copy *c = &r->copies[i];
+        if (atomic_load(&c->primary) != primary)
+            continue;
+        rc = backing_sync(&c->lun->store);
+        if (rc)
+            TWL_ERROR(RPART, "LUN %u: cannot make %s stable: %s", c->lun->info.id,
+                      c->lun->store.path, strerror(-rc));
+    }
+    return rc;
+}
+
 /* The target of a resync lists its dirty regions: the source copies them too. */
 static int apply_dirty_list(struct replica *r, const uint8_t *rec, uint32_t len)
 {
@@ -472,6 +489,8 @@ static int apply(void *ctx, const void *rec, uint32_t len)
         return apply_dirty_list(r, rec, len);
     if (len >= 8 && twl_get_be32(rec) == GENS_MAGIC)
         return apply_gens(r, rec, len);
+    if (len == 4 && twl_get_be32(rec) == FLUSH_MAGIC)
+        return flush_copies(r, false);
     if (r->apply_delay_ms)
         usleep(r->apply_delay_ms * 1000u);
     int rc = twl_rdma_change_decode(rec, len, &ch, &data);
@@ -650,8 +669,16 @@ static int check_hello(void *ctx, const void *theirs, uint32_t len)
         c->list_sent = c->peer_listed = false;
         c->refusal_said = false;
         c->peer_dirty = tl->dirty_regions;
-        if (v[i].source)
+        if (v[i].source) {
             atomic_store(&c->peer_discarded, false); /* the partner has heard it */
+            /* what the partner applied since its last flush may be gone with its page cache */
+            uint64_t active = trk_log_mark_active(c->log);
+            if (active)
+                TWL_INFO(RPART,
+                         "LUN %u: %" PRIu64 " regions written since %s last made its "
+                         "copy stable are resynced",
+                         c->lun->info.id, active, h.node);
+        }
         set_primary(r, c, v[i].source,
                     v[i].source ? "the newer or the owner's copy is here"
                                 : "the partner's copy is newer or the owner's");
@@ -1176,6 +1203,19 @@ static void resync_step(struct replica *r, struct lun_copy *c)
         resync_lun(r, c);
 }
 
+/* Everything written so far is stable on both copies (this node's stores synced, then the
+ * partner's, in ring order after every change it acknowledged): only then may regions leave
+ * the activity log, since a copy that loses its page cache (power) loses what was not stable.
+ * False without a partner: the regions stay, and are resynced when it is back. */
+static bool durable_barrier(struct replica *r)
+{
+    if (flush_copies(r, true) != 0 || !partner_connected(r))
+        return false;
+    uint8_t rec[4];
+    twl_put_be32(rec, FLUSH_MAGIC);
+    return send_meta_wait(r, rec, sizeof(rec), NULL, 0) == 0;
+}
+
 static void *resync_main(void *arg)
 {
     struct replica *r = arg;
@@ -1192,8 +1232,12 @@ static void *resync_main(void *arg)
          * what was written in the last moments */
         uint64_t now = twl_now_ns();
         if (now - last_flush >= COLD_FLUSH_NS) {
+            uint32_t cold = 0;
             for (size_t i = 0; i < r->copy_count; i++)
-                trk_log_flush_cold(r->copies[i].log);
+                cold += trk_log_cold_mark(r->copies[i].log);
+            if (cold && durable_barrier(r))
+                for (size_t i = 0; i < r->copy_count; i++)
+                    trk_log_cold_clear(r->copies[i].log);
             last_flush = now;
         }
         if (now - r->started_ns >= r->cfg->pair.alone_after_ms * 1000000ull)

@@ -70,6 +70,7 @@ struct al_entry {
     bool referenced; /* the clock's second chance */
     bool recent;     /* begun since the last trk_log_flush_cold */
     bool on_media;   /* its slot on the media names the region (else emptied while cold) */
+    bool cold;       /* found cold by trk_log_cold_mark, to be emptied by trk_log_cold_clear */
 };
 
 struct trk_log {
@@ -513,17 +514,32 @@ int trk_log_write_end(struct trk_log *log, uint64_t off, uint64_t len, bool repl
     return 0;
 }
 
-uint32_t trk_log_flush_cold(struct trk_log *log)
+uint32_t trk_log_cold_mark(struct trk_log *log)
+{
+    pthread_mutex_lock(&log->lock);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < log->sb.al_slots; i++) {
+        struct al_entry *e = &log->slots[i];
+        /* the same condition as for giving the slot to another region */
+        e->cold = !e->recent && !e->inflight && e->on_media;
+        e->recent = false;
+        n += e->cold;
+    }
+    pthread_mutex_unlock(&log->lock);
+    return n;
+}
+
+uint32_t trk_log_cold_clear(struct trk_log *log)
 {
     pthread_mutex_lock(&log->lock);
     uint32_t lo = NO_SLOT, hi = 0, n = 0;
     for (uint32_t i = 0; i < log->sb.al_slots; i++) {
         struct al_entry *e = &log->slots[i];
-        if (e->recent || e->inflight || !e->on_media) {
-            e->recent = false;
+        /* a write begun since the mark keeps its region */
+        bool clear = e->cold && !e->recent && !e->inflight && e->on_media;
+        e->cold = false;
+        if (!clear)
             continue;
-        }
-        /* the same condition as for giving the slot to another region */
         memset(al_slot(log, i), 0, AL_SLOT);
         e->on_media = false;
         lo = lo == NO_SLOT ? i : lo;
@@ -532,6 +548,34 @@ uint32_t trk_log_flush_cold(struct trk_log *log)
     }
     if (n)
         persist(log, al_slot(log, lo), (size_t)(hi - lo + 1) * AL_SLOT);
+    pthread_mutex_unlock(&log->lock);
+    return n;
+}
+
+uint32_t trk_log_flush_cold(struct trk_log *log)
+{
+    trk_log_cold_mark(log);
+    return trk_log_cold_clear(log);
+}
+
+uint64_t trk_log_mark_active(struct trk_log *log)
+{
+    pthread_mutex_lock(&log->lock);
+    uint64_t n = 0, lo = UINT64_MAX, hi = 0;
+    for (uint32_t i = 0; i < log->sb.al_slots; i++) {
+        struct al_entry *e = &log->slots[i];
+        uint64_t r = e->region;
+        if (!e->on_media || r >= log->regions || bit_get(log, r))
+            continue;
+        uint64_t w = le64toh(log->bitmap[r / 64]) | (1ull << (r % 64));
+        __atomic_store_n(&log->bitmap[r / 64], htole64(w), __ATOMIC_RELEASE);
+        log->dirty++;
+        lo = r / 64 < lo ? r / 64 : lo;
+        hi = r / 64 > hi ? r / 64 : hi;
+        n++;
+    }
+    if (n) /* one persist for all: the slots stay, so a crash before it loses nothing */
+        persist(log, &log->bitmap[lo], (size_t)(hi - lo + 1) * sizeof(uint64_t));
     pthread_mutex_unlock(&log->lock);
     return n;
 }

@@ -115,6 +115,15 @@ int trk_log_write_end(struct trk_log *log, uint64_t off, uint64_t len, bool repl
  * none begun since the previous call, so that after a crash only regions written lately count
  * as possibly different. Meant to be called periodically; returns the slots emptied. */
 uint32_t trk_log_flush_cold(struct trk_log *log);
+/* The same in two steps, around a durability barrier (both copies' writes made stable):
+ * cold_mark notes the slots flush_cold would empty now; cold_clear empties, with one persist,
+ * those of them still cold (no write begun on their region since the mark). Returns the
+ * slots noted, emptied. */
+uint32_t trk_log_cold_mark(struct trk_log *log);
+uint32_t trk_log_cold_clear(struct trk_log *log);
+/* Marks in the bitmap, persisted, every region the activity log holds (what the partner may
+ * have applied without making it stable). Returns the regions. */
+uint64_t trk_log_mark_active(struct trk_log *log);
 /* Marks [off, off + len) dirty in the bitmap, persisted before it returns. */
 int trk_log_mark(struct trk_log *log, uint64_t off, uint64_t len);
 /* A resync made regions [first, first + count) equal on both copies: clears their bits. */

@@ -286,6 +286,37 @@ static void test_hot_region_costs_one_persist(void **state)
     fake_free(f);
 }
 
+/* Around a durability barrier: a region written between the mark and the clear stays; the
+ * regions the log holds can be marked dirty at once (the partner lost its page cache). */
+static void test_cold_barrier_and_mark_active(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(64);
+    struct trk_log_media m = media_of(f);
+    struct trk_log *log;
+    assert_int_equal(trk_log_open_media(&m, LUN, RS, 64, &log, NULL), 0);
+    for (uint64_t r = 3; r <= 4; r++) {
+        assert_int_equal(trk_log_write_begin(log, r * RS, 512), 0);
+        assert_int_equal(trk_log_write_end(log, r * RS, 512, true), 0);
+    }
+    assert_int_equal(trk_log_cold_mark(log), 0); /* both written since the last call */
+    assert_int_equal(trk_log_cold_mark(log), 2);
+    /* region 4 is written while the barrier runs: it must stay */
+    assert_int_equal(trk_log_write_begin(log, 4 * RS, 512), 0);
+    assert_int_equal(trk_log_write_end(log, 4 * RS, 512, true), 0);
+    assert_int_equal(trk_log_cold_clear(log), 1);
+    assert_int_equal(trk_log_cold_clear(log), 0); /* nothing noted any more */
+    /* the partner came back from a crash: what the log still holds is dirty, in one persist */
+    unsigned before = f->persists;
+    assert_int_equal(trk_log_mark_active(log), 1);
+    assert_int_equal(f->persists - before, 1);
+    assert_int_equal(trk_log_dirty_count(log), 1);
+    assert_int_equal(trk_log_next_dirty(log, 0), 4);
+    assert_int_equal(trk_log_mark_active(log), 0); /* already dirty */
+    trk_log_close(log);
+    fake_free(f);
+}
+
 /* Cold regions leave the activity log in one persist; a region written since stays. */
 static void test_flush_cold_batches(void **state)
 {
@@ -594,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_crash_consistency_tiny_activity_log),
         cmocka_unit_test(test_crash_check_catches_a_lost_region),
         cmocka_unit_test(test_hot_region_costs_one_persist),
+        cmocka_unit_test(test_cold_barrier_and_mark_active),
         cmocka_unit_test(test_flush_cold_batches),
         cmocka_unit_test(test_recovery_folds_activity_into_bitmap),
         cmocka_unit_test(test_refuses_other_geometry_and_garbage),
