@@ -253,7 +253,8 @@ int twl_rdma_hello_decode(const uint8_t *in, size_t len, struct twl_rdma_hello *
     return validate(out, -EPROTO, err, errlen);
 }
 
-static const struct twl_rdma_hello_lun *find_lun(const struct twl_rdma_hello *h, uint32_t id)
+const struct twl_rdma_hello_lun *twl_rdma_hello_find_lun(const struct twl_rdma_hello *h,
+                                                         uint32_t id)
 {
     for (uint32_t i = 0; i < h->lun_count; i++)
         if (h->luns[i].id == id)
@@ -350,7 +351,7 @@ int twl_rdma_hello_check(const struct twl_rdma_hello *mine, const struct twl_rdm
             theirs->node, theirs->iqn, mine->iqn);
     for (uint32_t i = 0; i < mine->lun_count; i++) {
         const struct twl_rdma_hello_lun *ml = &mine->luns[i];
-        const struct twl_rdma_hello_lun *tl = find_lun(theirs, ml->id);
+        const struct twl_rdma_hello_lun *tl = twl_rdma_hello_find_lun(theirs, ml->id);
         if (tl == NULL)
             return twl_rdma_proto_fail(
                 -EPROTO, err, errlen,
@@ -374,7 +375,7 @@ int twl_rdma_hello_check(const struct twl_rdma_hello *mine, const struct twl_rdm
             return rc;
     }
     for (uint32_t i = 0; i < theirs->lun_count; i++)
-        if (find_lun(mine, theirs->luns[i].id) == NULL)
+        if (twl_rdma_hello_find_lun(mine, theirs->luns[i].id) == NULL)
             return twl_rdma_proto_fail(
                 -EPROTO, err, errlen,
                 "LUN %u is configured on partner \"%s\" but not on this node: add it "

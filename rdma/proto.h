@@ -149,6 +149,10 @@ int twl_rdma_hello_encode(const struct twl_rdma_hello *h, uint8_t *out, size_t o
 int twl_rdma_hello_decode(const uint8_t *in, size_t len, struct twl_rdma_hello *out, char *err,
                           size_t errlen);
 
+/* The entry of LUN id in h's table, or NULL. */
+const struct twl_rdma_hello_lun *twl_rdma_hello_find_lun(const struct twl_rdma_hello *h,
+                                                         uint32_t id);
+
 /*
  * Compares this node's hello with the partner's. Returns 0 when they may pair, or -EPROTO
  * with one sentence in err naming the first problem from this node's point of view: protocol

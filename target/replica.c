@@ -251,11 +251,7 @@ static int open_logs(struct replica *r)
                          "LUN %u: %s was created empty but its log %s is older: the "
                          "copy starts over as blank",
                          l->info.id, l->store.path, path);
-            rc = trk_log_set_blank(o->log);
-            if (rc) {
-                trk_log_close(o->log);
-                return rc;
-            }
+            trk_log_set_blank(o->log);
         }
         o->lun = l;
         o->decision = -1;
@@ -386,11 +382,6 @@ static int replicate(void *ctx, const struct tgt_write *w, tgt_write_done_fn don
 
 /* ---- partner side ---- */
 
-static struct tgt_lun *find_lun(struct replica *r, uint32_t id)
-{
-    return target_find_lun(r->target, id);
-}
-
 /* Makes the copies this node serves (primary) or applies (the others) stable. */
 static int flush_copies(struct replica *r, bool primary)
 {
@@ -478,8 +469,8 @@ static int apply(void *ctx, const void *rec, uint32_t len)
     const uint8_t *data;
     if (len >= 8 && twl_get_be32(rec) == META_MAGIC) {
         uint32_t id = twl_get_be32((const uint8_t *)rec + 4);
-        struct tgt_lun *lun = find_lun(r, id);
-        int rc = lun ? lu_meta_apply(&lun->lu, (const uint8_t *)rec + 8, len - 8) : -ENOENT;
+        struct lun_copy *c = copy_find(r, id);
+        int rc = c ? lu_meta_apply(&c->lun->lu, (const uint8_t *)rec + 8, len - 8) : -ENOENT;
         if (rc)
             TWL_ERROR(RPART, "metadata of LUN %u from %s not applied: %s", id, r->cfg->pair.partner,
                       strerror(-rc));
@@ -499,13 +490,13 @@ static int apply(void *ctx, const void *rec, uint32_t len)
                   twl_rdma_change_strerror(&ch));
         return rc;
     }
-    struct tgt_lun *lun = find_lun(r, ch.lun);
+    struct lun_copy *c = copy_find(r, ch.lun); /* every LUN of the target has its copy */
+    struct tgt_lun *lun = c ? c->lun : NULL;
     if (lun == NULL || lun->info.block_size != ch.block_size) {
         TWL_ERROR(RPART, "change seq %" PRIu64 " for LUN %u: no such LUN here", ch.seq, ch.lun);
         return -ENOENT;
     }
-    struct lun_copy *c = copy_find(r, ch.lun);
-    if (c && atomic_load(&c->primary)) {
+    if (atomic_load(&c->primary)) {
         /* both nodes writing one LUN would make the copies differ unseen */
         TWL_ERROR(RPART, "change seq %" PRIu64 " for LUN %u refused: this node serves it", ch.seq,
                   ch.lun);
@@ -562,14 +553,6 @@ static int make_hello(void *ctx, void *buf, uint32_t cap)
     if (len < 0)
         TWL_ERROR(RPART, "cannot describe this node to its partner: %s", strerror(-len));
     return len;
-}
-
-static const struct twl_rdma_hello_lun *hello_lun(const struct twl_rdma_hello *h, uint32_t id)
-{
-    for (uint32_t i = 0; i < h->lun_count; i++)
-        if (h->luns[i].id == id)
-            return &h->luns[i];
-    return NULL;
 }
 
 /* What one LUN's two copies decide at a handshake (both nodes reach the same answer). */
@@ -637,7 +620,7 @@ static int check_hello(void *ctx, const void *theirs, uint32_t len)
     pthread_mutex_lock(&r->state_lock);
     for (size_t i = 0; i < r->copy_count; i++) {
         struct lun_copy *c = &r->copies[i];
-        const struct twl_rdma_hello_lun *tl = hello_lun(&h, c->lun->info.id);
+        const struct twl_rdma_hello_lun *tl = twl_rdma_hello_find_lun(&h, c->lun->info.id);
         v[i] = judge_lun(r, c, tl);
         c->decision = (int)v[i].d;
         if (v[i].d != TRK_SPLIT_BRAIN && v[i].d != TRK_UNRELATED)
@@ -661,7 +644,7 @@ static int check_hello(void *ctx, const void *theirs, uint32_t len)
     r->refusal[0] = '\0';
     for (size_t i = 0; i < r->copy_count; i++) {
         struct lun_copy *c = &r->copies[i];
-        const struct twl_rdma_hello_lun *tl = hello_lun(&h, c->lun->info.id);
+        const struct twl_rdma_hello_lun *tl = twl_rdma_hello_find_lun(&h, c->lun->info.id);
         c->paired = true;
         c->source = v[i].source;
         c->full = v[i].source && v[i].full;
@@ -822,20 +805,13 @@ static uint64_t resync_yield(struct replica *r, uint64_t spent)
     return twl_now_ns() - t0;
 }
 
-static void meta_sent(void *cookie, int err)
-{
-    struct resync_wait *w = cookie;
-    w->err = err;
-    resync_signal(w->r, &w->done);
-}
-
 /* Sends a record of the pair's own (dirty list, generations) and waits until it is applied. */
 static int send_meta_wait(struct replica *r, const uint8_t *hdr, uint32_t hdr_len, const void *data,
                           uint32_t data_len)
 {
     struct resync_wait w = {.r = r};
     pthread_mutex_lock(&r->order);
-    int rc = twl_rdma_backplane_submit(r->bp, hdr, hdr_len, data, data_len, meta_sent, &w);
+    int rc = twl_rdma_backplane_submit(r->bp, hdr, hdr_len, data, data_len, resync_replicated, &w);
     pthread_mutex_unlock(&r->order);
     if (rc)
         return rc;

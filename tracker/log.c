@@ -239,21 +239,37 @@ static bool bit_get(const struct trk_log *log, uint64_t r)
     return (le64toh(log->bitmap[r / 64]) >> (r % 64)) & 1;
 }
 
+/* Words of the bitmap changed in memory, to be persisted at once. */
+struct bit_span {
+    uint64_t lo, hi; /* lo = UINT64_MAX: none */
+};
+
+/* Sets region r's bit in memory and widens span to its word; false if it was set already. */
+static bool bit_set_mem(struct trk_log *log, uint64_t r, struct bit_span *span)
+{
+    if (bit_get(log, r))
+        return false;
+    uint64_t w = le64toh(log->bitmap[r / 64]) | (1ull << (r % 64));
+    __atomic_store_n(&log->bitmap[r / 64], htole64(w), __ATOMIC_RELEASE);
+    log->dirty++;
+    span->lo = r / 64 < span->lo ? r / 64 : span->lo;
+    span->hi = r / 64 > span->hi ? r / 64 : span->hi;
+    return true;
+}
+
+static void bits_persist(struct trk_log *log, const struct bit_span *span)
+{
+    if (span->lo != UINT64_MAX)
+        persist(log, &log->bitmap[span->lo], (span->hi - span->lo + 1) * 8);
+}
+
 /* Sets the bits of regions [first, last] (inclusive); persists the words that changed. */
 static void bits_set(struct trk_log *log, uint64_t first, uint64_t last)
 {
-    uint64_t lo = UINT64_MAX, hi = 0;
-    for (uint64_t r = first; r <= last; r++) {
-        if (bit_get(log, r))
-            continue;
-        uint64_t w = le64toh(log->bitmap[r / 64]) | (1ull << (r % 64));
-        __atomic_store_n(&log->bitmap[r / 64], htole64(w), __ATOMIC_RELEASE);
-        log->dirty++;
-        lo = r / 64 < lo ? r / 64 : lo;
-        hi = r / 64;
-    }
-    if (lo != UINT64_MAX)
-        persist(log, &log->bitmap[lo], (hi - lo + 1) * 8);
+    struct bit_span span = {.lo = UINT64_MAX};
+    for (uint64_t r = first; r <= last; r++)
+        bit_set_mem(log, r, &span);
+    bits_persist(log, &span);
 }
 
 /* ---- opening ---- */
@@ -270,26 +286,38 @@ static bool all_zero(const uint8_t *p, size_t len)
 static uint64_t al_fold(struct trk_log *log)
 {
     uint64_t n = 0;
+    struct bit_span span = {.lo = UINT64_MAX};
     for (uint32_t i = 0; i < log->sb.al_slots; i++) {
         uint64_t r = al_decode(al_slot(log, i));
         if (r == UINT64_MAX || r >= log->regions)
             continue;
-        bits_set(log, r, r);
+        bit_set_mem(log, r, &span);
         n++;
     }
-    /* the bits are persisted (bits_set) before the slots that justified them are emptied */
+    /* the bits are persisted, in one go, before the slots that justified them are emptied */
+    bits_persist(log, &span);
     memset(log->al, 0, (size_t)log->sb.al_slots * AL_SLOT);
     persist(log, log->al, (size_t)log->sb.al_slots * AL_SLOT);
     return n;
 }
 
+/* The superblock in force among the two slots at p: the valid one with the larger epoch.
+ * False when neither is valid. */
+static bool sb_pick(const uint8_t *p, struct sb *out)
+{
+    struct sb a, b;
+    bool va = sb_decode(p, &a), vb = sb_decode(p + SB_SLOT, &b);
+    if (!va && !vb)
+        return false;
+    *out = va && (!vb || a.epoch > b.epoch) ? a : b;
+    return true;
+}
+
 static int load(struct trk_log *log, uint64_t lun_bytes, uint32_t region_size, uint32_t al_slots,
                 struct trk_log_recovery *rec)
 {
-    struct sb a, b;
-    bool va = sb_decode(log->m.base, &a), vb = sb_decode(log->m.base + SB_SLOT, &b);
     size_t len = trk_log_size(lun_bytes, region_size, al_slots);
-    if (!va && !vb) {
+    if (!sb_pick(log->m.base, &log->sb)) {
         /* a blank log, or one whose first superblock was torn before anything else was written */
         if (!all_zero(log->m.base + 2 * SB_SLOT, len - 2 * SB_SLOT)) {
             TWL_ERROR(PART, "log has no valid superblock but holds data: refusing to reuse it");
@@ -304,7 +332,6 @@ static int load(struct trk_log *log, uint64_t lun_bytes, uint32_t region_size, u
         rec->created = true;
         return 0;
     }
-    log->sb = va && (!vb || a.epoch > b.epoch) ? a : b;
     if (log->sb.lun_bytes != lun_bytes || log->sb.region_size != region_size ||
         log->sb.al_slots != al_slots) {
         TWL_ERROR(PART,
@@ -375,16 +402,13 @@ static void pmem_persist(void *ctx, const void *addr, size_t len)
 static bool forgettable(const char *path)
 {
     uint8_t slots[2 * SB_SLOT];
-    struct sb a, b;
+    struct sb cur;
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0)
         return false;
-    bool forget = false;
-    if (pread(fd, slots, sizeof(slots), 0) == (ssize_t)sizeof(slots)) {
-        bool va = sb_decode(slots, &a), vb = sb_decode(slots + SB_SLOT, &b);
-        const struct sb *cur = va && (!vb || a.epoch > b.epoch) ? &a : vb ? &b : NULL;
-        forget = cur && (cur->gens.current == TRK_GEN_NEW || cur->gens.current == TRK_GEN_BLANK);
-    }
+    bool forget = pread(fd, slots, sizeof(slots), 0) == (ssize_t)sizeof(slots) &&
+                  sb_pick(slots, &cur) &&
+                  (cur.gens.current == TRK_GEN_NEW || cur.gens.current == TRK_GEN_BLANK);
     if (forget && ftruncate(fd, 0) == 0)
         TWL_WARN(PART,
                  "%s: made for another LUN size or region size, by a copy that never met "
@@ -561,21 +585,15 @@ uint32_t trk_log_flush_cold(struct trk_log *log)
 uint64_t trk_log_mark_active(struct trk_log *log)
 {
     pthread_mutex_lock(&log->lock);
-    uint64_t n = 0, lo = UINT64_MAX, hi = 0;
+    uint64_t n = 0;
+    struct bit_span span = {.lo = UINT64_MAX};
     for (uint32_t i = 0; i < log->sb.al_slots; i++) {
         struct al_entry *e = &log->slots[i];
-        uint64_t r = e->region;
-        if (!e->on_media || r >= log->regions || bit_get(log, r))
-            continue;
-        uint64_t w = le64toh(log->bitmap[r / 64]) | (1ull << (r % 64));
-        __atomic_store_n(&log->bitmap[r / 64], htole64(w), __ATOMIC_RELEASE);
-        log->dirty++;
-        lo = r / 64 < lo ? r / 64 : lo;
-        hi = r / 64 > hi ? r / 64 : hi;
-        n++;
+        if (e->on_media && e->region < log->regions && bit_set_mem(log, e->region, &span))
+            n++;
     }
-    if (n) /* one persist for all: the slots stay, so a crash before it loses nothing */
-        persist(log, &log->bitmap[lo], (size_t)(hi - lo + 1) * sizeof(uint64_t));
+    /* one persist for all: the slots stay, so a crash before it loses nothing */
+    bits_persist(log, &span);
     pthread_mutex_unlock(&log->lock);
     return n;
 }
@@ -702,13 +720,12 @@ int trk_log_set_resync_pos(struct trk_log *log, uint64_t region)
     return 0;
 }
 
-int trk_log_set_blank(struct trk_log *log)
+void trk_log_set_blank(struct trk_log *log)
 {
     pthread_mutex_lock(&log->lock);
     log->sb.gens = (struct trk_gens){.current = TRK_GEN_BLANK};
     sb_write(log);
     pthread_mutex_unlock(&log->lock);
-    return 0;
 }
 
 int trk_log_discard(struct trk_log *log)

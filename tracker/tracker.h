@@ -145,7 +145,7 @@ int trk_log_diverge(struct trk_log *log);
 int trk_log_resynced(struct trk_log *log, const struct trk_gens *peer);
 /* The copy was just created empty: generations start over at TRK_GEN_BLANK (two blank copies
  * need no first copy; a blank one behind its partner gets only what the partner wrote). */
-int trk_log_set_blank(struct trk_log *log);
+void trk_log_set_blank(struct trk_log *log);
 /* An admin gives up this copy's writes since the pair parted: it becomes TRK_GEN_DISCARDED,
  * the bitmap keeps the generation it started at (the regions to overwrite stay dirty). */
 int trk_log_discard(struct trk_log *log);

@@ -104,11 +104,6 @@ fi
 rxe_node_kill a TERM 2>/dev/null
 rxe_node_kill b KILL 2>/dev/null
 rxe_node_wait a
-if [ $rxe_failed != 0 ]; then
-    echo "---- node a ----"
-    tail -40 "$dir/a/a.log"
-    echo "---- node b ----"
-    tail -40 "$dir/b/b.log"
-fi
+pair_dump_logs
 rm -f "$ring"
 exit $rxe_failed

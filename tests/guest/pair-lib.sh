@@ -53,3 +53,23 @@ pair_verify() {
     tail -1 "$log"
     return $rc
 }
+
+# pair_stop_both: both nodes drain and exit 0 on SIGTERM (the exits printed)
+pair_stop_both() {
+    local ra=0 rb=0
+    rxe_node_kill a TERM
+    rxe_node_kill b TERM
+    rxe_node_wait a || ra=$?
+    rxe_node_wait b || rb=$?
+    echo "exit a $ra, b $rb"
+    [ $ra = 0 ] && [ $rb = 0 ]
+}
+
+# pair_dump_logs: after a failed check, the tail of both nodes' logs
+pair_dump_logs() {
+    [ "$rxe_failed" != 0 ] || return 0
+    echo "---- node a ----"
+    tail -40 "$dir/a/a.log"
+    echo "---- node b ----"
+    tail -40 "$dir/b/b.log"
+}

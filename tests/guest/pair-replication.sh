@@ -191,10 +191,5 @@ if [ $rxe_failed = 0 ]; then
 fi
 rxe_node_kill b KILL 2>/dev/null
 rxe_check stop stop_a
-if [ $rxe_failed != 0 ]; then
-    echo "---- node a ----"
-    tail -40 "$dir/a/a.log"
-    echo "---- node b ----"
-    tail -40 "$dir/b/b.log"
-fi
+pair_dump_logs
 exit $rxe_failed

@@ -116,16 +116,6 @@ sha_owner() {
     pair_same_sha && pair_verify journal3 b
 }
 
-stop_both() {
-    local ra=0 rb=0
-    rxe_node_kill a TERM
-    rxe_node_kill b TERM
-    rxe_node_wait a || ra=$?
-    rxe_node_wait b || rb=$?
-    echo "exit a $ra, b $rb"
-    [ $ra = 0 ] && [ $rb = 0 ]
-}
-
 start_a
 start_b
 rxe_check paired pair_wait_paired
@@ -135,11 +125,6 @@ rxe_check sha256 pair_same_sha
 rxe_check verify-b pair_verify journal2 b
 rxe_check owner-killed owner_killed
 rxe_check sha256-owner sha_owner
-rxe_check stop stop_both
-if [ $rxe_failed != 0 ]; then
-    echo "---- node a ----"
-    tail -40 "$dir/a/a.log"
-    echo "---- node b ----"
-    tail -40 "$dir/b/b.log"
-fi
+rxe_check stop pair_stop_both
+pair_dump_logs
 exit $rxe_failed

@@ -144,16 +144,6 @@ promote_refused() {
     [ $rc = 1 ] && grep -q 'is connected' <<<"$out"
 }
 
-stop_both() {
-    local ra=0 rb=0
-    rxe_node_kill a TERM
-    rxe_node_kill b TERM
-    rxe_node_wait a || ra=$?
-    rxe_node_wait b || rb=$?
-    echo "exit a $ra, b $rb"
-    [ $ra = 0 ] && [ $rb = 0 ]
-}
-
 # node a's copy has data before the pair first meets
 truncate -s 64M "$dir/a/lun0.img"
 dd if=/dev/urandom of="$dir/a/lun0.img" bs=1M seek=16 count=8 conv=notrunc status=none
@@ -167,11 +157,6 @@ rxe_check split-brain split_brain
 rxe_check resolve-refused resolve_refused
 rxe_check resolve resolve
 rxe_check promote-refused promote_refused
-rxe_check stop stop_both
-if [ $rxe_failed != 0 ]; then
-    echo "---- node a ----"
-    tail -40 "$dir/a/a.log"
-    echo "---- node b ----"
-    tail -40 "$dir/b/b.log"
-fi
+rxe_check stop pair_stop_both
+pair_dump_logs
 exit $rxe_failed
