@@ -48,9 +48,8 @@
 #define BACKOFF_MAX_MS  5000
 #define REFUSED_PAUSE_S 5 /* after a refused handshake */
 #define EVENTS          64
-#define METER_WINDOW_NS 1000000000ull /* the completion-rate meter's averaging window */
-#define SPIN_NS         50000ull      /* busy polling before sleeping on the channel */
-#define SETTLE_RETRY_MS 5000          /* a durable ring whose records cannot be applied: retry */
+#define SPIN_NS         50000ull /* busy polling before sleeping on the channel */
+#define SETTLE_RETRY_MS 5000     /* a durable ring whose records cannot be applied: retry */
 #define APPLY_Q                                                                                    \
     256                /* records acknowledged, waiting for the applier (more than the             \
                           receive credit the partner gets, so it never fills) */
@@ -127,6 +126,8 @@ struct twl_rdma_backplane {
 
     struct twl_rdma_bp_stats st; /* under lock */
     struct twl_rdma_meter meter; /* under lock */
+    bool busy_after_done;        /* under lock: records were left after the last completion */
+    bool send_blocked;           /* backplane thread: records wait for ring space */
 };
 
 static void wake(struct twl_rdma_backplane *bp)
@@ -181,6 +182,7 @@ int twl_rdma_backplane_submit(struct twl_rdma_backplane *bp, const void *hdr, ui
         bp->head = s;
     bp->tail = s;
     bp->st.submitted++;
+    bp->st.queued_bytes += twl_rdma_rec_len((uint32_t)len);
     pthread_mutex_unlock(&bp->lock);
     if (first)
         wake(bp);
@@ -192,21 +194,29 @@ void twl_rdma_backplane_stats(struct twl_rdma_backplane *bp, struct twl_rdma_bp_
     pthread_mutex_lock(&bp->lock);
     *st = bp->st;
     st->connected = atomic_load(&bp->connected);
+    st->ring_size = bp->o.ring_size;
     twl_rdma_meter_rate(&bp->meter, twl_now_ns(), &st->rate_bytes_s, &st->rate_records_s);
     twl_rdma_meter_capacity(&bp->meter, &st->capacity_bytes_s, &st->capacity_records_s);
     pthread_mutex_unlock(&bp->lock);
 }
 
-/* Counts a completion; successful ones feed the completion-rate meter, marked backlogged when
- * more records wait behind it (then the rate is what the link and partner can take). */
-static void count_done(struct twl_rdma_backplane *bp, int err, uint64_t bytes)
+/* Counts a completion of a record of bytes (placed in the partner's ring, or still queued);
+ * successful ones feed the completion-rate meter. The interval since the previous completion
+ * was backlogged when records were left in flight or queued at its start: the link and the
+ * partner were busy all along, so the rate is what they can take. */
+static void count_done(struct twl_rdma_backplane *bp, int err, uint64_t bytes, bool placed)
 {
     pthread_mutex_lock(&bp->lock);
+    uint64_t rec = twl_rdma_rec_len((uint32_t)bytes);
+    if (placed)
+        bp->st.ring_bytes -= rec < bp->st.ring_bytes ? rec : bp->st.ring_bytes;
+    else
+        bp->st.queued_bytes -= rec < bp->st.queued_bytes ? rec : bp->st.queued_bytes;
     if (err == 0) {
         bp->st.acked++;
         bp->st.acked_bytes += bytes;
-        bool backlogged = bp->head != NULL || bp->ring_head - bp->ring_tail > 1;
-        twl_rdma_meter_add(&bp->meter, twl_now_ns(), bytes, 1, backlogged);
+        twl_rdma_meter_add(&bp->meter, twl_now_ns(), bytes, 1, bp->busy_after_done);
+        bp->busy_after_done = bp->head != NULL || bp->ring_head != bp->ring_tail;
     } else {
         bp->st.failed++;
     }
@@ -218,7 +228,7 @@ static void fail_all(struct twl_rdma_backplane *bp, int err)
 {
     for (; bp->ring_tail < bp->ring_head; bp->ring_tail++) {
         struct inflight *f = &bp->ring[bp->ring_tail % bp->cap];
-        count_done(bp, err, 0);
+        count_done(bp, err, f->len, true);
         f->done(f->cookie, err);
         free(f->sub);
     }
@@ -228,7 +238,7 @@ static void fail_all(struct twl_rdma_backplane *bp, int err)
     pthread_mutex_unlock(&bp->lock);
     while (s) {
         struct submission *next = s->next;
-        count_done(bp, err, 0);
+        count_done(bp, err, s->len + s->direct_len, false);
         s->done(s->cookie, err);
         free(s);
         s = next;
@@ -238,10 +248,11 @@ static void fail_all(struct twl_rdma_backplane *bp, int err)
 /* The records in flight go back to the head of the queue, in order, to be sent again. */
 static uint64_t requeue_inflight(struct twl_rdma_backplane *bp)
 {
-    uint64_t n = bp->ring_head - bp->ring_tail;
+    uint64_t n = bp->ring_head - bp->ring_tail, bytes = 0;
     struct submission *first = NULL, *last = NULL;
     for (; bp->ring_tail < bp->ring_head; bp->ring_tail++) {
         struct submission *sub = bp->ring[bp->ring_tail % bp->cap].sub;
+        bytes += twl_rdma_rec_len(sub->len + sub->direct_len);
         sub->next = NULL;
         if (last)
             last->next = sub;
@@ -251,6 +262,8 @@ static uint64_t requeue_inflight(struct twl_rdma_backplane *bp)
     }
     if (first) {
         pthread_mutex_lock(&bp->lock);
+        bp->st.ring_bytes -= bytes < bp->st.ring_bytes ? bytes : bp->st.ring_bytes;
+        bp->st.queued_bytes += bytes;
         last->next = bp->head;
         bp->head = first;
         if (bp->tail == NULL)
@@ -293,7 +306,7 @@ static bool expire_waiting(struct twl_rdma_backplane *bp, uint64_t now)
     pthread_mutex_unlock(&bp->lock);
     while (gone) {
         struct submission *next = gone->next;
-        count_done(bp, -ENOTCONN, 0);
+        count_done(bp, -ENOTCONN, gone->len + gone->direct_len, false);
         gone->done(gone->cookie, -ENOTCONN);
         free(gone);
         gone = next;
@@ -332,6 +345,19 @@ static void close_conn(struct twl_rdma_backplane *bp, const char *why, bool retr
     }
 }
 
+/* Records wait for the partner's ring (or its receive credit, the send queue, staging): counted
+ * once per wait, for the throttle's figures. Returns 0. */
+static int blocked(struct twl_rdma_backplane *bp)
+{
+    if (!bp->send_blocked) {
+        bp->send_blocked = true;
+        pthread_mutex_lock(&bp->lock);
+        bp->st.ring_full++;
+        pthread_mutex_unlock(&bp->lock);
+    }
+    return 0;
+}
+
 /* Places queued submissions while the staging area, the in-flight table and the partner's
  * ring take them. */
 static int send_queued(struct twl_rdma_backplane *bp)
@@ -340,15 +366,19 @@ static int send_queued(struct twl_rdma_backplane *bp)
         pthread_mutex_lock(&bp->lock);
         struct submission *s = bp->head;
         pthread_mutex_unlock(&bp->lock);
-        if (s == NULL || bp->ring_head - bp->ring_tail == bp->cap)
+        if (s == NULL) {
+            bp->send_blocked = false;
             return 0;
+        }
+        if (bp->ring_head - bp->ring_tail == bp->cap)
+            return blocked(bp);
         /* staging is a ring too; a record never straddles its end */
         uint64_t size = bp->o.ring_size;
         uint64_t start = bp->stage_head;
         if ((start % size) + s->len > size)
             start += size - start % size;
         if (start + s->len - bp->stage_tail > size)
-            return 0; /* wait for placements to free staging */
+            return blocked(bp); /* wait for placements to free staging */
         uint8_t *dst = bp->stage + start % size;
         memcpy(dst, s->bytes, s->len);
         struct twl_rdma_seg segs[2] = {
@@ -357,10 +387,14 @@ static int send_queued(struct twl_rdma_backplane *bp)
         };
         int64_t seq = twl_rdma_sendv(bp->conn, segs, s->direct ? 2 : 1, 0);
         if (seq == -EAGAIN)
-            return 0;
+            return blocked(bp);
         if (seq < 0)
             return (int)seq;
+        bp->send_blocked = false;
+        uint64_t rec = twl_rdma_rec_len(s->len + s->direct_len);
         pthread_mutex_lock(&bp->lock);
+        bp->st.queued_bytes -= rec < bp->st.queued_bytes ? rec : bp->st.queued_bytes;
+        bp->st.ring_bytes += rec;
         bp->head = s->next;
         if (bp->head == NULL)
             bp->tail = NULL;
@@ -389,7 +423,7 @@ static void complete_consumed(struct twl_rdma_backplane *bp, uint64_t consumed)
         /* consumed implies placed, whichever completion was seen first */
         if (f->stage_end > bp->stage_tail)
             bp->stage_tail = f->stage_end;
-        count_done(bp, 0, f->len);
+        count_done(bp, 0, f->len, true);
         f->done(f->cookie, 0);
         free(f->sub);
     }
@@ -830,7 +864,7 @@ int twl_rdma_backplane_start(const struct twl_rdma_bp_opts *o, struct twl_rdma_b
         goto err_mem;
     }
     pthread_mutex_init(&bp->lock, NULL);
-    twl_rdma_meter_init(&bp->meter, METER_WINDOW_NS);
+    twl_rdma_meter_init(&bp->meter, (o->meter_window_ms ? o->meter_window_ms : 1000) * 1000000ull);
     pthread_mutex_init(&bp->apply_lock, NULL);
     pthread_cond_init(&bp->apply_cond, NULL);
     if (o->durable_ring) {

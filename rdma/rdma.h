@@ -272,6 +272,7 @@ struct twl_rdma_bp_opts {
     /* The partner's records carry a CRC32C of their data, checked here before they are
      * applied (always so with a durable ring, where it tells torn records after a crash). */
     bool payload_crc;
+    uint32_t meter_window_ms; /* the completion-rate meter's averaging window; 0 = 1000 */
 };
 
 struct twl_rdma_bp_stats {
@@ -279,10 +280,15 @@ struct twl_rdma_bp_stats {
     uint64_t submitted, acked, failed, acked_bytes;
     uint64_t applied, applied_bytes; /* records of the partner applied here */
     uint64_t replayed;               /* of those, applied from the durable ring afterwards */
-    /* the completion-rate meter (1 s EWMA over completions): throughput now, and the capacity
-     * seen while records were queued (what the throttle should admit) */
+    /* the completion-rate meter (EWMA over completions, meter_window_ms): throughput now, and
+     * the capacity seen while records were queued (what the throttle should admit) */
     double rate_bytes_s, rate_records_s;
     double capacity_bytes_s, capacity_records_s;
+    /* the partner's inflight ring: bytes of the records placed in it and not yet consumed, its
+     * size, and the bytes submitted and waiting to be placed */
+    uint64_t ring_bytes, ring_size, queued_bytes;
+    /* times records had to wait for ring space (or receive credit, or the send queue) */
+    uint64_t ring_full;
 };
 
 /* Starts the backplane thread, which connects (or listens) and reconnects for ever. With a

@@ -103,7 +103,25 @@ static int status(struct tgt_server *srv, bool json, struct out *o)
                 st.replicated_records, st.replicated_bytes, st.unreplicated_changes,
                 st.rate_bytes_s, st.capacity_bytes_s);
             put_json_str(o, st.refusal);
-            put(o, "}");
+            const struct throttle_stats *th = &st.throttle;
+            put(o,
+                ",\"ring_bytes\":%" PRIu64 ",\"ring_size\":%" PRIu64 ",\"ring_full\":%" PRIu64
+                ",\"throttle\":{\"enabled\":%s,\"throttling\":%s,\"rate_bytes_s\":%.0f,"
+                "\"tokens\":%.0f,\"queued\":%u,\"queued_bytes\":%" PRIu64
+                ",\"resync_queued\":%u,\"admitted\":%" PRIu64 ",\"admitted_bytes\":%" PRIu64
+                ",\"waited\":%" PRIu64 ",\"resync_admitted_bytes\":%" PRIu64
+                ",\"wait_p50_us\":%" PRIu64 ",\"wait_p99_us\":%" PRIu64 ",\"wait_max_us\":%" PRIu64
+                ",\"ring_peak_bytes\":%" PRIu64 ",\"window_budget_bytes\":%" PRIu64
+                ",\"sessions_waiting\":%u,"
+                "\"episodes\":%" PRIu64 "}}",
+                st.ring_bytes, st.ring_size, st.ring_full, th->enabled ? "true" : "false",
+                th->throttling ? "true" : "false", th->rate_bytes_s, th->tokens,
+                th->queued[THROTTLE_CLIENT], th->queued_bytes[THROTTLE_CLIENT],
+                th->queued[THROTTLE_RESYNC], th->admitted[THROTTLE_CLIENT],
+                th->admitted_bytes[THROTTLE_CLIENT], th->waited[THROTTLE_CLIENT],
+                th->admitted_bytes[THROTTLE_RESYNC], th->wait_p50_us, th->wait_p99_us,
+                th->wait_max_us, th->ring_peak_bytes, th->window_budget, th->sessions_waiting,
+                th->episodes);
         } else {
             put(o, ",\"pair\":null");
         }
@@ -145,6 +163,22 @@ static int status(struct tgt_server *srv, bool json, struct out *o)
             st.unreplicated_changes, st.rate_bytes_s / 1e6);
         if (st.refusal[0])
             put(o, "refused: %s\n", st.refusal);
+        const struct throttle_stats *th = &st.throttle;
+        put(o, "ring: %.1f of %.1f MiB in flight (peak %.1f), full %" PRIu64 " times\n",
+            st.ring_bytes / 1048576.0, st.ring_size / 1048576.0, th->ring_peak_bytes / 1048576.0,
+            st.ring_full);
+        if (!th->enabled)
+            put(o, "throttle: disabled\n");
+        else if (th->rate_bytes_s > 0 || th->throttling)
+            put(o,
+                "throttle: %s at %.1f MB/s; %u writes (%.1f MiB) waiting, %u resync copies; "
+                "wait p50 %" PRIu64 " us, p99 %" PRIu64 " us\n",
+                th->throttling ? "pacing" : "ready", th->rate_bytes_s / 1e6,
+                th->queued[THROTTLE_CLIENT], th->queued_bytes[THROTTLE_CLIENT] / 1048576.0,
+                th->queued[THROTTLE_RESYNC], th->wait_p50_us, th->wait_p99_us);
+        else
+            put(o, "throttle: not limiting (replication keeps up); wait p99 %" PRIu64 " us\n",
+                th->wait_p99_us);
     } else {
         put(o, "pair: none (a single node)\n");
     }

@@ -52,11 +52,14 @@ struct ctx {
     size_t errlen;
 };
 
-static const char *const root_keys[] = {"node", "log", "iscsi", "targets", "pair", NULL};
+static const char *const root_keys[] = {"node", "log",      "iscsi", "targets",
+                                        "pair", "throttle", NULL};
 static const char *const pair_keys[] = {
-    "partner",  "listen",      "partner_address", "policy",     "ack",       "ring_file",
-    "data_crc", "region_size", "resync_share",    "timeout_ms", "ring_size", "heartbeat_ms",
-    "dead_ms",  "buffer_pool", "alone_after_ms",  NULL};
+    "partner",      "listen",   "partner_address", "policy",         "ack",
+    "ring_file",    "data_crc", "region_size",     "timeout_ms",     "ring_size",
+    "heartbeat_ms", "dead_ms",  "buffer_pool",     "alone_after_ms", NULL};
+static const char *const throttle_keys[] = {"enabled", "burst",    "min_rate", "resync_share",
+                                            "ewma_ms", "queue_ms", NULL};
 static const char *const node_keys[] = {"name", "state_dir", "admin_socket", NULL};
 static const char *const log_keys[] = {"level", NULL};
 static const char *const iscsi_keys[] = {"listen",
@@ -973,7 +976,6 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
     p->ring_bytes = 16u << 20;
     p->pool_bytes = 64u << 20;
     p->region_bytes = 64u << 10;
-    p->resync_share = 50;
     p->alone_after_ms = 10000;
     p->heartbeat_ms = 200;
     p->dead_ms = 2000;
@@ -1043,7 +1045,6 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
         return rc;
     if ((rc = get_u32(c, g, "pair", "timeout_ms", 100, 600000, &p->replica_timeout_ms)) ||
         (rc = get_u32(c, g, "pair", "heartbeat_ms", 10, 10000, &p->heartbeat_ms)) ||
-        (rc = get_u32(c, g, "pair", "resync_share", 0, 95, &p->resync_share)) ||
         (rc = get_u32(c, g, "pair", "alone_after_ms", 0, 3600000, &p->alone_after_ms)) ||
         (rc = get_u32(c, g, "pair", "dead_ms", 100, 600000, &p->dead_ms)))
         return rc;
@@ -1073,6 +1074,40 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
         return fail(c, region ? region : g,
                     "pair.region_size %llu is not a power of two between 4K and 64M",
                     (unsigned long long)p->region_bytes);
+    return 0;
+}
+
+static int parse_throttle(struct ctx *c, const config_setting_t *root, struct tgt_config *cfg)
+{
+    struct tgt_throttle_config *t = &cfg->throttle;
+    const config_setting_t *g, *s;
+    *t = (struct tgt_throttle_config){.enabled = true,
+                                      .burst_bytes = 4u << 20,
+                                      .min_rate = 1u << 20,
+                                      .resync_share = 50,
+                                      .ewma_ms = 200,
+                                      .queue_ms = 100};
+    int rc = get_group(c, root, NULL, "throttle", &g);
+    if (rc || !g || (rc = check_keys(c, g, "throttle", throttle_keys)))
+        return rc;
+    if ((rc = get_bool(c, g, "throttle", "enabled", &t->enabled)) ||
+        (rc = get_u32(c, g, "throttle", "resync_share", 5, 95, &t->resync_share)) ||
+        (rc = get_u32(c, g, "throttle", "ewma_ms", 20, 10000, &t->ewma_ms)) ||
+        (rc = get_u32(c, g, "throttle", "queue_ms", 10, 10000, &t->queue_ms)))
+        return rc;
+    if ((s = config_setting_get_member(g, "burst")) &&
+        (rc = parse_size(c, s, "throttle.burst", &t->burst_bytes)))
+        return rc;
+    if (t->burst_bytes < (64u << 10) || t->burst_bytes > (1ull << 30))
+        return fail(c, s ? s : g, "throttle.burst %llu is out of range; expected 64K..1G",
+                    (unsigned long long)t->burst_bytes);
+    if ((s = config_setting_get_member(g, "min_rate")) &&
+        (rc = parse_size(c, s, "throttle.min_rate", &t->min_rate)))
+        return rc;
+    if (t->min_rate < (64u << 10) || t->min_rate > (100ull << 30))
+        return fail(c, s ? s : g,
+                    "throttle.min_rate %llu is out of range; expected 64K..100G (bytes per second)",
+                    (unsigned long long)t->min_rate);
     return 0;
 }
 
@@ -1140,8 +1175,9 @@ static int load_text(const char *text, const char *name, const char *include_dir
     snprintf(tmp.source, sizeof(tmp.source), "%s", name);
     const config_setting_t *root = config_root_setting(&lc);
     if ((rc = check_keys(&c, root, NULL, root_keys)) || (rc = parse_node(&c, root, &tmp)) ||
-        (rc = parse_pair(&c, root, &tmp)) || (rc = parse_log(&c, root, &tmp)) ||
-        (rc = parse_iscsi(&c, root, &tmp)) || (rc = parse_targets(&c, root, &tmp))) {
+        (rc = parse_pair(&c, root, &tmp)) || (rc = parse_throttle(&c, root, &tmp)) ||
+        (rc = parse_log(&c, root, &tmp)) || (rc = parse_iscsi(&c, root, &tmp)) ||
+        (rc = parse_targets(&c, root, &tmp))) {
         if (rc == -ENOMEM)
             fail_at(&c, name, 1, "out of memory");
         tgt_config_free(&tmp);

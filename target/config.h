@@ -97,8 +97,17 @@ struct tgt_pair_config {
     uint32_t heartbeat_ms;
     uint32_t dead_ms;        /* no heartbeat for this long: the partner is gone */
     uint64_t region_bytes;   /* the dirty region log's granularity */
-    uint32_t resync_share;   /* percent of the backplane's time a resync leaves to client writes */
     uint32_t alone_after_ms; /* a starting node serves its LUNs without the partner after this */
+};
+
+/* Write admission (throttle.h): client writes paced at what replication delivers. */
+struct tgt_throttle_config {
+    bool enabled;
+    uint64_t burst_bytes;  /* the bucket's depth */
+    uint64_t min_rate;     /* bytes/s the pace never goes below */
+    uint32_t resync_share; /* percent of the replication rate a resync gets while clients write */
+    uint32_t ewma_ms;      /* the completion-rate meter's averaging window */
+    uint32_t queue_ms;     /* the queueing delay the sessions' CmdSN windows aim for */
 };
 
 struct tgt_config {
@@ -116,6 +125,7 @@ struct tgt_config {
     char log_level[16];
     struct tgt_chap_config discovery_chap;
     struct tgt_pair_config pair;
+    struct tgt_throttle_config throttle;
     struct tgt_iscsi_params iscsi;
     struct tgt_target_config *targets;
     size_t target_count;

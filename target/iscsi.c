@@ -17,6 +17,7 @@
 #include "bufpool.h"
 #include "media.h"
 #include "server_internal.h"
+#include "throttle.h"
 
 enum task_state {
     TASK_RECEIVING, /* waiting for Data-Out */
@@ -76,11 +77,12 @@ struct tgt_task {
     struct backing_io io;
     struct remote_done replica; /* carries the replica's completion to this thread */
     int replica_err;
-    struct lu_nexus *nexus;     /* the I_T nexus as the LU knows it */
-    struct lu_range range;      /* blocks this command changes, while it runs */
-    struct remote_done wake;    /* range granted / worker done, back on this thread */
-    struct tgt_job job;         /* multi-step command on a worker thread */
-    struct tgt_extent *extents; /* UNMAP's, for the replica */
+    struct lu_nexus *nexus;  /* the I_T nexus as the LU knows it */
+    struct lu_range range;   /* blocks this command changes, while it runs */
+    struct remote_done wake; /* admitted / range granted / worker done, back on this thread */
+    struct throttle_waiter admission; /* waiting for the throttle's tokens */
+    struct tgt_job job;               /* multi-step command on a worker thread */
+    struct tgt_extent *extents;       /* UNMAP's, for the replica */
     size_t extent_count;
     bool tracked;          /* the change is in the LUN's log (replicator track) until untracked */
     bool replicated;       /* the partner has the change */
@@ -237,8 +239,14 @@ void iscsi_task_put(struct tgt_task *t)
         return;
     struct conn *c = t->conn;
     task_unhash(t);
-    if (t->counts_slot)
+    if (t->counts_slot) {
+        /* while writes wait for the throttle, the window holds back what its budget exceeds */
+        const struct throttle *thr = c->thr->srv->replicator.throttle;
+        uint64_t budget = thr ? throttle_window_budget(thr) : 0;
+        uint32_t slots = throttle_window_slots(c->win.size, budget, c->write_mean);
+        cmdsn_set_withheld(&c->win, c->win.size - slots);
         cmdsn_complete(&c->win);
+    }
     if (t->tmf)
         tmf_task_gone(t->tmf);
     if (--c->task_count == 0 && c->fd < 0)
@@ -997,6 +1005,53 @@ static void range_granted(struct lu_range *r)
     thread_post_done(t->conn->thr, &t->wake);
 }
 
+/* A change admitted by the throttle takes its blocks (waiting for overlapping commands). */
+static void task_lock_range(struct tgt_task *t)
+{
+    struct tgt_lun *lun = t->lun;
+    /* UNMAP's extents are only known once parsed: it holds the whole LU meanwhile */
+    bool all = t->plan.action == SCSI_ACTION_UNMAP;
+    t->range.granted = range_granted;
+    if (lu_range_lock(&lun->lu, &t->range, all ? 0 : t->plan.lba,
+                      all ? lun->info.block_count : t->plan.blocks))
+        task_locked(t);
+}
+
+static void admitted_on_thread(struct remote_done *d)
+{
+    struct tgt_task *t = TASK_OF(d, wake);
+    if (t->aborted || t->aborted_by_other || t->conn->fd < 0) {
+        task_respond(t); /* nothing held, nothing tracked yet */
+        return;
+    }
+    task_lock_range(t);
+}
+
+/* Runs on the throttle's thread once the change's tokens are there. */
+static void admitted(struct throttle_waiter *w)
+{
+    struct tgt_task *t = TASK_OF(w, admission);
+    t->wake.fn = admitted_on_thread;
+    thread_post_done(t->conn->thr, &t->wake);
+}
+
+/* Write admission: a change takes tokens for the bytes it sends to the partner (a WRITE's
+ * data, the parameter data of the others) before it takes its blocks, so a change waiting
+ * here holds nothing another command needs. True when it may go on now; false when it waits
+ * (admitted() continues it). */
+static bool task_admit(struct tgt_task *t)
+{
+    struct conn *c = t->conn;
+    struct throttle *thr = c->thr->srv->replicator.throttle;
+    uint64_t bytes = t->plan.action == SCSI_ACTION_WRITE ? t->io_bytes : t->plan.data_out;
+    if (thr == NULL || bytes == 0)
+        return true;
+    c->write_mean = c->write_mean ? c->write_mean - c->write_mean / 8 + bytes / 8 : bytes;
+    t->admission = (struct throttle_waiter){
+        .granted = admitted, .bytes = bytes, .owner = c, .cls = THROTTLE_CLIENT};
+    return throttle_admit(thr, &t->admission, twl_now_ns());
+}
+
 /* All Data-Out of the command is in (or it needs none): carry it out. */
 static void task_execute(struct tgt_task *t)
 {
@@ -1011,15 +1066,10 @@ static void task_execute(struct tgt_task *t)
     case SCSI_ACTION_COMPARE_AND_WRITE:
     case SCSI_ACTION_ORWRITE:
     case SCSI_ACTION_WRITE_SAME:
-    case SCSI_ACTION_UNMAP: {
-        /* UNMAP's extents are only known once parsed: it holds the whole LU meanwhile */
-        bool all = t->plan.action == SCSI_ACTION_UNMAP;
-        t->range.granted = range_granted;
-        if (lu_range_lock(&lun->lu, &t->range, all ? 0 : t->plan.lba,
-                          all ? lun->info.block_count : t->plan.blocks))
-            task_locked(t);
+    case SCSI_ACTION_UNMAP:
+        if (task_admit(t))
+            task_lock_range(t);
         return;
-    }
     case SCSI_ACTION_VERIFY:
     case SCSI_ACTION_GET_LBA_STATUS:
         task_submit_job(t);

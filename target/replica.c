@@ -54,6 +54,7 @@
 #include "proto.h"
 #include "rdma.h"
 #include "server_internal.h"
+#include "throttle.h"
 #include "tracker.h"
 
 #define RPART "pair"
@@ -118,6 +119,7 @@ struct replica {
     pthread_cond_t resync_cond; /* stop, or a wait of the resync thread ends */
     bool resync_stop;
     atomic_uint_fast64_t client_changes; /* tracked by commands: the resync yields to them */
+    struct throttle *throttle;           /* write admission; paces the resync too when enabled */
 };
 
 /* Tests make this node slow to apply what it received, so that with ack = "received" a crash
@@ -791,13 +793,12 @@ static void resync_sleep_locked(struct replica *r, uint64_t ns)
     pthread_cond_timedwait(&r->resync_cond, &r->resync_lock, &ts);
 }
 
-/* Client writes came while a region was copied in spent ns: the resync pauses so that they get
- * pair.resync_share percent of the backplane's time. */
+/* Client writes came while a region was copied in spent ns, and the throttle is disabled: the
+ * resync pauses so that they get what throttle.resync_share leaves of the backplane's time.
+ * (With the throttle, its bucket splits the rate instead.) */
 static uint64_t resync_yield(struct replica *r, uint64_t spent)
 {
-    uint32_t share = r->cfg->pair.resync_share;
-    if (share == 0)
-        return 0;
+    uint32_t share = 100 - r->cfg->throttle.resync_share;
     uint64_t t0 = twl_now_ns();
     pthread_mutex_lock(&r->resync_lock);
     resync_sleep_locked(r, spent * share / (100 - share));
@@ -1086,8 +1087,11 @@ static bool resync_lun(struct replica *r, struct lun_copy *o)
             break;
         p->inflight++;
         region = trk_log_next_dirty(o->log, region + p->slots[slot].span);
+        if (r->cfg->throttle.enabled)
+            throttle_wait(r->throttle, THROTTLE_RESYNC, p->slots[slot].len);
+        else
+            yield_pending = atomic_load(&r->client_changes) != clients;
         uint64_t now = twl_now_ns();
-        yield_pending = atomic_load(&r->client_changes) != clients;
         double secs = (double)(now - t0) / 1e9;
         double rate = secs > 0 ? (double)p->bytes / secs : 0.0;
         atomic_store(&o->resync_done_bytes, p->bytes);
@@ -1271,6 +1275,10 @@ void replica_status(struct replica *r, struct replica_status *st)
     st->unreplicated_changes = atomic_load(&r->unreplicated);
     st->rate_bytes_s = bs.rate_bytes_s;
     st->capacity_bytes_s = bs.capacity_bytes_s;
+    st->ring_bytes = bs.ring_bytes + bs.queued_bytes;
+    st->ring_size = bs.ring_size;
+    st->ring_full = bs.ring_full;
+    throttle_get_stats(r->throttle, &st->throttle);
     pthread_mutex_lock(&r->state_lock);
     snprintf(st->refusal, sizeof(st->refusal), "%s", r->refusal);
     for (size_t i = 0; i < r->copy_count && i < 256; i++) {
@@ -1358,6 +1366,19 @@ int replica_resolve_discard(struct replica *r, const char *node, char *msg, size
     return 0;
 }
 
+/* The throttle's view of the backplane, every few milliseconds. */
+static void throttle_sample(void *ctx, struct throttle_sample *s)
+{
+    struct replica *r = ctx;
+    struct twl_rdma_bp_stats bs;
+    twl_rdma_backplane_stats(r->bp, &bs);
+    *s = (struct throttle_sample){.connected = bs.connected,
+                                  .rate_bytes_s = bs.rate_bytes_s,
+                                  .capacity_bytes_s = bs.capacity_bytes_s,
+                                  .ring_bytes = bs.ring_bytes + bs.queued_bytes,
+                                  .ring_full = bs.ring_full};
+}
+
 int replica_start(struct tgt_server *srv, struct replica **out)
 {
     const struct tgt_config *cfg = srv->cfg;
@@ -1425,14 +1446,32 @@ int replica_start(struct tgt_server *srv, struct replica **out)
         .durable_len = r->ring_map ? trk_pmem_len(r->ring_map) : 0,
         .persist = persist,
         .payload_crc = cfg->pair.data_crc,
+        .meter_window_ms = cfg->throttle.ewma_ms,
     };
+    struct throttle_opts to = {.enabled = cfg->throttle.enabled,
+                               .burst_bytes = cfg->throttle.burst_bytes,
+                               .min_rate = cfg->throttle.min_rate,
+                               .resync_share = cfg->throttle.resync_share,
+                               .queue_ms = cfg->throttle.queue_ms,
+                               .ring_bytes = cfg->pair.ring_bytes};
+    r->throttle = throttle_create(&to, twl_now_ns());
+    if (r->throttle == NULL) {
+        rc = -ENOMEM;
+        goto err;
+    }
     rc = twl_rdma_backplane_start(&o, &r->bp);
     if (rc)
         goto err;
+    if ((rc = throttle_start(r->throttle, throttle_sample, r))) {
+        twl_rdma_backplane_stop(r->bp);
+        goto err;
+    }
     r->resync_started = pthread_create(&r->resync, NULL, resync_main, r) == 0;
     if (!r->resync_started) {
         rc = -EAGAIN;
         TWL_ERROR(RPART, "cannot start the resync thread");
+        throttle_destroy(r->throttle);
+        r->throttle = NULL;
         twl_rdma_backplane_stop(r->bp);
         goto err;
     }
@@ -1440,7 +1479,8 @@ int replica_start(struct tgt_server *srv, struct replica **out)
                                  .replicate = replicate,
                                  .track = track,
                                  .untrack = untrack,
-                                 .replica_failure_ok = cfg->pair.policy == TGT_PAIR_AVAILABLE};
+                                 .replica_failure_ok = cfg->pair.policy == TGT_PAIR_AVAILABLE,
+                                 .throttle = r->throttle};
     tgt_server_set_replicator(srv, &rep);
     TWL_INFO(RPART, "%s pairs with %s over %s:%u / %s:%u, policy %s, ack %s", cfg->node_name,
              cfg->pair.partner, cfg->pair.listen_host, cfg->pair.listen_port,
@@ -1450,6 +1490,7 @@ int replica_start(struct tgt_server *srv, struct replica **out)
     *out = r;
     return 0;
 err:
+    throttle_destroy(r->throttle);
     close_logs(r);
     trk_pmem_close(r->ring_map);
     pthread_cond_destroy(&r->resync_cond);
@@ -1480,6 +1521,15 @@ void replica_stop(struct replica *r)
     pthread_mutex_unlock(&r->resync_lock);
     if (r->resync_started)
         pthread_join(r->resync, NULL);
+    struct throttle_stats ts;
+    throttle_get_stats(r->throttle, &ts);
+    TWL_INFO(RPART,
+             "throttle: %" PRIu64 " of %" PRIu64 " client writes waited, in %" PRIu64
+             " episodes; wait p99 %" PRIu64 " us, max %" PRIu64 " us; partner ring peak %" PRIu64
+             " KiB of %" PRIu64 " KiB, full %" PRIu64 " times",
+             ts.waited[THROTTLE_CLIENT], ts.admitted[THROTTLE_CLIENT], ts.episodes, ts.wait_p99_us,
+             ts.wait_max_us, ts.ring_peak_bytes >> 10, ts.ring_limit_bytes >> 10, ts.ring_full);
+    throttle_destroy(r->throttle); /* anything still waiting goes on */
     twl_rdma_backplane_stop(r->bp);
     for (size_t i = 0; i < r->copy_count; i++)
         if (trk_log_dirty_count(r->copies[i].log))

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "throttle.h"
+
 struct tgt_server;
 struct replica;
 
@@ -36,6 +38,8 @@ struct replica_status {
     bool connected, degraded;
     uint64_t replicated_records, replicated_bytes, unreplicated_changes;
     double rate_bytes_s, capacity_bytes_s;
+    uint64_t ring_bytes, ring_size, ring_full; /* the partner's inflight ring (+ queued) */
+    struct throttle_stats throttle;
     char refusal[256]; /* why the last handshake was refused; "" if it was not */
     size_t lun_count;
     struct replica_lun_status luns[256];

@@ -164,6 +164,7 @@ struct conn {
     uint16_t tsih;
     struct tgt_target *target;
     struct cmdsn_window win;
+    uint64_t write_mean; /* mean bytes of this session's admitted changes (CmdSN window) */
     uint32_t stat_sn;
     struct lu_nexus **nexus; /* per LUN of the target (by index), looked up on first use */
     struct conn *sess_next;

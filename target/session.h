@@ -38,7 +38,7 @@ enum cmdsn_verdict cmdsn_check(struct cmdsn_window *w, uint32_t cmdsn, bool imme
                                bool counts_slot);
 /* A command that held a slot is done: the window may open. */
 void cmdsn_complete(struct cmdsn_window *w);
-/* Back-pressure: hold back n slots (later issues shrink the window while writes queue). */
+/* Back-pressure: hold back n slots (the throttle shrinks the window while writes queue). */
 void cmdsn_set_withheld(struct cmdsn_window *w, uint32_t n);
 
 #endif

@@ -75,6 +75,9 @@ struct tgt_replicator {
     /* The status table (DESIGN.md section 5): true when a write whose replica failed still
      * completes GOOD (policy available; the regions are marked by untrack). */
     bool replica_failure_ok;
+    /* Optional: write admission (throttle.h). A change waits here for its bytes' tokens
+     * before it takes its blocks, and the sessions' CmdSN windows follow its budget. */
+    struct throttle *throttle;
 };
 
 /* Opens the LUNs and binds the portal. cfg must outlive the server. Returns 0 or -errno,

@@ -113,7 +113,12 @@ static void example_pair_confs_load(void **state)
     assert_string_equal(a.pair.ring_file, "/var/lib/twinlun/inflight-ring");
     assert_false(a.pair.data_crc);
     assert_int_equal(a.pair.region_bytes, 64u << 10);
-    assert_int_equal(a.pair.resync_share, 50);
+    assert_true(a.throttle.enabled);
+    assert_int_equal(a.throttle.resync_share, 50);
+    assert_int_equal(a.throttle.burst_bytes, 4u << 20);
+    assert_int_equal(a.throttle.min_rate, 1u << 20);
+    assert_int_equal(a.throttle.ewma_ms, 200);
+    assert_int_equal(a.throttle.queue_ms, 100);
     assert_int_equal(a.pair.alone_after_ms, 10000);
     assert_int_equal(a.pair.ring_bytes, 16u << 20);
     assert_int_equal(a.pair.pool_bytes, 64u << 20);
@@ -414,9 +419,22 @@ static const struct bad_case bad_cases[] = {
      "  partner_address = \"h:2\";\n  region_size = \"96K\"; };\n" TARGETS,
      4, "pair.region_size 98304 is not a power of two between 4K and 64M"},
     {"resync share too large",
+     "node = { name = \"a\"; };\nthrottle = {\n  resync_share = 99; };\n" TARGETS, 3,
+     "throttle.resync_share"},
+    {"resync share moved out of pair",
      "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
-     "  partner_address = \"h:2\";\n  resync_share = 99; };\n" TARGETS,
-     4, "pair.resync_share"},
+     "  partner_address = \"h:2\";\n  resync_share = 50; };\n" TARGETS,
+     4, "resync_share"},
+    {"throttle enabled not a boolean",
+     "node = { name = \"a\"; };\nthrottle = { enabled = 1; };\n" TARGETS, 2, "throttle.enabled"},
+    {"throttle burst too small",
+     "node = { name = \"a\"; };\nthrottle = {\n burst = \"4K\"; };\n" TARGETS, 3,
+     "throttle.burst 4096 is out of range; expected 64K..1G"},
+    {"throttle min_rate not a size",
+     "node = { name = \"a\"; };\nthrottle = {\n min_rate = \"fast\"; };\n" TARGETS, 3,
+     "throttle.min_rate"},
+    {"throttle unknown key", "node = { name = \"a\"; };\nthrottle = {\n rate = 5; };\n" TARGETS, 3,
+     "rate"},
     {"alone_after_ms too large",
      "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
      "  partner_address = \"h:2\";\n  alone_after_ms = 3600001; };\n" TARGETS,
