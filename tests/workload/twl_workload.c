@@ -445,6 +445,7 @@ struct run_opts {
     uint64_t seed;
     int timeout;
     bool allow_failures, prior_zero;
+    const char *progress; /* every PROGRESS_S: elapsed seconds and bytes acknowledged */
 };
 
 struct run;
@@ -481,7 +482,11 @@ struct run {
     uint32_t fail_lines;
     double t_start, t_end, deadline;
     bool conn_lost;
+    FILE *progress;
+    double next_progress;
 };
+
+#define PROGRESS_S 0.25
 
 static volatile sig_atomic_t stop_signal;
 
@@ -792,6 +797,7 @@ static int run_loop(struct run *r)
     int rc = 0;
     r->t_start = r->t_end = now_s();
     r->deadline = r->t_start + r->o.seconds;
+    r->next_progress = r->t_start;
     for (;;) {
         if (rc == 0 && refill(r) < 0)
             rc = -EIO;
@@ -803,6 +809,18 @@ static int run_loop(struct run *r)
             rc = -EIO;
         if (now_s() - r->j.last_sync >= 1.0 && !r->j.failed)
             jw_sync(&r->j);
+        if (r->progress && now_s() >= r->next_progress) {
+            /* a time series of throughput: the wall clock (to line it up with other logs),
+             * seconds since the start, bytes acknowledged (WRITE and WRITE SAME) and commands
+             * completed so far */
+            struct timespec wall;
+            clock_gettime(CLOCK_REALTIME, &wall);
+            fprintf(r->progress, "%.3f %.3f %" PRIu64 " %" PRIu64 "\n",
+                    (double)wall.tv_sec + wall.tv_nsec / 1e9, now_s() - r->t_start,
+                    r->write_bytes + r->ws_bytes, r->completed);
+            fflush(r->progress);
+            r->next_progress += PROGRESS_S;
+        }
         struct pollfd pfd = {.fd = iscsi_get_fd(r->iscsi), .events = iscsi_which_events(r->iscsi)};
         int n = poll(&pfd, 1, 100);
         if (n < 0 && errno != EINTR) {
@@ -943,6 +961,11 @@ static int cmd_run(struct run_opts *o)
     int rc = setup_run(&r);
     if (rc < 0)
         goto out;
+    if (o->progress && (r.progress = fopen(o->progress, "w")) == NULL) {
+        fprintf(stderr, PROG ": cannot write %s: %s\n", o->progress, strerror(errno));
+        rc = -errno;
+        goto out;
+    }
 
     struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND};
     sigemptyset(&sa.sa_mask);
@@ -976,6 +999,8 @@ out:
     }
     if (r.j.fd >= 0 && close(r.j.fd) != 0 && rc == 0)
         rc = -errno;
+    if (r.progress)
+        fclose(r.progress);
     free(r.j.buf);
     free(r.inflight);
     return rc < 0 ? 1 : 0;
@@ -1664,6 +1689,9 @@ static const char usage_text[] =
     "                     acknowledged command touched must then read zeros or one of its\n"
     "                     commands' data; otherwise anything not stamped by this run passes\n"
     "  --allow-failures   exit 0 even if commands failed or the connection dropped\n"
+    "  --progress FILE    every 0.25 s append \"EPOCH SECONDS BYTES COMMANDS\": the wall\n"
+    "                     clock, time since the start, bytes written and commands\n"
+    "                     completed so far\n"
     "The summary line gives issued/acked/failed per kind, bytes written, IOPS, run id and\n"
     "seed. A failed command is listed on stderr and counts as maybe-happened. SIGINT or\n"
     "SIGTERM stops issuing and drains; the journal is fdatasync'ed every second and at the\n"
@@ -1728,6 +1756,7 @@ enum {
     OPT_SEED,
     OPT_TIMEOUT,
     OPT_PRIOR_ZERO,
+    OPT_PROGRESS,
     OPT_ALLOW,
     OPT_FILE,
     OPT_BS,
@@ -1751,6 +1780,7 @@ static const struct option long_opts[] = {
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"prior-zero", no_argument, NULL, OPT_PRIOR_ZERO},
     {"allow-failures", no_argument, NULL, OPT_ALLOW},
+    {"progress", required_argument, NULL, OPT_PROGRESS},
     {"file", required_argument, NULL, OPT_FILE},
     {"block-size", required_argument, NULL, OPT_BS},
     {"help", no_argument, NULL, OPT_HELP},
@@ -1812,7 +1842,8 @@ int main(int argc, char **argv)
             return usage_error("--%s is an option of verify, not run", opt_name(opt));
         bool sized = opt == OPT_MIN || opt == OPT_MAX;
         bool numeric = opt != OPT_URL && opt != OPT_JOURNAL && opt != OPT_FILE &&
-                       opt != OPT_PRIOR_ZERO && opt != OPT_ALLOW && opt != OPT_SECONDS;
+                       opt != OPT_PRIOR_ZERO && opt != OPT_ALLOW && opt != OPT_SECONDS &&
+                       opt != OPT_PROGRESS;
         if (numeric && !parse_u64(arg, &n, sized))
             return usage_error("bad number '%s'", arg);
         bool pct = opt == OPT_UNMAP || opt == OPT_WS || opt == OPT_OVERLAP;
@@ -1879,6 +1910,9 @@ int main(int argc, char **argv)
             break;
         case OPT_ALLOW:
             ro.allow_failures = true;
+            break;
+        case OPT_PROGRESS:
+            ro.progress = arg;
             break;
         case OPT_FILE:
             vo.file = arg;
