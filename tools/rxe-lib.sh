@@ -34,6 +34,14 @@
 #   rxe_bp_rate RATE                         rate limit UDP 4791 egress (tc rate, e.g. 2mbit)
 #   rxe_bp_clear                             remove all of the above
 #   rxe_bp_dev                               prints the interface that carries RoCE
+# None of these touch two daemons that share one rxe device: rxe delivers a packet for its own
+# netdev's MAC inside the driver, so no interface (not even lo) ever carries it. To shape the
+# backplane inside one guest, give each node its own rxe device on a veth pair:
+#   rxe_veth_pair                            rxeA on vA (10.78.0.1) and rxeB on vB (10.78.0.2),
+#                                            with policy routing so A->B leaves through vA
+#   rxe_veth_rate RATE                       htb on vA's UDP 4791: the A->B direction limited
+#                                            to RATE (e.g. 64mbit); again to change it live
+#   rxe_veth_unlimit                         the same class at 10gbit (no limit)
 
 TWL_RXE_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${TWL_RXE_LINK_PORT:=47900}"
@@ -209,6 +217,50 @@ _rxe_bp_qdisc() {
 rxe_bp_delay() { _rxe_bp_qdisc netem delay "${1}ms" ${2:+"${2}ms"}; }
 rxe_bp_drop() { _rxe_bp_qdisc netem loss "${1}%"; }
 rxe_bp_rate() { _rxe_bp_qdisc tbf rate "$1" burst 32kbit latency 400ms; }
+
+rxe_veth_a=10.78.0.1
+rxe_veth_b=10.78.0.2
+
+rxe_veth_pair() {
+    local a=$rxe_veth_a b=$rxe_veth_b d
+    modprobe -q -a veth sch_htb cls_u32 2>/dev/null
+    ip link add vA type veth peer name vB || return 1
+    ip addr add $a/24 dev vA && ip addr add $b/24 dev vB || return 1
+    ip link set vA up && ip link set vB up || return 1
+    for d in all default vA vB; do
+        sysctl -qw net.ipv4.conf.$d.accept_local=1 net.ipv4.conf.$d.rp_filter=0
+    done
+    # Both addresses are local, so the local table would loop A->B back at once: consult it
+    # only for packets arriving on the veths, and route each peer address out of the other end.
+    ip rule add pref 1000 lookup local && ip rule del pref 0 lookup local || return 1
+    ip rule add pref 10 iif vA lookup local && ip rule add pref 11 iif vB lookup local
+    ip route add $b/32 dev vA src $a table 100 && ip rule add pref 20 to $b/32 lookup 100
+    ip route add $a/32 dev vB src $b table 101 && ip rule add pref 21 to $a/32 lookup 101
+    ip neigh replace $b lladdr "$(cat /sys/class/net/vB/address)" dev vA nud permanent
+    ip neigh replace $a lladdr "$(cat /sys/class/net/vA/address)" dev vB nud permanent
+    rdma link add rxeA type rxe netdev vA && rdma link add rxeB type rxe netdev vB || return 1
+    sleep 1
+}
+
+# htb's default burst delivers ~75 % of the rate under TCG: 64k bursts give ~97 %. The pfifo
+# holds more than rxe ever queues (~64 packets per connection), so nothing is dropped.
+rxe_veth_rate() {
+    if tc class show dev vA 2>/dev/null | grep -q 'class htb 1:10'; then
+        tc class change dev vA parent 1:1 classid 1:10 htb rate "$1" ceil "$1" burst 64k \
+            cburst 64k quantum 60000
+        return
+    fi
+    tc qdisc add dev vA root handle 1: htb default 20 &&
+        tc class add dev vA parent 1: classid 1:1 htb rate 10gbit quantum 60000 &&
+        tc class add dev vA parent 1:1 classid 1:10 htb rate "$1" ceil "$1" burst 64k \
+            cburst 64k quantum 60000 &&
+        tc class add dev vA parent 1:1 classid 1:20 htb rate 10gbit quantum 60000 &&
+        tc qdisc add dev vA parent 1:10 handle 10: pfifo limit 10000 &&
+        tc filter add dev vA parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff \
+            match ip dport 4791 0xffff flowid 1:10
+}
+
+rxe_veth_unlimit() { rxe_veth_rate 10gbit; }
 
 rxe_bp_clear() {
     local dev

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Flow control (DESIGN.md B4), run INSIDE one guest by tools/test-guest or `tools/bench
-# --throttle`: two daemons on one rxe device, the backplane (RoCE v2, UDP 4791) limited with tc
-# to a rate well under what the client can write, node A's LUN written by twl-workload at QD32
-# as fast as it can (stamped blocks, journal), node A's status sampled every 0.25 s.
+# --throttle`: two daemons, each on its own rxe device of a veth pair (rxe_veth_pair: two
+# daemons on one rxe device cannot be shaped), the A->B backplane (RoCE v2, UDP 4791) limited
+# with htb to a rate well under what the client can write, node A's LUN written by twl-workload
+# at QD32 as fast as it can (stamped blocks, journal), node A's status sampled every 0.25 s.
 #   throttled        throttle on, the limit held for TWL_THROTTLE_SECONDS (30): every command
 #                    GOOD within the initiator's timeout, the client's throughput over the
 #                    window (after 5 s) within 10 % of replication's, the partner's ring never
@@ -34,12 +35,16 @@ iqn=iqn.2026-11.io.twinlun:throttle
 workload=$build/tests/workload/twl-workload
 ctl=$build/ctl/twinlunctl
 seconds=${TWL_THROTTLE_SECONDS:-30}
-limit=${TWL_THROTTLE_LIMIT:-80mbit}
+limit=${TWL_THROTTLE_LIMIT:-32mbit}
 step_s=8
 
-# throttle_config NAME PARTNER ISCSI_PORT BP_PORT PARTNER_BP_PORT ENABLED
+# throttle_config NAME PARTNER ISCSI_PORT BP_PORT PARTNER_BP_PORT ENABLED: pair_config with each
+# node's backplane on its own veth end
 throttle_config() {
-    pair_config "$1" "$2" "$3" "$4" "$5" 128M
+    local mine=$rxe_veth_a theirs=$rxe_veth_b
+    [ "$1" = b ] && mine=$rxe_veth_b theirs=$rxe_veth_a
+    pair_config "$1" "$2" "$3" "$4" "$5" 128M |
+        sed "s|listen = \"$ip:$4\"; partner_address = \"$ip:$5\"|listen = \"$mine:$4\"; partner_address = \"$theirs:$5\"|"
     echo "throttle = { enabled = $6; };"
 }
 
@@ -60,30 +65,30 @@ run_phase() {
     rxe_node_start a "$dir/a" 3261 -- "$build/target/twinlund" --config "$dir/a.conf"
     rxe_node_start b "$dir/b" 3262 -- "$build/target/twinlund" --config "$dir/b.conf"
     pair_wait_paired >/dev/null || return 1
-    rxe_bp_rate "$limit" || {
+    rxe_veth_rate "$limit" || {
         echo "tc: cannot limit the backplane"
         return 1
     }
     python3 "$here/throttle-sample.py" /run/twinlun-a.sock "$out/$name.samples.csv" &
     spid=$!
     "$workload" run --url "iscsi://127.0.0.1:3261/$iqn/0" --journal "$dir/$name.journal" \
-        --seconds $((seconds + 2 * step_s)) --ops 0 --qd 32 --min 4K --max 512K --timeout 30 \
+        --seconds $((seconds + 2 * step_s)) --ops 0 --qd 32 --min 512K --max 1M --timeout 30 \
         --prior-zero --allow-failures --progress "$out/$name.progress" \
         >"$out/$name.workload.log" 2>&1 &
     wpid=$!
     rxe_wait_file "$out/$name.progress" 20
     sleep "$seconds"
     t_lift=$(now)
-    rxe_bp_clear
+    rxe_veth_unlimit
     sleep "$step_s"
     t_lower=$(now)
-    rxe_bp_rate "$limit"
+    rxe_veth_rate "$limit"
     wait $wpid
     rc=$?
     t_end=$(now)
     kill $spid
     wait $spid 2>/dev/null
-    rxe_bp_clear
+    rxe_veth_unlimit
     t0=$(first_write "$out/$name.progress")
     echo "$t0 $t_lift $t_lower $t_end $rc" >"$out/$name.times"
     tail -1 "$out/$name.workload.log"
@@ -144,7 +149,11 @@ finish_phase() {
     cp "$dir/b/b.log" "$out/$1.b.log"
 }
 
-echo "backplane limited to $limit (tc on $(rxe_bp_dev)), $seconds s, then lifted $step_s s, limited $step_s s"
+rxe_veth_pair || {
+    echo "guest-check: FAIL veth-pair"
+    exit 1
+}
+echo "backplane A->B limited to $limit (htb on vA), $seconds s, then lifted $step_s s, limited $step_s s"
 rxe_check throttled-run run_phase throttled true
 rxe_check throttled workload_clean throttled
 rxe_check throttled-steady steady throttled
