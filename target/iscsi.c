@@ -239,6 +239,8 @@ void iscsi_task_put(struct tgt_task *t)
         return;
     struct conn *c = t->conn;
     task_unhash(t);
+    if (t->admission.bytes)
+        throttle_release(c->thr->srv->replicator.throttle, t->admission.bytes);
     if (t->counts_slot) {
         /* while writes wait for the throttle, the window holds back what its budget exceeds */
         const struct throttle *thr = c->thr->srv->replicator.throttle;

@@ -728,6 +728,7 @@ struct resync_wait {
     /* a resync slot: the regions it copies, under its range lock until the partner has them */
     uint64_t region, count, span, len;
     uint8_t *buf;
+    uint64_t charged; /* bytes the throttle admitted for it, released when it is done */
 };
 
 static void resync_signal(struct replica *r, bool *flag)
@@ -1011,6 +1012,7 @@ static int resync_issue(struct replica *r, struct lun_copy *o, struct resync_wai
     w->count = (len + rs - 1) / rs;
     w->span = (span + rs - 1) / rs;
     w->len = len;
+    w->charged = mapped ? len : 0; /* what crosses the link: a deallocation is a header */
     int rc = replicate(r, &tw, resync_replicated, w);
     if (rc)
         lu_range_unlock(&lun->lu, &w->range);
@@ -1022,6 +1024,10 @@ static int resync_complete(struct replica *r, struct lun_copy *o, struct resync_
                            uint64_t *bytes)
 {
     resync_wait_for(r, &w->done);
+    if (w->charged) {
+        throttle_release(r->throttle, w->charged);
+        w->charged = 0;
+    }
     int rc = w->err;
     if (rc == 0) {
         rc = trk_log_clear(o->log, w->region, w->count);
@@ -1087,10 +1093,12 @@ static bool resync_lun(struct replica *r, struct lun_copy *o)
             break;
         p->inflight++;
         region = trk_log_next_dirty(o->log, region + p->slots[slot].span);
-        if (r->cfg->throttle.enabled)
-            throttle_wait(r->throttle, THROTTLE_RESYNC, p->slots[slot].len);
-        else
+        if (!r->cfg->throttle.enabled) {
+            p->slots[slot].charged = 0;
             yield_pending = atomic_load(&r->client_changes) != clients;
+        } else if (p->slots[slot].charged) {
+            throttle_wait(r->throttle, THROTTLE_RESYNC, p->slots[slot].charged);
+        }
         uint64_t now = twl_now_ns();
         double secs = (double)(now - t0) / 1e9;
         double rate = secs > 0 ? (double)p->bytes / secs : 0.0;

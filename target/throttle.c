@@ -17,12 +17,14 @@
 
 #define PART "throttle"
 
-#define WAITS_KEPT      4096u       /* the wait-time percentiles are over this many admissions */
-#define IDLE_TICK_NS    10000000ull /* sampling period while nothing waits */
-#define BUSY_TICK_NS    2000000ull  /* longest sleep while writes wait */
-#define MIN_TICK_NS     200000ull
-#define QUIET_NS        1000000000ull /* no wait for this long: throttling has stopped */
-#define MAX_OWNERS_SEEN 64u           /* distinct sessions counted for the window budget */
+#define WAITS_KEPT       4096u       /* the wait-time percentiles are over this many admissions */
+#define IDLE_TICK_NS     10000000ull /* sampling period while nothing waits */
+#define BUSY_TICK_NS     2000000ull  /* longest sleep while writes wait */
+#define MIN_TICK_NS      200000ull
+#define QUIET_NS         1000000000ull /* no wait for this long: throttling has stopped */
+#define MAX_OWNERS_SEEN  64u           /* distinct sessions counted for the window budget */
+#define TARGET_S         0.25          /* the ring occupancy aimed for, in seconds of capacity */
+#define TARGET_MIN_BYTES (2ull << 20)
 
 struct throttle {
     struct throttle_opts o;
@@ -33,7 +35,7 @@ struct throttle {
     double tokens;
     uint64_t last_ns;
     struct throttle_sample sample;
-    uint64_t admitted_since_sample; /* bytes, not yet in the sample's occupancy */
+    uint64_t inflight; /* bytes admitted and not yet released */
 
     struct throttle_waiter *head[2], *tail[2];
     uint32_t queued[2];
@@ -76,9 +78,18 @@ struct throttle *throttle_create(const struct throttle_opts *o, uint64_t now_ns)
     return t;
 }
 
+/* The occupancy the rate aims below: TARGET_S of the link's capacity, at least two of the
+ * largest records (so the link stays busy), at most a quarter of the ring. Heartbeats share the
+ * link with the records: a short queue keeps them on time. */
 static uint64_t target_bytes(const struct throttle *t)
 {
-    return t->o.ring_bytes / 4;
+    uint64_t most = t->o.ring_bytes / 4;
+    if (t->sample.capacity_bytes_s <= 0)
+        return most;
+    uint64_t target = (uint64_t)(t->sample.capacity_bytes_s * TARGET_S);
+    if (target < TARGET_MIN_BYTES)
+        target = TARGET_MIN_BYTES;
+    return target < most ? target : most;
 }
 
 /* The ring guard: at twice the target nothing more is admitted until the partner consumes. */
@@ -87,9 +98,11 @@ static uint64_t guard_bytes(const struct throttle *t)
     return 2 * target_bytes(t);
 }
 
+/* What is on its way to the partner: the backplane's ring and queue, or what was admitted here
+ * and is not done yet (admitted changes reach the backplane a little later), whichever is more. */
 static uint64_t occupancy(const struct throttle *t)
 {
-    return t->sample.ring_bytes + t->admitted_since_sample;
+    return t->sample.ring_bytes > t->inflight ? t->sample.ring_bytes : t->inflight;
 }
 
 /* The refill rate for an occupancy (throttle.h's table); 0 = not limiting. */
@@ -98,15 +111,19 @@ static double derive_rate(const struct throttle *t, uint64_t occ)
     if (!t->o.enabled || !t->sample.connected)
         return 0;
     uint64_t target = target_bytes(t);
-    double tp = t->sample.rate_bytes_s, cap = t->sample.capacity_bytes_s, rate;
+    /* the capacity is measured while the ring is backlogged, so it stays the link's even while
+     * the rate holds the ring short; before any such interval, the throughput stands in */
+    double cap =
+        t->sample.capacity_bytes_s > 0 ? t->sample.capacity_bytes_s : t->sample.rate_bytes_s;
+    double rate;
     if (occ < target / 4)
         return 0;
     if (occ < target / 2)
-        rate = 1.25 * tp > cap ? 1.25 * tp : cap;
+        rate = 1.25 * cap;
     else if (occ < target)
-        rate = tp;
+        rate = cap;
     else
-        rate = 0.75 * tp;
+        rate = 0.9 * cap;
     return rate < (double)t->o.min_rate ? (double)t->o.min_rate : rate;
 }
 
@@ -143,7 +160,7 @@ static void take(struct throttle *t, const struct throttle_waiter *w, uint64_t n
 {
     if (t->rate != 0)
         t->tokens -= (double)w->bytes;
-    t->admitted_since_sample += w->bytes;
+    t->inflight += w->bytes;
     t->admitted[w->cls]++;
     t->admitted_bytes[w->cls] += w->bytes;
     if (waited) {
@@ -168,7 +185,7 @@ bool throttle_admit(struct throttle *t, struct throttle_waiter *w, uint64_t now_
 {
     pthread_mutex_lock(&t->lock);
     refill(t, now_ns);
-    t->rate = derive_rate(t, occupancy(t) + w->bytes);
+    t->rate = derive_rate(t, occupancy(t));
     bool empty = t->head[THROTTLE_CLIENT] == NULL && t->head[THROTTLE_RESYNC] == NULL;
     if (empty && !guarded(t) && tokens_allow(t, w->bytes)) {
         take(t, w, now_ns, false);
@@ -223,6 +240,11 @@ static void grant(struct throttle *t, uint64_t now_ns, struct throttle_waiter **
         if (cls < 0 || guarded(t))
             break;
         struct throttle_waiter *w = t->head[cls];
+        /* each grant fills the ring a little: the rate may start to apply midway */
+        double rate = derive_rate(t, occupancy(t));
+        if (t->rate == 0 && rate != 0)
+            t->tokens = (double)t->o.burst_bytes;
+        t->rate = rate;
         if (!tokens_allow(t, w->bytes))
             break;
         bool both = t->head[THROTTLE_CLIENT] && t->head[THROTTLE_RESYNC];
@@ -294,7 +316,6 @@ uint64_t throttle_tick(struct throttle *t, uint64_t now_ns, const struct throttl
     refill(t, now_ns);
     if (s) {
         t->sample = *s;
-        t->admitted_since_sample = 0;
         if (s->ring_bytes > t->ring_peak)
             t->ring_peak = s->ring_bytes;
     }
@@ -453,6 +474,8 @@ void throttle_get_stats(struct throttle *t, struct throttle_stats *st)
         .rate_bytes_s = t->rate,
         .tokens = t->tokens,
         .ring_bytes = occupancy(t),
+        .inflight_bytes = t->inflight,
+        .ring_target_bytes = target_bytes(t),
         .ring_peak_bytes = t->ring_peak,
         .ring_limit_bytes = t->o.ring_bytes,
         .ring_full = t->sample.ring_full,
@@ -478,6 +501,13 @@ void throttle_get_stats(struct throttle *t, struct throttle_stats *st)
         st->wait_max_us = sorted[n - 1];
     }
     free(sorted);
+}
+
+void throttle_release(struct throttle *t, uint64_t bytes)
+{
+    pthread_mutex_lock(&t->lock);
+    t->inflight -= bytes < t->inflight ? bytes : t->inflight;
+    pthread_mutex_unlock(&t->lock);
 }
 
 uint64_t throttle_window_budget(const struct throttle *t)

@@ -2,21 +2,24 @@
  * Write admission (DESIGN.md behaviour B4): client writes never outrun replication.
  *
  * A token bucket per pair. Every change sent to the partner takes tokens for its bytes; the
- * bucket refills at a rate that follows what the backplane measured: the completion rate of
- * the partner's acknowledgements (EWMA) and the capacity seen while records were queued. How
- * full the partner's inflight ring is decides how the rate is derived from those:
+ * bucket refills at a rate that follows what the backplane measured: the capacity, i.e. the
+ * rate at which the partner acknowledged records while more were queued behind them (EWMA),
+ * or before any such moment the plain completion rate. How much is on its way to the partner
+ * (occupancy: the larger of what the backplane holds in the partner's inflight ring and its
+ * queue, and what was admitted here and is not done yet) decides how the rate follows it:
  *
- *   ring occupancy (sent, not yet consumed, plus queued)   rate
+ *   occupancy                   meaning                     rate
  *   below target / 4            the backplane keeps up      none: admitted at once
- *   target / 4 .. target / 2    some backlog                max(1.25 x rate, capacity)
- *   target / 2 .. target        the link is the limit       the completion rate
- *   target and above            the ring is filling         0.75 x the completion rate
+ *   target / 4 .. target / 2    some backlog                1.25 x capacity (probing)
+ *   target / 2 .. target        the link is the limit       capacity
+ *   target and above            the queue grows             0.9 x capacity (draining)
  *   twice the target            the ring guard              nothing is admitted
  *
- * where target is a quarter of the ring. So a quiet or lightly used link never holds a burst
- * back, a saturated one paces writes at what it delivers while probing above it, and the ring
- * never reaches its limit. The rate never goes below min_rate. Without a partner connection
- * nothing is throttled (nothing is replicated).
+ * where target is a quarter second of capacity, at least 2 MiB, at most a quarter of the ring
+ * (heartbeats share the link with the records: a short queue keeps them on time). So a quiet
+ * or lightly used link never holds a burst back, a saturated one paces writes at what it
+ * delivers, and the ring never reaches its limit. The rate never goes below min_rate. Without
+ * a partner connection nothing is throttled (nothing is replicated).
  *
  * A write short of tokens waits in a FIFO queue: it is delayed, never failed. While writes
  * wait, the sessions' CmdSN windows shrink (throttle_window_slots) so that initiators hold
@@ -73,7 +76,9 @@ struct throttle_stats {
     uint64_t queued_bytes[2];
     uint64_t admitted[2], admitted_bytes[2], waited[2];     /* per class, since the start */
     uint64_t wait_p50_us, wait_p99_us, wait_max_us;         /* over the last 4096 waits */
-    uint64_t ring_bytes, ring_peak_bytes, ring_limit_bytes; /* occupancy: now, highest, guard */
+    uint64_t ring_bytes, ring_peak_bytes, ring_limit_bytes; /* occupancy now, the backplane's
+                                                               highest, the ring's size */
+    uint64_t inflight_bytes, ring_target_bytes;             /* admitted, not done; target */
     uint64_t ring_full;                                     /* from the last sample */
     uint64_t window_budget; /* bytes each waiting session may have queued; 0 = no limit */
     uint32_t sessions_waiting;
@@ -103,6 +108,10 @@ uint64_t throttle_tick(struct throttle *t, uint64_t now_ns, const struct throttl
  * queued), with sample() (may be NULL) giving the backplane's figures. Returns 0 or -errno. */
 int throttle_start(struct throttle *t, void (*sample)(void *ctx, struct throttle_sample *s),
                    void *ctx);
+
+/* An admitted change of bytes is done (replicated, failed or dropped): its bytes no longer
+ * count as on their way. Exactly once per admission (immediate or granted). */
+void throttle_release(struct throttle *t, uint64_t bytes);
 
 /* Blocks the calling thread until bytes of class cls are granted (the thread must run).
  * Returns 0. */
