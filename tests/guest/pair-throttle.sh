@@ -43,8 +43,12 @@ step_s=8
 throttle_config() {
     local mine=$rxe_veth_a theirs=$rxe_veth_b
     [ "$1" = b ] && mine=$rxe_veth_b theirs=$rxe_veth_a
+    # The CmdSN window matches the client's queue depth: MaxCmdSN never moves back, so a window
+    # wider than the initiator uses would hand out credit that a shrinking window cannot take
+    # back until the initiator has used it up.
     pair_config "$1" "$2" "$3" "$4" "$5" 128M |
-        sed "s|listen = \"$ip:$4\"; partner_address = \"$ip:$5\"|listen = \"$mine:$4\"; partner_address = \"$theirs:$5\"|"
+        sed "s|listen = \"$ip:$4\"; partner_address = \"$ip:$5\"|listen = \"$mine:$4\"; partner_address = \"$theirs:$5\"|;
+             s|threads = 2;|threads = 2; cmd_window = 32;|"
     echo "throttle = { enabled = $6; };"
 }
 

@@ -60,12 +60,13 @@ def steady(prog, samples, a, b):
     ring_size = max((s["ring_size"] for s in win), default=0)
     full = (win[-1]["ring_full"] - win[0]["ring_full"]) if win else 0
     qpeak = max((s["queued"] for s in win), default=0)
+    qmean = sum(s["queued"] for s in win) / len(win) if win else 0
     p99 = max((s["wait_p99_us"] for s in win), default=0)
     ratio = client / repl if repl else 0.0
     print("client %.2f MB/s, replication %.2f MB/s, client/replication %.3f; partner ring peak "
-          "%.1f of %.1f MiB, ring full %d times; throttle queue peak %d writes, wait p99 "
-          "up to %.0f ms" % (client / 1e6, repl / 1e6, ratio, ring_peak / 2**20,
-                             ring_size / 2**20, full, qpeak, p99 / 1000))
+          "%.1f of %.1f MiB, ring full %d times; throttle queue mean %.1f, peak %d writes, "
+          "wait p99 up to %.0f ms" % (client / 1e6, repl / 1e6, ratio, ring_peak / 2**20,
+                                      ring_size / 2**20, full, qmean, qpeak, p99 / 1000))
     return abs(ratio - 1) <= 0.10 and full == 0 and ring_peak < ring_size
 
 
