@@ -200,6 +200,12 @@ void twl_rdma_backplane_stats(struct twl_rdma_backplane *bp, struct twl_rdma_bp_
     pthread_mutex_unlock(&bp->lock);
 }
 
+/* Takes n off a byte count, never below zero. */
+static void count_sub(uint64_t *count, uint64_t n)
+{
+    *count -= n < *count ? n : *count;
+}
+
 /* Counts a completion of a record of bytes (placed in the partner's ring, or still queued);
  * successful ones feed the completion-rate meter. The interval since the previous completion
  * was backlogged when records were left in flight or queued at its start: the link and the
@@ -208,10 +214,7 @@ static void count_done(struct twl_rdma_backplane *bp, int err, uint64_t bytes, b
 {
     pthread_mutex_lock(&bp->lock);
     uint64_t rec = twl_rdma_rec_len((uint32_t)bytes);
-    if (placed)
-        bp->st.ring_bytes -= rec < bp->st.ring_bytes ? rec : bp->st.ring_bytes;
-    else
-        bp->st.queued_bytes -= rec < bp->st.queued_bytes ? rec : bp->st.queued_bytes;
+    count_sub(placed ? &bp->st.ring_bytes : &bp->st.queued_bytes, rec);
     if (err == 0) {
         bp->st.acked++;
         bp->st.acked_bytes += bytes;
@@ -262,7 +265,7 @@ static uint64_t requeue_inflight(struct twl_rdma_backplane *bp)
     }
     if (first) {
         pthread_mutex_lock(&bp->lock);
-        bp->st.ring_bytes -= bytes < bp->st.ring_bytes ? bytes : bp->st.ring_bytes;
+        count_sub(&bp->st.ring_bytes, bytes);
         bp->st.queued_bytes += bytes;
         last->next = bp->head;
         bp->head = first;
@@ -393,7 +396,7 @@ static int send_queued(struct twl_rdma_backplane *bp)
         bp->send_blocked = false;
         uint64_t rec = twl_rdma_rec_len(s->len + s->direct_len);
         pthread_mutex_lock(&bp->lock);
-        bp->st.queued_bytes -= rec < bp->st.queued_bytes ? rec : bp->st.queued_bytes;
+        count_sub(&bp->st.queued_bytes, rec);
         bp->st.ring_bytes += rec;
         bp->head = s->next;
         if (bp->head == NULL)

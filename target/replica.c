@@ -1383,8 +1383,7 @@ static void throttle_sample(void *ctx, struct throttle_sample *s)
     *s = (struct throttle_sample){.connected = bs.connected,
                                   .rate_bytes_s = bs.rate_bytes_s,
                                   .capacity_bytes_s = bs.capacity_bytes_s,
-                                  .ring_bytes = bs.ring_bytes + bs.queued_bytes,
-                                  .ring_full = bs.ring_full};
+                                  .ring_bytes = bs.ring_bytes + bs.queued_bytes};
 }
 
 int replica_start(struct tgt_server *srv, struct replica **out)
@@ -1536,7 +1535,7 @@ void replica_stop(struct replica *r)
              " episodes; wait p99 %" PRIu64 " us, max %" PRIu64 " us; partner ring peak %" PRIu64
              " KiB of %" PRIu64 " KiB, full %" PRIu64 " times",
              ts.waited[THROTTLE_CLIENT], ts.admitted[THROTTLE_CLIENT], ts.episodes, ts.wait_p99_us,
-             ts.wait_max_us, ts.ring_peak_bytes >> 10, ts.ring_limit_bytes >> 10, ts.ring_full);
+             ts.wait_max_us, ts.ring_peak_bytes >> 10, ts.ring_limit_bytes >> 10, st.ring_full);
     throttle_destroy(r->throttle); /* anything still waiting goes on */
     twl_rdma_backplane_stop(r->bp);
     for (size_t i = 0; i < r->copy_count; i++)

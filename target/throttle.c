@@ -478,7 +478,6 @@ void throttle_get_stats(struct throttle *t, struct throttle_stats *st)
         .ring_target_bytes = target_bytes(t),
         .ring_peak_bytes = t->ring_peak,
         .ring_limit_bytes = t->o.ring_bytes,
-        .ring_full = t->sample.ring_full,
         .window_budget = atomic_load(&t->budget),
         .sessions_waiting = t->sessions_waiting,
         .episodes = t->episodes,

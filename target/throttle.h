@@ -55,7 +55,6 @@ struct throttle_sample {
     double rate_bytes_s;     /* completion throughput (EWMA) */
     double capacity_bytes_s; /* the same over backlogged intervals only; 0 before any */
     uint64_t ring_bytes;     /* records sent and not consumed, plus those queued to send */
-    uint64_t ring_full;      /* times a record waited for ring space, so far */
 };
 
 /* One write waiting for tokens; the caller's, valid until granted() ran. */
@@ -79,7 +78,6 @@ struct throttle_stats {
     uint64_t ring_bytes, ring_peak_bytes, ring_limit_bytes; /* occupancy now, the backplane's
                                                                highest, the ring's size */
     uint64_t inflight_bytes, ring_target_bytes;             /* admitted, not done; target */
-    uint64_t ring_full;                                     /* from the last sample */
     uint64_t window_budget; /* bytes each waiting session may have queued; 0 = no limit */
     uint32_t sessions_waiting;
     uint64_t episodes; /* times throttling started */

@@ -118,13 +118,13 @@ def main():
     if not prog or not samples:
         print("no data: %d progress lines, %d samples" % (len(prog), len(samples)))
         return 1
-    args = [float(a) for a in sys.argv[4:7] if a.replace(".", "", 1).isdigit()]
+    times = sys.argv[4:]
     if cmd == "steady":
-        return 0 if steady(prog, samples, args[0], args[1]) else 1
+        return 0 if steady(prog, samples, float(times[0]), float(times[1])) else 1
     if cmd == "step":
-        return 0 if step(prog, samples, args[0], args[1], args[2]) else 1
+        return 0 if step(prog, samples, *(float(a) for a in times[:3])) else 1
     if cmd == "csv":
-        plot_csv(prog, samples, args[0], sys.argv[5])
+        plot_csv(prog, samples, float(times[0]), times[1])
         return 0
     print(__doc__)
     return 2
