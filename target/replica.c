@@ -1487,7 +1487,8 @@ int replica_start(struct tgt_server *srv, struct replica **out)
                                  .track = track,
                                  .untrack = untrack,
                                  .replica_failure_ok = cfg->pair.policy == TGT_PAIR_AVAILABLE,
-                                 .throttle = r->throttle};
+                                 /* disabled, it only keeps figures: the I/O path skips it */
+                                 .throttle = cfg->throttle.enabled ? r->throttle : NULL};
     tgt_server_set_replicator(srv, &rep);
     TWL_INFO(RPART, "%s pairs with %s over %s:%u / %s:%u, policy %s, ack %s", cfg->node_name,
              cfg->pair.partner, cfg->pair.listen_host, cfg->pair.listen_port,

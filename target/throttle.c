@@ -35,7 +35,8 @@ struct throttle {
     double tokens;
     uint64_t last_ns;
     struct throttle_sample sample;
-    uint64_t inflight; /* bytes admitted and not yet released */
+    _Atomic uint64_t inflight; /* bytes admitted and not yet released (released without the
+                                  lock: one lock per write is enough) */
 
     struct throttle_waiter *head[2], *tail[2];
     uint32_t queued[2];
@@ -102,7 +103,8 @@ static uint64_t guard_bytes(const struct throttle *t)
  * and is not done yet (admitted changes reach the backplane a little later), whichever is more. */
 static uint64_t occupancy(const struct throttle *t)
 {
-    return t->sample.ring_bytes > t->inflight ? t->sample.ring_bytes : t->inflight;
+    uint64_t inflight = atomic_load(&t->inflight);
+    return t->sample.ring_bytes > inflight ? t->sample.ring_bytes : inflight;
 }
 
 /* The refill rate for an occupancy (throttle.h's table); 0 = not limiting. */
@@ -160,7 +162,7 @@ static void take(struct throttle *t, const struct throttle_waiter *w, uint64_t n
 {
     if (t->rate != 0)
         t->tokens -= (double)w->bytes;
-    t->inflight += w->bytes;
+    atomic_fetch_add(&t->inflight, w->bytes);
     t->admitted[w->cls]++;
     t->admitted_bytes[w->cls] += w->bytes;
     if (waited) {
@@ -474,7 +476,7 @@ void throttle_get_stats(struct throttle *t, struct throttle_stats *st)
         .rate_bytes_s = t->rate,
         .tokens = t->tokens,
         .ring_bytes = occupancy(t),
-        .inflight_bytes = t->inflight,
+        .inflight_bytes = atomic_load(&t->inflight),
         .ring_target_bytes = target_bytes(t),
         .ring_peak_bytes = t->ring_peak,
         .ring_limit_bytes = t->o.ring_bytes,
@@ -504,9 +506,7 @@ void throttle_get_stats(struct throttle *t, struct throttle_stats *st)
 
 void throttle_release(struct throttle *t, uint64_t bytes)
 {
-    pthread_mutex_lock(&t->lock);
-    t->inflight -= bytes < t->inflight ? bytes : t->inflight;
-    pthread_mutex_unlock(&t->lock);
+    atomic_fetch_sub(&t->inflight, bytes);
 }
 
 uint64_t throttle_window_budget(const struct throttle *t)
