@@ -909,6 +909,20 @@ static void pipe_drain(struct replica *r, struct lun_copy *o, struct resync_pipe
         pipe_collect(r, o, p);
 }
 
+struct pipe_ref {
+    struct replica *r;
+    struct lun_copy *o;
+    struct resync_pipe *p;
+};
+
+/* Before the resync sleeps for tokens: its copies in flight hold range locks that admitted
+ * client writes may wait for, and bytes the throttle's guard counts. */
+static void pipe_drain_before_sleep(void *ctx)
+{
+    struct pipe_ref *ref = ctx;
+    pipe_drain(ref->r, ref->o, ref->p);
+}
+
 /* Locks [off, off + len) of the LUN for slot w (waiting for the writes in it). A lock that
  * must wait may wait behind a client write that itself waits for a region a copy in flight
  * holds: those copies are collected (their locks released) before waiting. */
@@ -1086,19 +1100,27 @@ static bool resync_lun(struct replica *r, struct lun_copy *o)
         while (run < RUN_REGIONS_MAX && region + run < regions &&
                trk_log_next_dirty(o->log, region + run) == region + run)
             run++;
+        /* With the throttle, tokens first, for the most a copy sends; what it did not send
+         * goes back at once, the rest when the partner has it (resync_complete). */
+        uint64_t charge = r->cfg->throttle.enabled ? copy_bytes(rs) : 0;
+        if (charge) {
+            struct pipe_ref ref = {r, o, p};
+            throttle_wait(r->throttle, THROTTLE_RESYNC, charge, pipe_drain_before_sleep, &ref);
+        }
         unsigned slot = (p->head + p->inflight) % RESYNC_DEPTH;
-        p->slots[slot].buf = p->bufs[slot];
-        rc = resync_issue(r, o, &p->slots[slot], region, run, p);
+        struct resync_wait *w = &p->slots[slot];
+        w->buf = p->bufs[slot];
+        rc = resync_issue(r, o, w, region, run, p);
+        if (!charge)
+            w->charged = 0;
+        else
+            throttle_release(r->throttle, rc ? charge : charge - w->charged);
         if (rc)
             break;
         p->inflight++;
-        region = trk_log_next_dirty(o->log, region + p->slots[slot].span);
-        if (!r->cfg->throttle.enabled) {
-            p->slots[slot].charged = 0;
+        region = trk_log_next_dirty(o->log, region + w->span);
+        if (!charge)
             yield_pending = atomic_load(&r->client_changes) != clients;
-        } else if (p->slots[slot].charged) {
-            throttle_wait(r->throttle, THROTTLE_RESYNC, p->slots[slot].charged);
-        }
         uint64_t now = twl_now_ns();
         double secs = (double)(now - t0) / 1e9;
         double rate = secs > 0 ? (double)p->bytes / secs : 0.0;

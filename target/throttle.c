@@ -443,13 +443,16 @@ static void blocking_granted(struct throttle_waiter *w)
     pthread_mutex_unlock(&b->lock);
 }
 
-int throttle_wait(struct throttle *t, enum throttle_class cls, uint64_t bytes)
+int throttle_wait(struct throttle *t, enum throttle_class cls, uint64_t bytes,
+                  void (*before_sleep)(void *ctx), void *ctx)
 {
     struct blocking_wait b = {.w = {.granted = blocking_granted, .bytes = bytes, .cls = cls}};
     /* ready before the write is queued: the grant may come at once, on the ticking thread */
     pthread_mutex_init(&b.lock, NULL);
     pthread_cond_init(&b.cond, NULL);
     if (!throttle_admit(t, &b.w, twl_now_ns())) {
+        if (before_sleep)
+            before_sleep(ctx);
         pthread_mutex_lock(&b.lock);
         while (!b.done)
             pthread_cond_wait(&b.cond, &b.lock);

@@ -111,9 +111,12 @@ int throttle_start(struct throttle *t, void (*sample)(void *ctx, struct throttle
  * count as on their way. Exactly once per admission (immediate or granted). */
 void throttle_release(struct throttle *t, uint64_t bytes);
 
-/* Blocks the calling thread until bytes of class cls are granted (the thread must run).
- * Returns 0. */
-int throttle_wait(struct throttle *t, enum throttle_class cls, uint64_t bytes);
+/* Blocks the calling thread until bytes of class cls are granted (the thread must run). When
+ * they are not there at once, before_sleep(ctx) runs first (may be NULL): a caller must not
+ * sleep here holding what admitted writes wait for (range locks, bytes not yet released), or
+ * nothing would ever be granted again. Returns 0. */
+int throttle_wait(struct throttle *t, enum throttle_class cls, uint64_t bytes,
+                  void (*before_sleep)(void *ctx), void *ctx);
 
 void throttle_get_stats(struct throttle *t, struct throttle_stats *st);
 

@@ -84,7 +84,12 @@ for _ in $(seq 1 600); do
     [ "$(grep -c 'resync LUN 0 done' "$log")" -gt "$resyncs" ] && break
     sleep 0.2
 done
-grep 'resync LUN 0 done' "$log" | tail -1 >"$dir/cut.resync"
+# only a resync that ended after the cut counts (the first copy's line is older)
+if [ "$(grep -c 'resync LUN 0 done' "$log")" -gt "$resyncs" ]; then
+    grep 'resync LUN 0 done' "$log" | tail -1 >"$dir/cut.resync"
+else
+    echo "no resync finished within 120 s of the link coming back" >"$dir/cut.resync"
+fi
 idle cut
 
 # ---- loss
