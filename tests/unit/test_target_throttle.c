@@ -2,6 +2,7 @@
  * resync share, the CmdSN window budget and the window arithmetic. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -418,6 +419,44 @@ static void waits_are_reported_and_episodes_end(void **state)
     throttle_destroy(t);
 }
 
+static _Atomic uint64_t fake_ring; /* what the throttle's thread samples */
+
+static void fake_sample(void *ctx, struct throttle_sample *s)
+{
+    (void)ctx;
+    *s = sample(atomic_load(&fake_ring));
+}
+
+/* Stands for the resync collecting its copies in flight: the ring empties. */
+static void empty_ring(void *ctx)
+{
+    (*(int *)ctx)++;
+    atomic_store(&fake_ring, 0);
+}
+
+static void blocking_wait_runs_before_sleep(void **state)
+{
+    (void)state;
+    struct throttle *t = make(true, 50);
+    atomic_store(&fake_ring, 0);
+    struct throttle_sample s = sample(0);
+    throttle_tick(t, 1, &s);
+    assert_int_equal(throttle_start(t, fake_sample, NULL), 0);
+    int slept = 0;
+    /* admitted at once: nothing to give up first */
+    throttle_wait(t, THROTTLE_RESYNC, MIB, empty_ring, &slept);
+    assert_int_equal(slept, 0);
+    throttle_release(t, MIB);
+    /* at the guard the wait must give up what it holds first, or it would sleep for ever */
+    atomic_store(&fake_ring, 8 * MIB);
+    s = sample(8 * MIB);
+    throttle_tick(t, 2, &s);
+    throttle_wait(t, THROTTLE_RESYNC, MIB, empty_ring, &slept);
+    assert_int_equal(slept, 1);
+    throttle_release(t, MIB);
+    throttle_destroy(t);
+}
+
 static void destroy_grants_what_still_waits(void **state)
 {
     (void)state;
@@ -448,6 +487,7 @@ int main(void)
         cmocka_unit_test(window_budget_shared_among_waiting_sessions),
         cmocka_unit_test(window_slots_arithmetic),
         cmocka_unit_test(waits_are_reported_and_episodes_end),
+        cmocka_unit_test(blocking_wait_runs_before_sleep),
         cmocka_unit_test(destroy_grants_what_still_waits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
