@@ -265,7 +265,9 @@ static void grant(struct throttle *t, uint64_t now_ns, struct throttle_waiter **
 }
 
 /* Bytes each waiting session may keep queued: queue_ms of the rate (or of the completion rate
- * while the guard holds everything), shared among the sessions with writes waiting. */
+ * while the guard holds everything), shared among the sessions with writes waiting. The budget
+ * holds while pacing goes on, even when the queue empties for a moment: windows that reopened
+ * then would let every initiator send its whole queue again, and the queue would saw. */
 static void update_budget(struct throttle *t)
 {
     const void *owners[MAX_OWNERS_SEEN];
@@ -280,7 +282,8 @@ static void update_budget(struct throttle *t)
     }
     t->sessions_waiting = n;
     if (n == 0) {
-        atomic_store(&t->budget, 0);
+        if (!t->throttling)
+            atomic_store(&t->budget, 0);
         return;
     }
     double rate = t->rate != 0 ? t->rate : t->sample.rate_bytes_s;
@@ -324,8 +327,8 @@ uint64_t throttle_tick(struct throttle *t, uint64_t now_ns, const struct throttl
     t->rate = derive_rate(t, occupancy(t));
     struct throttle_waiter *granted = NULL;
     grant(t, now_ns, &granted);
-    update_budget(t);
     log_episode(t, now_ns);
+    update_budget(t);
     uint64_t next = IDLE_TICK_NS;
     int cls = next_class(t);
     if (cls >= 0) {

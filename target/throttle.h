@@ -23,7 +23,8 @@
  *
  * A write short of tokens waits in a FIFO queue: it is delayed, never failed. While writes
  * wait, the sessions' CmdSN windows shrink (throttle_window_slots) so that initiators hold
- * their commands instead of piling them up here; the windows reopen when the queue drains.
+ * their commands instead of piling them up here; the windows reopen when pacing stops
+ * (a second without a write waiting).
  * A resync's copies wait in a queue of their own: while both queues hold writes, the resync
  * gets resync_share percent of the bytes granted, and the rest goes to clients; either takes
  * everything when the other waits for nothing. Reads never come here.

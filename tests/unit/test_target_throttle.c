@@ -370,10 +370,14 @@ static void window_budget_shared_among_waiting_sessions(void **state)
     struct throttle_stats st;
     throttle_get_stats(t, &st);
     assert_int_equal(st.sessions_waiting, 2);
-    /* drained: the windows reopen */
+    /* drained: the windows stay shrunk while pacing goes on, or the initiators would send
+     * their whole queues again at once */
     s.ring_bytes = 0;
     throttle_tick(t, 4, &s);
     assert_int_equal(grants, 3);
+    assert_int_equal(throttle_window_budget(t), 900000);
+    /* a second without a wait: pacing stops, the windows reopen */
+    throttle_tick(t, 1100 * MS, &s);
     assert_int_equal(throttle_window_budget(t), 0);
     throttle_destroy(t);
 }
