@@ -1,8 +1,10 @@
 /*
  * twinlun common: the few things every part needs, written once.
  *
- * - logging: one line per event, "LEVEL part: message", to stderr; the level is
- *   set at start and may change at run time (atomic).
+ * - logging: one line per event, "HH:MM:SS.mmm LEVEL part: message", to stderr; when stderr is
+ *   the systemd journal (JOURNAL_STREAM names it) the line is "<N>part: message" instead, N
+ *   the syslog priority, since the journal stamps the time itself. The level, and the parts
+ *   whose debug lines are printed below it, may change at run time.
  * - monotonic time in nanoseconds.
  * - CRC32C as iSCSI and the on-disk logs use it (ISA-L underneath).
  * - big-endian load/store helpers for wire formats.
@@ -26,6 +28,20 @@ enum twl_log_level twl_log_get_level(void);
 /* Parses "error", "warn", "info", "debug"; returns -EINVAL on anything else. */
 int twl_log_parse_level(const char *name, enum twl_log_level *level);
 
+/* The parts that log (every part's PART name): debug lines can be switched on per part. */
+extern const char *const twl_log_parts[];
+
+/* Debug lines of the parts named in a comma-separated list are printed whatever the level;
+ * "all" names every part, "" or "none" none. -EINVAL (nothing changes) on an unknown part,
+ * which is named in err. */
+int twl_log_set_debug(const char *list, char *err, size_t errlen);
+/* The same check without the change (for a configuration being validated). */
+int twl_log_check_debug(const char *list, char *err, size_t errlen);
+/* The list as set ("" when none). */
+void twl_log_get_debug(char *out, size_t len);
+/* Whether a debug line of part is printed (the level is debug, or the part is switched on). */
+int twl_log_debug_on(const char *part);
+
 void twl_log(enum twl_log_level level, const char *part, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -34,7 +50,7 @@ void twl_log(enum twl_log_level level, const char *part, const char *fmt, ...)
 #define TWL_INFO(part, ...)  twl_log(TWL_LOG_INFO, part, __VA_ARGS__)
 #define TWL_DEBUG(part, ...)                                                                       \
     do {                                                                                           \
-        if (twl_log_get_level() >= TWL_LOG_DEBUG)                                                  \
+        if (twl_log_debug_on(part))                                                                \
             twl_log(TWL_LOG_DEBUG, part, __VA_ARGS__);                                             \
     } while (0)
 

@@ -1,7 +1,8 @@
 /*
  * twinlunctl: asks a running twinlund (target/admin.h says what it answers) and prints the
- * reply. Exit codes: 0 done, 1 refused by the daemon, 2 bad usage or request, 3 the daemon
- * cannot be reached.
+ * reply; `config check` runs here, without a daemon. Exit codes: 0 done, 1 refused by the
+ * daemon (or the configuration is invalid), 2 bad usage or request, 3 the daemon cannot be
+ * reached.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -9,23 +10,97 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "config.h"
 
 #define DEFAULT_STATE_DIR "/var/lib/twinlun"
 #define SOCKET_NAME       "twinlund.sock"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: twinlunctl [--state-dir DIR | --socket PATH] COMMAND [--json]\n"
-               "commands:\n"
-               "  status [--json]           the node, the pair, every LUN's role and sync state\n"
+    fprintf(f, "usage: twinlunctl [--state-dir DIR | --socket PATH] COMMAND [ARGS] [--json]\n"
+               "commands (--json: one JSON object instead of text):\n"
+               "  status                    the node, the pair, every LUN's role and sync "
+               "state\n"
+               "  sessions                  initiators, ISIDs, portals, negotiated parameters\n"
+               "  luns                      every LUN: size, owner, ALUA state, sync, I/O "
+               "figures\n"
                "  promote [LUN]             serve LUN (or all) here while the partner is "
                "unreachable\n"
                "  resolve --discard NODE    end a split brain, dropping NODE's writes since it\n"
-               "exit codes: 0 done, 1 refused, 2 bad usage, 3 daemon unreachable\n"
+               "  resync start|pause|resume [LUN]\n"
+               "                            control the copying of what differs (on the node "
+               "that serves the LUN)\n"
+               "  log                       the log level and the parts with debug lines\n"
+               "  log level LEVEL           error, warn, info or debug\n"
+               "  log debug PARTS           debug lines of PART[,PART...], all or none\n"
+               "  config check FILE         validate a configuration file (no daemon needed)\n"
+               "exit codes: 0 done, 1 refused or invalid, 2 bad usage, 3 daemon unreachable\n"
                "the socket is DIR/" SOCKET_NAME " (DIR: --state-dir, $TWINLUN_STATE_DIR, "
                "or " DEFAULT_STATE_DIR ")\n");
+}
+
+static void put_json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+/* The loader's checks, and what it leaves to start time: a LUN file that must exist. */
+static int config_check(const char *path, bool json)
+{
+    static struct tgt_config cfg;
+    static char err[2 * PATH_MAX + 512];
+    int rc = tgt_config_load_file(path, &cfg, err, sizeof(err));
+    for (size_t t = 0; rc == 0 && t < cfg.target_count; t++)
+        for (size_t i = 0; rc == 0 && i < cfg.targets[t].lun_count; i++) {
+            const struct tgt_lun_config *l = &cfg.targets[t].luns[i];
+            struct stat st;
+            if (l->create || stat(l->path, &st) == 0)
+                continue;
+            rc = -ENOENT;
+            snprintf(err, sizeof(err),
+                     "%s:%u: targets[%zu].luns[%zu].path '%s' does not exist (%s) and create is "
+                     "false; expected an existing file or block device, or create = true with a "
+                     "size",
+                     path, l->path_line, t, i, l->path, strerror(errno));
+        }
+    size_t targets = cfg.target_count, luns = 0;
+    for (size_t t = 0; t < cfg.target_count; t++)
+        luns += cfg.targets[t].lun_count;
+    bool pair = cfg.pair.enabled;
+    tgt_config_free(&cfg);
+    if (json) {
+        printf("{\"file\":");
+        put_json_str(path);
+        printf(",\"ok\":%s,\"message\":", rc == 0 ? "true" : "false");
+        char msg[PATH_MAX + 8];
+        if (rc == 0)
+            snprintf(msg, sizeof(msg), "%s: ok", path);
+        put_json_str(rc == 0 ? msg : err);
+        if (rc == 0)
+            printf(",\"targets\":%zu,\"luns\":%zu,\"pair\":%s", targets, luns,
+                   pair ? "true" : "false");
+        printf("}\n");
+    } else if (rc == 0) {
+        printf("%s: ok (%zu target%s, %zu LUN%s%s)\n", path, targets, targets == 1 ? "" : "s", luns,
+               luns == 1 ? "" : "s", pair ? ", a pair" : "");
+    } else {
+        fprintf(stderr, "%s\n", err);
+    }
+    return rc == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -56,6 +131,17 @@ int main(int argc, char **argv)
     if (optind >= argc) {
         usage(stderr);
         return 2;
+    }
+    if (strcmp(argv[optind], "config") == 0) {
+        int n = argc - optind;
+        bool json = n > 0 && strcmp(argv[argc - 1], "--json") == 0;
+        if (json)
+            n--;
+        if (n != 3 || strcmp(argv[optind + 1], "check") != 0) {
+            fprintf(stderr, "usage: twinlunctl config check FILE [--json]\n");
+            return 2;
+        }
+        return config_check(argv[optind + 2], json);
     }
     char request[1024] = "";
     size_t used = 0;

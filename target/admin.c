@@ -17,13 +17,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "iostat.h"
+#include "metrics.h"
 #include "replica.h"
 #include "server_internal.h"
 #include "twl_common.h"
 
 #define APART       "admin"
 #define REQUEST_MAX 1024
-#define REPLY_MAX   (64 * 1024)
+#define REPLY_MAX   (1024 * 1024) /* room for a thousand sessions */
 #define WORDS_MAX   8
 
 struct admin {
@@ -78,6 +80,16 @@ static void put_bar(struct out *o, double fraction)
     put(o, "]");
 }
 
+static unsigned session_count(struct tgt_server *srv)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&srv->sessions_lock);
+    for (struct conn *c = srv->sessions; c; c = c->sess_next)
+        n++;
+    pthread_mutex_unlock(&srv->sessions_lock);
+    return n;
+}
+
 static int status(struct tgt_server *srv, bool json, struct out *o)
 {
     const struct tgt_config *cfg = srv->cfg;
@@ -92,6 +104,12 @@ static int status(struct tgt_server *srv, bool json, struct out *o)
         put(o, ",\"target\":");
         put_json_str(o, t->cfg->iqn);
         put(o, ",\"portal\":\"%s:%u\"", cfg->listen_host, srv->port);
+        if (srv->metrics)
+            put(o, ",\"metrics\":\"http://%s:%u/metrics\"", cfg->metrics_host,
+                metrics_port(srv->metrics));
+        else
+            put(o, ",\"metrics\":null");
+        put(o, ",\"sessions\":%u", session_count(srv));
         if (srv->pair) {
             put(o, ",\"pair\":{\"partner\":");
             put_json_str(o, st.partner);
@@ -152,8 +170,10 @@ static int status(struct tgt_server *srv, bool json, struct out *o)
         put(o, "]}\n");
         return 0;
     }
-    put(o, "node %s, target %s, portal %s:%u\n", cfg->node_name, t->cfg->iqn, cfg->listen_host,
-        srv->port);
+    put(o, "node %s, target %s, portal %s:%u, %u session%s\n", cfg->node_name, t->cfg->iqn,
+        cfg->listen_host, srv->port, session_count(srv), session_count(srv) == 1 ? "" : "s");
+    if (srv->metrics)
+        put(o, "metrics: http://%s:%u/metrics\n", cfg->metrics_host, metrics_port(srv->metrics));
     if (srv->pair) {
         put(o,
             "pair: %s %s%s; replicated %" PRIu64 " records (%.1f MB), %" PRIu64
@@ -193,7 +213,8 @@ static int status(struct tgt_server *srv, bool json, struct out *o)
         put(o, "%-4u %-10s %-15s %12.1f  ", l->info.id, ls->primary ? "primary" : "secondary",
             ls->sync, ls->dirty_bytes / 1048576.0);
         uint64_t done = ls->resync_done_bytes, left = ls->dirty_bytes;
-        if (strcmp(ls->sync, "resyncing") == 0 || strcmp(ls->sync, "resync-pending") == 0) {
+        if (strcmp(ls->sync, "resyncing") == 0 || strcmp(ls->sync, "resync-pending") == 0 ||
+            strcmp(ls->sync, "resync-paused") == 0) {
             double total = (double)(done + left);
             put_bar(o, total > 0 ? (double)done / total : 0);
             put(o, " %.1f/%.1f MiB, %.1f MB/s", done / 1048576.0, total / 1048576.0,
@@ -220,6 +241,223 @@ static int reply_msg(struct out *o, bool json, int rc, const char *msg)
     return rc == 0 ? 0 : 1;
 }
 
+/* Every session: who, from where, and what was negotiated. The fields read here are set before
+ * the session is registered and do not change while it is (sessions_lock). */
+static int sessions(struct tgt_server *srv, bool json, struct out *o)
+{
+    uint64_t now = twl_now_ns();
+    unsigned n = 0;
+    if (json)
+        put(o, "{\"sessions\":[");
+    else
+        put(o, "%-5s %-14s %-22s %-8s %s\n", "TSIH", "ISID", "peer", "age", "initiator / target");
+    pthread_mutex_lock(&srv->sessions_lock);
+    for (struct conn *c = srv->sessions; c; c = c->sess_next, n++) {
+        char isid[13];
+        for (int i = 0; i < 6; i++)
+            snprintf(isid + 2 * i, 3, "%02x", c->isid[i]);
+        const struct login_params *lp = &c->params;
+        double age = (double)(now - c->connected_ns) / 1e9;
+        if (!json) {
+            put(o, "%-5u %-14s %-22s %7.0fs %s\n", c->tsih, isid, c->peer, age, c->initiator);
+            put(o,
+                "      target %s; digests header %s data %s; MaxRecvDSL %u/%u, MaxBurst %u, "
+                "FirstBurst %u, InitialR2T %s, ImmediateData %s, MaxOutstandingR2T %u\n",
+                c->target->cfg->iqn, lp->header_digest ? "CRC32C" : "None",
+                lp->data_digest ? "CRC32C" : "None", lp->max_recv_dsl, lp->max_xmit_dsl,
+                lp->max_burst, lp->first_burst, lp->initial_r2t ? "Yes" : "No",
+                lp->immediate_data ? "Yes" : "No", lp->max_outstanding_r2t);
+            continue;
+        }
+        put(o, "%s{\"initiator\":", n ? "," : "");
+        put_json_str(o, c->initiator);
+        put(o, ",\"isid\":\"%s\",\"tsih\":%u,\"target\":", isid, c->tsih);
+        put_json_str(o, c->target->cfg->iqn);
+        put(o, ",\"peer\":");
+        put_json_str(o, c->peer);
+        put(o, ",\"portal\":\"%s:%u\",\"age_s\":%.1f", srv->cfg->listen_host, srv->port, age);
+        put(o,
+            ",\"params\":{\"HeaderDigest\":\"%s\",\"DataDigest\":\"%s\","
+            "\"MaxRecvDataSegmentLength\":%u,\"InitiatorMaxRecvDataSegmentLength\":%u,"
+            "\"MaxBurstLength\":%u,\"FirstBurstLength\":%u,\"InitialR2T\":%s,"
+            "\"ImmediateData\":%s,\"MaxOutstandingR2T\":%u,\"DefaultTime2Wait\":%u,"
+            "\"DefaultTime2Retain\":%u,\"MaxConnections\":%u}}",
+            lp->header_digest ? "CRC32C" : "None", lp->data_digest ? "CRC32C" : "None",
+            lp->max_recv_dsl, lp->max_xmit_dsl, lp->max_burst, lp->first_burst,
+            lp->initial_r2t ? "true" : "false", lp->immediate_data ? "true" : "false",
+            lp->max_outstanding_r2t, lp->time2wait, lp->time2retain, lp->max_connections);
+    }
+    pthread_mutex_unlock(&srv->sessions_lock);
+    if (json)
+        put(o, "]}\n");
+    else if (n == 0)
+        put(o, "no sessions\n");
+    return 0;
+}
+
+static const char *alua_name(int state)
+{
+    switch (state) {
+    case SCSI_ALUA_ACTIVE_OPTIMIZED:
+        return "active/optimized";
+    case SCSI_ALUA_ACTIVE_NON_OPTIMIZED:
+        return "active/non-optimized";
+    case SCSI_ALUA_STANDBY:
+        return "standby";
+    case SCSI_ALUA_UNAVAILABLE:
+        return "unavailable";
+    case SCSI_ALUA_TRANSITIONING:
+        return "transitioning";
+    default:
+        return "unknown";
+    }
+}
+
+/* Every LUN: what it is, who serves it, its ALUA state here and its I/O so far. */
+static int luns(struct tgt_server *srv, bool json, struct out *o)
+{
+    static struct replica_status st; /* one admin thread */
+    memset(&st, 0, sizeof(st));
+    if (srv->pair)
+        replica_status(srv->pair, &st);
+    if (json)
+        put(o, "{\"luns\":[");
+    else
+        put(o, "%-4s %-9s %-10s %-17s %-14s %10s %10s %10s %10s %6s\n", "LUN", "size", "role",
+            "ALUA", "sync", "reads", "read MB", "writes", "write MB", "errors");
+    unsigned n = 0;
+    for (size_t ti = 0; ti < srv->target_count; ti++) {
+        const struct tgt_target *t = &srv->targets[ti];
+        for (size_t i = 0; i < t->lun_count; i++, n++) {
+            struct tgt_lun *l = &t->luns[i];
+            const struct replica_lun_status *ls = NULL;
+            for (size_t k = 0; ti == 0 && k < st.lun_count; k++)
+                if (st.luns[k].id == l->info.id)
+                    ls = &st.luns[k];
+            int lu_state = atomic_load(&l->lu.alua_state);
+            const char *alua = alua_name(lu_state >= 0 ? lu_state : atomic_load(&srv->alua_state));
+            const char *role = ls ? (ls->primary ? "primary" : "secondary") : "single";
+            const char *owner = l->cfg->owner[0] ? l->cfg->owner : srv->cfg->node_name;
+            struct iostat_snapshot io;
+            iostat_snapshot(&l->stats, &io);
+            uint64_t bytes = l->info.block_count * l->info.block_size;
+            if (!json) {
+                put(o,
+                    "%-4u %7.1fG %-10s %-17s %-14s %10" PRIu64 " %10.1f %10" PRIu64
+                    " %10.1f %6" PRIu64 "\n",
+                    l->info.id, bytes / 1073741824.0, role, alua, ls ? ls->sync : "-",
+                    io.op[IOSTAT_READ].commands, io.op[IOSTAT_READ].bytes / 1e6,
+                    io.op[IOSTAT_WRITE].commands, io.op[IOSTAT_WRITE].bytes / 1e6, io.errors);
+                put(o, "     %s (%s), owner %s, serial %s%s\n", l->store.path, t->cfg->iqn, owner,
+                    l->info.serial, l->cfg->read_only ? ", read-only" : "");
+                continue;
+            }
+            put(o, "%s{\"id\":%u,\"target\":", n ? "," : "", l->info.id);
+            put_json_str(o, t->cfg->iqn);
+            put(o, ",\"path\":");
+            put_json_str(o, l->store.path);
+            put(o, ",\"bytes\":%" PRIu64 ",\"block_size\":%u,\"serial\":", bytes,
+                l->info.block_size);
+            put_json_str(o, l->info.serial);
+            put(o, ",\"owner\":");
+            put_json_str(o, owner);
+            put(o, ",\"read_only\":%s,\"thin\":%s,\"role\":\"%s\",\"alua\":\"%s\",\"sync\":",
+                l->cfg->read_only ? "true" : "false", l->cfg->thin ? "true" : "false", role, alua);
+            if (ls)
+                put(o, "\"%s\",\"dirty_bytes\":%" PRIu64, ls->sync, ls->dirty_bytes);
+            else
+                put(o, "null,\"dirty_bytes\":0");
+            put(o, ",\"errors\":%" PRIu64, io.errors);
+            for (int op = 0; op < IOSTAT_OPS; op++) {
+                const struct iostat_counts *c = &io.op[op];
+                put(o,
+                    ",\"%s\":{\"commands\":%" PRIu64 ",\"bytes\":%" PRIu64
+                    ",\"latency_mean_us\":%.0f,\"latency_p50_us\":%.0f,\"latency_p99_us\":%.0f}",
+                    iostat_op_names[op], c->commands, c->bytes,
+                    c->commands ? (double)c->latency_ns_sum / 1e3 / (double)c->commands : 0.0,
+                    iostat_quantile_us(c, 0.5), iostat_quantile_us(c, 0.99));
+            }
+            put(o, "}");
+        }
+    }
+    if (json)
+        put(o, "]}\n");
+    return 0;
+}
+
+static int reply_msg(struct out *o, bool json, int rc, const char *msg);
+
+/* log; log level L; log debug LIST */
+static int log_request(char **words, int n, bool json, struct out *o)
+{
+    char msg[512];
+    if (n == 1) {
+        char dbg[256];
+        twl_log_get_debug(dbg, sizeof(dbg));
+        static const char *const names[] = {"error", "warn", "info", "debug"};
+        const char *level = names[twl_log_get_level()];
+        if (json) {
+            put(o, "{\"level\":\"%s\",\"debug\":", level);
+            put_json_str(o, dbg);
+            put(o, ",\"parts\":[");
+            for (int i = 0; twl_log_parts[i]; i++)
+                put(o, "%s\"%s\"", i ? "," : "", twl_log_parts[i]);
+            put(o, "]}\n");
+        } else {
+            put(o, "level %s; debug lines of: %s\nparts:", level, dbg[0] ? dbg : "none");
+            for (int i = 0; twl_log_parts[i]; i++)
+                put(o, " %s", twl_log_parts[i]);
+            put(o, "\n");
+        }
+        return 0;
+    }
+    if (n == 3 && strcmp(words[1], "level") == 0) {
+        enum twl_log_level level;
+        if (twl_log_parse_level(words[2], &level) != 0) {
+            put(o, "log level: '%s' is not a level; expected error, warn, info or debug\n",
+                words[2]);
+            return 2;
+        }
+        twl_log_set_level(level);
+        snprintf(msg, sizeof(msg), "log level %s", words[2]);
+        /* said at warn so that it shows at any level */
+        TWL_WARN(APART, "%s", msg);
+        return reply_msg(o, json, 0, msg);
+    }
+    if (n == 3 && strcmp(words[1], "debug") == 0) {
+        char why[512];
+        if (twl_log_set_debug(words[2], why, sizeof(why)) != 0) {
+            put(o, "log debug: %s\n", why);
+            return 2;
+        }
+        char dbg[256];
+        twl_log_get_debug(dbg, sizeof(dbg));
+        snprintf(msg, sizeof(msg), "debug lines of: %s", dbg[0] ? dbg : "none");
+        TWL_WARN(APART, "%s", msg);
+        return reply_msg(o, json, 0, msg);
+    }
+    put(o, "usage: log | log level error|warn|info|debug | log debug PART[,PART...]|all|none\n");
+    return 2;
+}
+
+/* A LUN number word, or -1 for "all" when absent. -2 (said in o) when it is not one. */
+static long lun_word(struct out *o, const char *cmd, char **words, int n, int at)
+{
+    if (n <= at)
+        return -1;
+    char *end;
+    long id = strtol(words[at], &end, 10);
+    if (*end || end == words[at] || id < 0 || id > 65535) {
+        put(o, "%s: '%s' is not a LUN number\n", cmd, words[at]);
+        return -2;
+    }
+    return id;
+}
+
+#define USAGE                                                                                      \
+    "expected status, sessions, luns, promote [LUN], resolve --discard NODE, "                     \
+    "resync start|pause|resume [LUN] or log [level L | debug PARTS]"
+
 int admin_handle(struct tgt_server *srv, const char *line, char *outbuf, size_t out_len)
 {
     struct out o = {.p = outbuf, .len = out_len};
@@ -239,21 +477,22 @@ int admin_handle(struct tgt_server *srv, const char *line, char *outbuf, size_t 
         n--;
     char msg[512];
     if (n == 0) {
-        put(&o, "empty request\n");
+        put(&o, "empty request; " USAGE "\n");
         return 2;
     }
-    if (strcmp(words[0], "status") == 0 && n == 1)
+    const char *cmd = words[0];
+    if (strcmp(cmd, "status") == 0 && n == 1)
         return status(srv, json, &o);
-    if (strcmp(words[0], "promote") == 0 && n <= 2) {
-        long id = -1;
-        if (n == 2) {
-            char *end;
-            id = strtol(words[1], &end, 10);
-            if (*end || id < 0 || id > 65535) {
-                put(&o, "promote: '%s' is not a LUN number\n", words[1]);
-                return 2;
-            }
-        }
+    if (strcmp(cmd, "sessions") == 0 && n == 1)
+        return sessions(srv, json, &o);
+    if (strcmp(cmd, "luns") == 0 && n == 1)
+        return luns(srv, json, &o);
+    if (strcmp(cmd, "log") == 0)
+        return log_request(words, n, json, &o);
+    if (strcmp(cmd, "promote") == 0 && n <= 2) {
+        long id = lun_word(&o, "promote", words, n, 1);
+        if (id == -2)
+            return 2;
         int rc = -EINVAL;
         if (srv->pair == NULL)
             snprintf(msg, sizeof(msg), "no pair: this node serves every LUN already");
@@ -263,7 +502,7 @@ int admin_handle(struct tgt_server *srv, const char *line, char *outbuf, size_t 
         TWL_WARN(APART, "promote %s: %s", n == 2 ? words[1] : "all", msg);
         return reply_msg(&o, json, rc, msg);
     }
-    if (strcmp(words[0], "resolve") == 0 && n == 3 && strcmp(words[1], "--discard") == 0) {
+    if (strcmp(cmd, "resolve") == 0 && n == 3 && strcmp(words[1], "--discard") == 0) {
         int rc = -EINVAL;
         if (srv->pair == NULL)
             snprintf(msg, sizeof(msg), "no pair: nothing to resolve");
@@ -272,8 +511,26 @@ int admin_handle(struct tgt_server *srv, const char *line, char *outbuf, size_t 
         TWL_WARN(APART, "resolve --discard %s: %s", words[2], msg);
         return reply_msg(&o, json, rc, msg);
     }
-    put(&o, "unknown request '%s'; expected status, promote [LUN] or resolve --discard NODE\n",
-        line);
+    if (strcmp(cmd, "resync") == 0 && (n == 2 || n == 3)) {
+        static const char *const verbs[] = {"start", "pause", "resume"};
+        int v = 0;
+        while (v < 3 && strcmp(words[1], verbs[v]) != 0)
+            v++;
+        long id = v < 3 ? lun_word(&o, "resync", words, n, 2) : -2;
+        if (v == 3)
+            put(&o, "resync: '%s' is not start, pause or resume\n", words[1]);
+        if (id == -2)
+            return 2;
+        int rc = -EINVAL;
+        if (srv->pair == NULL)
+            snprintf(msg, sizeof(msg), "no pair: nothing to resync");
+        else
+            rc =
+                replica_resync_control(srv->pair, id, (enum replica_resync_cmd)v, msg, sizeof(msg));
+        TWL_WARN(APART, "resync %s %s: %s", verbs[v], n == 3 ? words[2] : "all", msg);
+        return reply_msg(&o, json, rc, msg);
+    }
+    put(&o, "unknown request '%s'; " USAGE "\n", line);
     return 2;
 }
 

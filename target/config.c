@@ -38,6 +38,7 @@ const char tgt_config_default_text[] =
     "# twinlund built-in default: one target, one thin 1 GiB LUN, loopback only.\n"
     "node = { state_dir = \"" STATE_DIR_MARKER "\"; };\n"
     "iscsi = { listen = \"127.0.0.1:3260\"; };\n"
+    "metrics = { listen = \"127.0.0.1:9470\"; };\n"
     "targets = (\n"
     "  { iqn = \"iqn.2026-11.io.twinlun:default\";\n"
     "    alias = \"twinlun\";\n"
@@ -52,8 +53,8 @@ struct ctx {
     size_t errlen;
 };
 
-static const char *const root_keys[] = {"node", "log",      "iscsi", "targets",
-                                        "pair", "throttle", NULL};
+static const char *const root_keys[] = {"node", "log",      "iscsi",   "targets",
+                                        "pair", "throttle", "metrics", NULL};
 static const char *const pair_keys[] = {
     "partner",      "listen",   "partner_address", "policy",         "ack",
     "ring_file",    "data_crc", "region_size",     "timeout_ms",     "ring_size",
@@ -61,7 +62,8 @@ static const char *const pair_keys[] = {
 static const char *const throttle_keys[] = {"enabled", "burst",    "min_rate", "resync_share",
                                             "ewma_ms", "queue_ms", NULL};
 static const char *const node_keys[] = {"name", "state_dir", "admin_socket", NULL};
-static const char *const log_keys[] = {"level", NULL};
+static const char *const log_keys[] = {"level", "debug", NULL};
+static const char *const metrics_keys[] = {"listen", NULL};
 static const char *const iscsi_keys[] = {"listen",
                                          "threads",
                                          "nop_interval",
@@ -447,6 +449,24 @@ static int parse_node(struct ctx *c, const config_setting_t *root, struct tgt_co
     return 0;
 }
 
+/* log.debug: the parts whose debug lines are printed from the start (twl_log_set_debug). */
+static int parse_log_debug(struct ctx *c, const config_setting_t *g, struct tgt_config *cfg)
+{
+    const config_setting_t *s;
+    const char *v;
+    int rc = get_string(c, g, "log", "debug", &v, &s);
+    if (rc || !v)
+        return rc;
+    char why[512];
+    if (strlen(v) >= sizeof(cfg->log_debug))
+        return fail(c, s, "log.debug '%s' is too long; expected at most %zu bytes", v,
+                    sizeof(cfg->log_debug) - 1);
+    if (twl_log_check_debug(v, why, sizeof(why)) != 0)
+        return fail(c, s, "log.debug '%s': %s", v, why);
+    snprintf(cfg->log_debug, sizeof(cfg->log_debug), "%s", v);
+    return 0;
+}
+
 static int parse_log(struct ctx *c, const config_setting_t *root, struct tgt_config *cfg)
 {
     const config_setting_t *g, *s;
@@ -456,7 +476,7 @@ static int parse_log(struct ctx *c, const config_setting_t *root, struct tgt_con
     int rc = get_group(c, root, NULL, "log", &g);
     if (rc || !g || (rc = check_keys(c, g, "log", log_keys)))
         return rc;
-    if ((rc = get_string(c, g, "log", "level", &v, &s)))
+    if ((rc = parse_log_debug(c, g, cfg)) || (rc = get_string(c, g, "log", "level", &v, &s)))
         return rc;
     if (!v)
         return 0;
@@ -853,6 +873,7 @@ static int parse_lun(struct ctx *c, const config_setting_t *targets, const confi
         return fail(c, ps, "%s.path is too long; expected at most %d bytes after joining state_dir",
                     where, PATH_MAX - 1);
     normalize_path(joined, lun->path);
+    lun->path_line = config_setting_source_line(ps);
     for (size_t u = 0; u <= ti; u++) {
         size_t n = u == ti ? li : cfg->targets[u].lun_count;
         for (size_t k = 0; k < n; k++)
@@ -947,22 +968,42 @@ static int parse_target(struct ctx *c, const config_setting_t *targets, struct t
     return 0;
 }
 
-/* "host:port" of the backplane (IPv4, or a name; the port is required). */
+/* "host:port" (IPv4, or a name; the port is required, 0 only where any_port allows it) of the
+ * setting named key ("pair.listen"), example shows a good one. */
 static int parse_host_port(struct ctx *c, const config_setting_t *s, const char *key, const char *v,
-                           char *host, size_t hostlen, uint16_t *port)
+                           bool any_port, const char *example, char *host, size_t hostlen,
+                           uint16_t *port)
 {
     const char *colon = strrchr(v, ':');
     size_t hlen = colon ? (size_t)(colon - v) : 0;
-    if (!colon || hlen == 0 || hlen >= hostlen || parse_port(colon + 1, port) != 0)
-        return fail(c, s,
-                    "pair.%s '%s' is not an address; expected \"host:port\", e.g. "
-                    "\"10.0.0.2:7471\"",
-                    key, v);
+    bool zero = any_port && colon && strcmp(colon + 1, "0") == 0;
+    if (zero)
+        *port = 0;
+    if (!colon || hlen == 0 || hlen >= hostlen || (!zero && parse_port(colon + 1, port) != 0))
+        return fail(c, s, "%s '%s' is not an address; expected \"host:port\", e.g. \"%s\"", key, v,
+                    example);
     for (size_t i = 0; i < hlen; i++)
         if (!isalnum((unsigned char)v[i]) && !strchr("-._", v[i]))
-            return fail(c, s, "pair.%s '%s' has a bad host name; expected \"host:port\"", key, v);
+            return fail(c, s, "%s '%s' has a bad host name; expected \"host:port\"", key, v);
     memcpy(host, v, hlen);
     host[hlen] = '\0';
+    return 0;
+}
+
+/* metrics.listen: where the Prometheus endpoint listens (none when absent or ""). */
+static int parse_metrics(struct ctx *c, const config_setting_t *root, struct tgt_config *cfg)
+{
+    const config_setting_t *g, *s;
+    const char *v;
+    int rc = get_group(c, root, NULL, "metrics", &g);
+    if (rc || !g || (rc = check_keys(c, g, "metrics", metrics_keys)))
+        return rc;
+    if ((rc = get_string(c, g, "metrics", "listen", &v, &s)) || !v || !v[0])
+        return rc;
+    if ((rc = parse_host_port(c, s, "metrics.listen", v, true, "127.0.0.1:9470", cfg->metrics_host,
+                              sizeof(cfg->metrics_host), &cfg->metrics_port)))
+        return rc;
+    cfg->metrics_enabled = true;
     return 0;
 }
 
@@ -1001,8 +1042,8 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
         return fail(c, g,
                     "pair has no listen; expected listen = \"host:port\" (this node's "
                     "backplane address)");
-    if ((rc = parse_host_port(c, s, "listen", v, p->listen_host, sizeof(p->listen_host),
-                              &p->listen_port)))
+    if ((rc = parse_host_port(c, s, "pair.listen", v, false, "10.0.0.1:7471", p->listen_host,
+                              sizeof(p->listen_host), &p->listen_port)))
         return rc;
     if ((rc = get_string(c, g, "pair", "partner_address", &v, &s)))
         return rc;
@@ -1010,8 +1051,8 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
         return fail(c, g,
                     "pair has no partner_address; expected partner_address = \"host:port\" "
                     "(the partner's backplane address)");
-    if ((rc = parse_host_port(c, s, "partner_address", v, p->partner_host, sizeof(p->partner_host),
-                              &p->partner_port)))
+    if ((rc = parse_host_port(c, s, "pair.partner_address", v, false, "10.0.0.2:7471",
+                              p->partner_host, sizeof(p->partner_host), &p->partner_port)))
         return rc;
     if ((rc = get_string(c, g, "pair", "policy", &v, &s)))
         return rc;
@@ -1176,8 +1217,8 @@ static int load_text(const char *text, const char *name, const char *include_dir
     const config_setting_t *root = config_root_setting(&lc);
     if ((rc = check_keys(&c, root, NULL, root_keys)) || (rc = parse_node(&c, root, &tmp)) ||
         (rc = parse_pair(&c, root, &tmp)) || (rc = parse_throttle(&c, root, &tmp)) ||
-        (rc = parse_log(&c, root, &tmp)) || (rc = parse_iscsi(&c, root, &tmp)) ||
-        (rc = parse_targets(&c, root, &tmp))) {
+        (rc = parse_log(&c, root, &tmp)) || (rc = parse_metrics(&c, root, &tmp)) ||
+        (rc = parse_iscsi(&c, root, &tmp)) || (rc = parse_targets(&c, root, &tmp))) {
         if (rc == -ENOMEM)
             fail_at(&c, name, 1, "out of memory");
         tgt_config_free(&tmp);

@@ -40,6 +40,7 @@ struct tgt_lun_config {
     char owner[64];      /* node that serves it and replicates to the other ("" = this node,
                             always so without a pair) */
     char serial[33];     /* unit serial number; default derived from target+lun */
+    unsigned path_line;  /* line of the path setting, for later messages about the file */
 };
 
 struct tgt_target_config {
@@ -123,6 +124,10 @@ struct tgt_config {
     uint32_t nop_timeout_s;   /* drop the connection if the ping is not answered */
     uint32_t login_timeout_s; /* drop a connection that has not completed login by then */
     char log_level[16];
+    char log_debug[256];  /* parts whose debug lines are printed (twl_log_set_debug) */
+    bool metrics_enabled; /* the Prometheus endpoint (metrics.h) */
+    char metrics_host[64];
+    uint16_t metrics_port; /* 0: any free port */
     struct tgt_chap_config discovery_chap;
     struct tgt_pair_config pair;
     struct tgt_throttle_config throttle;

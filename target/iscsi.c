@@ -88,6 +88,7 @@ struct tgt_task {
     bool replicated;       /* the partner has the change */
     uint8_t *meta;         /* the LU's metadata image, for the replica */
     struct copy_job *copy; /* EXTENDED COPY */
+    uint64_t start_ns;     /* the command's header arrived (its thread's loop clock) */
 };
 
 /* One destination LU of an EXTENDED COPY and the span of it the copy writes. */
@@ -297,6 +298,33 @@ static void set_residual(uint8_t *hdr, uint32_t edtl, uint32_t moved, uint8_t ov
     }
 }
 
+/* The LUN's figures (iostat.h) take the command as its status goes out. */
+static void task_account(struct tgt_task *t, uint8_t status, uint32_t data_in)
+{
+    if (t->lun == NULL)
+        return;
+    enum iostat_op op = IOSTAT_OTHER;
+    uint64_t bytes = 0;
+    switch (t->plan.action) {
+    case SCSI_ACTION_READ:
+        op = IOSTAT_READ;
+        bytes = data_in;
+        break;
+    case SCSI_ACTION_WRITE:
+    case SCSI_ACTION_COMPARE_AND_WRITE:
+    case SCSI_ACTION_ORWRITE:
+    case SCSI_ACTION_WRITE_SAME:
+        op = IOSTAT_WRITE;
+        bytes = t->next_offset;
+        break;
+    default:
+        break;
+    }
+    uint64_t now = twl_now_ns();
+    iostat_record(&t->lun->stats, op, bytes, now > t->start_ns ? now - t->start_ns : 0,
+                  status != SCSI_STATUS_GOOD);
+}
+
 static void send_scsi_response(struct tgt_task *t, uint32_t moved)
 {
     struct conn *c = t->conn;
@@ -306,6 +334,7 @@ static void send_scsi_response(struct tgt_task *t, uint32_t moved)
         t->plan.sense_len = 0;
         moved = 0;
     }
+    task_account(t, t->plan.status, 0);
     uint8_t hdr[ISCSI_BHS_LEN] = {0};
     hdr[0] = ISCSI_OP_SCSI_RSP;
     hdr[1] = ISCSI_FLAG_FINAL;
@@ -340,6 +369,7 @@ static void send_data_in(struct tgt_task *t, uint32_t avail)
         send_scsi_response(t, avail);
         return;
     }
+    task_account(t, t->plan.status, len);
     uint32_t seg_max = c->params.max_xmit_dsl;
     uint32_t burst = c->params.max_burst;
     for (uint32_t off = 0; off < len;) {
@@ -1270,6 +1300,7 @@ static void scsi_cmd_header(struct conn *c)
     t->edtl = twl_get_be32(bhs + 20);
     t->lun_id = pdu_lun(bhs);
     t->lun = target_find_lun(c->target, t->lun_id);
+    t->start_ns = c->thr->loop_ns;
     memcpy(t->cdb, bhs + 32, 16);
     t->hnext = c->tasks[itt % TASK_HASH_SIZE];
     c->tasks[itt % TASK_HASH_SIZE] = t;

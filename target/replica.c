@@ -88,6 +88,7 @@ struct lun_copy {
     uint64_t peer_dirty;
     /* resync progress, for status */
     atomic_bool resyncing;
+    atomic_bool resync_paused; /* by the admin: no copying until resumed (not persisted) */
     atomic_uint_fast64_t resync_done_bytes, resync_rate_bytes_s;
     uint64_t resynced_bytes;                 /* since the copies last differed */
     atomic_uint_fast64_t unreplicated_bytes; /* changes left without replica, same span */
@@ -1083,6 +1084,10 @@ static bool resync_lun(struct replica *r, struct lun_copy *o)
             rc = -ENOTCONN;
             break;
         }
+        if (atomic_load(&o->resync_paused)) {
+            rc = -ECANCELED;
+            break;
+        }
         if (p->inflight == RESYNC_DEPTH) {
             pipe_collect(r, o, p);
             continue;
@@ -1145,6 +1150,13 @@ static bool resync_lun(struct replica *r, struct lun_copy *o)
     atomic_store(&o->resyncing, false);
     o->resynced_bytes += bytes;
     double secs = (double)(twl_now_ns() - t0) / 1e9;
+    if (rc == -ECANCELED) {
+        TWL_INFO(RPART,
+                 "resync LUN %u paused by the admin after %" PRIu64 " regions, %" PRIu64
+                 " bytes; %" PRIu64 " regions left until 'twinlunctl resync resume'",
+                 id, copied, bytes, trk_log_dirty_count(o->log));
+        return false;
+    }
     if (rc) {
         TWL_WARN(RPART,
                  "resync LUN %u interrupted (%s) after %" PRIu64 " regions, %" PRIu64
@@ -1209,7 +1221,8 @@ static void resync_step(struct replica *r, struct lun_copy *c)
         c->full = false;
         pthread_mutex_unlock(&r->state_lock);
     }
-    if (peer_listed && (need_gens || trk_log_dirty_count(c->log)))
+    if (peer_listed && (need_gens || trk_log_dirty_count(c->log)) &&
+        !atomic_load(&c->resync_paused))
         resync_lun(r, c);
 }
 
@@ -1286,7 +1299,7 @@ static const char *sync_state(struct replica *r, struct lun_copy *c, bool connec
     if (atomic_load(&c->resyncing))
         return "resyncing";
     if (c->source && (dirty || c->need_gens || c->full))
-        return "resync-pending";
+        return atomic_load(&c->resync_paused) ? "resync-paused" : "resync-pending";
     if (!c->source && (dirty || c->need_gens))
         return "sync-target";
     return "in-sync";
@@ -1393,6 +1406,44 @@ int replica_resolve_discard(struct replica *r, const char *node, char *msg, size
              "%zu LUN%s: %s's writes discarded; the copies converge once the "
              "nodes pair",
              n, n == 1 ? "" : "s", node);
+    return 0;
+}
+
+int replica_resync_control(struct replica *r, long id, enum replica_resync_cmd cmd, char *msg,
+                           size_t msg_len)
+{
+    static const char *const verbs[] = {"started", "paused", "resumed"};
+    size_t n = 0, elsewhere = 0;
+    pthread_mutex_lock(&r->state_lock);
+    for (size_t i = 0; i < r->copy_count; i++) {
+        struct lun_copy *c = &r->copies[i];
+        if (id >= 0 && c->lun->info.id != (uint32_t)id)
+            continue;
+        n++;
+        /* the sync source copies; the target's word changes nothing there */
+        if (!atomic_load(&c->primary)) {
+            elsewhere++;
+            continue;
+        }
+        atomic_store(&c->resync_paused, cmd == REPLICA_RESYNC_PAUSE);
+    }
+    pthread_mutex_unlock(&r->state_lock);
+    if (n == 0) {
+        snprintf(msg, msg_len, "no LUN %ld here", id);
+        return -ENOENT;
+    }
+    if (elsewhere == n) {
+        snprintf(msg, msg_len, "%s copies %s here (it serves %s); ask %s", r->cfg->pair.partner,
+                 id >= 0 ? "this LUN" : "every LUN", id >= 0 ? "it" : "them", r->cfg->pair.partner);
+        return -EPERM;
+    }
+    if (cmd != REPLICA_RESYNC_PAUSE) {
+        pthread_mutex_lock(&r->resync_lock);
+        pthread_cond_broadcast(&r->resync_cond);
+        pthread_mutex_unlock(&r->resync_lock);
+    }
+    snprintf(msg, msg_len, "resync %s for %zu LUN%s%s", verbs[cmd], n - elsewhere,
+             n - elsewhere == 1 ? "" : "s", elsewhere ? " (the partner copies the others)" : "");
     return 0;
 }
 

@@ -56,4 +56,15 @@ int replica_promote(struct replica *r, long id, char *msg, size_t msg_len);
  * source. -EINVAL when node is neither; -EALREADY when there is no split brain to resolve. */
 int replica_resolve_discard(struct replica *r, const char *node, char *msg, size_t msg_len);
 
+enum replica_resync_cmd {
+    REPLICA_RESYNC_START = 0, /* copy now what differs (it starts by itself, too) */
+    REPLICA_RESYNC_PAUSE,     /* stop copying (copies in flight finish) until resumed */
+    REPLICA_RESYNC_RESUME,
+};
+/* Starts, pauses or resumes the resync of LUN id (all when id < 0) on the node that copies it
+ * (the one that serves it). -ENOENT: no such LUN; -EPERM: the partner copies it. A pause lasts
+ * until resumed or the daemon restarts. */
+int replica_resync_control(struct replica *r, long id, enum replica_resync_cmd cmd, char *msg,
+                           size_t msg_len);
+
 #endif

@@ -23,6 +23,7 @@
 
 #include "admin.h"
 #include "bufpool.h"
+#include "metrics.h"
 #include "replica.h"
 #include "server_internal.h"
 
@@ -1117,7 +1118,8 @@ int tgt_server_create(const struct tgt_config *cfg, struct tgt_server **out)
     rc = bind_portal(srv);
     if (rc)
         goto fail;
-    admin_start(srv, &srv->admin); /* I/O is served without it; the failure is logged */
+    admin_start(srv, &srv->admin);     /* I/O is served without it; the failure is logged */
+    metrics_start(srv, &srv->metrics); /* the same */
     srv->thread_count = cfg->threads ? cfg->threads : 1;
     srv->threads = calloc(srv->thread_count, sizeof(*srv->threads));
     if (srv->threads == NULL) {
@@ -1227,6 +1229,7 @@ void tgt_server_destroy(struct tgt_server *srv)
     free(srv->threads);
     if (srv->listen_fd >= 0)
         close(srv->listen_fd);
+    metrics_stop(srv->metrics);
     admin_stop(srv->admin);
     replica_stop(srv->pair);
     workers_stop(srv);

@@ -13,6 +13,7 @@
 
 #include "backing.h"
 #include "config.h"
+#include "iostat.h"
 #include "login.h"
 #include "lu.h"
 #include "pdu.h"
@@ -35,6 +36,7 @@ struct tgt_lun {
     const struct tgt_lun_config *cfg;
     struct lu lu;
     bool lu_ready;
+    struct iostat stats; /* commands, bytes, latency (admin and metrics read them) */
 };
 
 struct tgt_target {
@@ -105,9 +107,10 @@ struct tgt_server {
     unsigned thread_count;
     atomic_bool stop_requested;
     struct tgt_replicator replicator;
-    struct replica *pair; /* the partner, when the config has a pair section */
-    struct admin *admin;  /* the admin socket (admin.h) */
-    struct bufpool *pool; /* command buffers (registered for the backplane with a pair) */
+    struct replica *pair;    /* the partner, when the config has a pair section */
+    struct admin *admin;     /* the admin socket (admin.h) */
+    struct metrics *metrics; /* the Prometheus endpoint (metrics.h), when configured */
+    struct bufpool *pool;    /* command buffers (registered for the backplane with a pair) */
     pthread_mutex_t sessions_lock;
     struct conn *sessions; /* full-feature connections, by (initiator, ISID, target) */
     uint16_t next_tsih;
