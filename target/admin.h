@@ -6,10 +6,17 @@
  *
  * Reply: a first line with the exit code twinlunctl should give (0 done, 1 refused, 2 bad
  * request), then the text to print: human-readable, or one JSON object when the request ends
- * with "--json". Requests:
- *   status [--json]              the node, the pair and every LUN's role and sync state
+ * with "--json" (requests that change something answer {"ok": BOOL, "message": TEXT}).
+ * Every change asked for is logged, refused or not. Requests:
+ *   status                       the node, the pair and every LUN's role and sync state
+ *   sessions                     every session: initiator, ISID, TSIH, peer, negotiated keys
+ *   luns                         every LUN: size, owner, role, ALUA state, sync, I/O figures
  *   promote [LUN]                serve LUN (or all) here while the partner is unreachable
  *   resolve --discard NODE       end a split brain: NODE's writes since the split are dropped
+ *   resync start|pause|resume [LUN]   on the node that serves the LUN (replica.h)
+ *   log                          the level and the parts with debug lines
+ *   log level LEVEL              error, warn, info, debug
+ *   log debug PARTS              PART[,PART...], all or none (twl_common.h)
  */
 #ifndef TGT_ADMIN_H
 #define TGT_ADMIN_H

@@ -740,11 +740,13 @@ static const char *iqn_problem(const char *name)
 /* Sizes are bytes, either an integer or a string with an optional binary suffix K/M/G/T. */
 static int parse_size(struct ctx *c, const config_setting_t *s, const char *where, uint64_t *out)
 {
+    char k[128];
+    key_name(k, sizeof(k), where, config_setting_name(s));
     int type = config_setting_type(s);
     if (type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64) {
         long long v = config_setting_get_int64(s);
         if (v < 0)
-            return fail(c, s, "%s.size = %lld is out of range; expected 0 or more bytes", where, v);
+            return fail(c, s, "%s = %lld is out of range; expected 0 or more bytes", k, v);
         *out = (uint64_t)v;
         return 0;
     }
@@ -768,11 +770,11 @@ static int parse_size(struct ctx *c, const config_setting_t *s, const char *wher
     }
     if (p == v || suffix == v || (*suffix && shift == 0) || *p)
         return fail(c, s,
-                    "%s.size '%s' is not a size; expected bytes or a number with suffix K, M, G or "
+                    "%s '%s' is not a size; expected bytes or a number with suffix K, M, G or "
                     "T (powers of 1024), e.g. \"512M\" or \"100G\"",
-                    where, v);
+                    k, v);
     if (overflow || n > ((uint64_t)INT64_MAX >> shift))
-        return fail(c, s, "%s.size '%s' is too large; expected at most 2^63-1 bytes", where, v);
+        return fail(c, s, "%s '%s' is too large; expected at most 2^63-1 bytes", k, v);
     *out = n << shift;
     return 0;
 }
@@ -1094,13 +1096,13 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
                     "pair.dead_ms %u must exceed two heartbeats (2 x heartbeat_ms = %u)",
                     p->dead_ms, 2 * p->heartbeat_ms);
     const config_setting_t *pool = config_setting_get_member(g, "buffer_pool");
-    if (pool && (rc = parse_size(c, pool, "pair.buffer_pool", &p->pool_bytes)))
+    if (pool && (rc = parse_size(c, pool, "pair", &p->pool_bytes)))
         return rc;
     if (p->pool_bytes < (16u << 20) || p->pool_bytes > (16ull << 30))
         return fail(c, pool ? pool : g, "pair.buffer_pool %llu is out of range; expected 16M..16G",
                     (unsigned long long)p->pool_bytes);
     const config_setting_t *ring = config_setting_get_member(g, "ring_size");
-    if (ring && (rc = parse_size(c, ring, "pair.ring_size", &p->ring_bytes)))
+    if (ring && (rc = parse_size(c, ring, "pair", &p->ring_bytes)))
         return rc;
     if (p->ring_bytes < (1u << 20) || p->ring_bytes > (1ull << 31) ||
         (p->ring_bytes & (p->ring_bytes - 1)) != 0)
@@ -1108,7 +1110,7 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
                     "pair.ring_size %llu is not a power of two between 1M and 2G",
                     (unsigned long long)p->ring_bytes);
     const config_setting_t *region = config_setting_get_member(g, "region_size");
-    if (region && (rc = parse_size(c, region, "pair.region_size", &p->region_bytes)))
+    if (region && (rc = parse_size(c, region, "pair", &p->region_bytes)))
         return rc;
     if (p->region_bytes < 4096 || p->region_bytes > (64u << 20) ||
         (p->region_bytes & (p->region_bytes - 1)) != 0)
@@ -1137,13 +1139,13 @@ static int parse_throttle(struct ctx *c, const config_setting_t *root, struct tg
         (rc = get_u32(c, g, "throttle", "queue_ms", 10, 10000, &t->queue_ms)))
         return rc;
     if ((s = config_setting_get_member(g, "burst")) &&
-        (rc = parse_size(c, s, "throttle.burst", &t->burst_bytes)))
+        (rc = parse_size(c, s, "throttle", &t->burst_bytes)))
         return rc;
     if (t->burst_bytes < (64u << 10) || t->burst_bytes > (1ull << 30))
         return fail(c, s ? s : g, "throttle.burst %llu is out of range; expected 64K..1G",
                     (unsigned long long)t->burst_bytes);
     if ((s = config_setting_get_member(g, "min_rate")) &&
-        (rc = parse_size(c, s, "throttle.min_rate", &t->min_rate)))
+        (rc = parse_size(c, s, "throttle", &t->min_rate)))
         return rc;
     if (t->min_rate < (64u << 10) || t->min_rate > (100ull << 30))
         return fail(c, s ? s : g,
