@@ -1308,6 +1308,30 @@ int tgt_config_load_default(const char *state_dir, struct tgt_config *cfg, char 
     return rc;
 }
 
+int tgt_config_set_metrics(struct tgt_config *cfg, const char *spec, char *err, size_t errlen)
+{
+    if (strcmp(spec, "off") == 0) {
+        cfg->metrics_enabled = false;
+        return 0;
+    }
+    const char *colon = strrchr(spec, ':');
+    size_t hlen = colon ? (size_t)(colon - spec) : 0;
+    uint16_t port = 0;
+    bool ok = colon && hlen > 0 && hlen < sizeof(cfg->metrics_host) &&
+              (strcmp(colon + 1, "0") == 0 || parse_port(colon + 1, &port) == 0);
+    for (size_t i = 0; ok && i < hlen; i++)
+        ok = isalnum((unsigned char)spec[i]) || strchr("-._", spec[i]);
+    if (!ok) {
+        snprintf(err, errlen, "'%s' is not an address; expected \"host:port\" or off", spec);
+        return -EINVAL;
+    }
+    memcpy(cfg->metrics_host, spec, hlen);
+    cfg->metrics_host[hlen] = '\0';
+    cfg->metrics_port = port;
+    cfg->metrics_enabled = true;
+    return 0;
+}
+
 void tgt_config_free(struct tgt_config *cfg)
 {
     if (!cfg)

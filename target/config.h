@@ -149,6 +149,9 @@ int tgt_config_load_string(const char *text, const char *name, struct tgt_config
 /* The built-in default with its state directory. */
 int tgt_config_load_default(const char *state_dir, struct tgt_config *cfg, char *err,
                             size_t errlen);
+/* Overrides metrics.listen: "host:port" (port 0: any free one) or "off". -EINVAL (err says
+ * why) on anything else. */
+int tgt_config_set_metrics(struct tgt_config *cfg, const char *spec, char *err, size_t errlen);
 void tgt_config_free(struct tgt_config *cfg);
 
 #endif

@@ -109,8 +109,10 @@ def pad4(n):
 class Daemon:
     """One twinlund with its own state directory and log."""
 
-    def __init__(self, binary, config=None, state_dir=None, tmp=None):
+    def __init__(self, binary, config=None, state_dir=None, tmp=None, metrics="off"):
         self.binary = binary
+        # the built-in default serves metrics on 9470: tests running side by side would clash
+        self.metrics = metrics
         # TWL_TEST_TMPDIR=/dev/shm puts the LUN in memory, where the target does its I/O inline
         self.tmp = tmp or tempfile.mkdtemp(prefix="twl-it-", dir=os.environ.get("TWL_TEST_TMPDIR"))
         self.state_dir = state_dir or os.path.join(self.tmp, "state")
@@ -127,7 +129,7 @@ class Daemon:
         if self.config:
             cmd += ["--config", self.config]
         else:
-            cmd += ["--state-dir", self.state_dir]
+            cmd += ["--state-dir", self.state_dir, "--metrics-listen", self.metrics]
         self.logf = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT)
         deadline = time.time() + 20
