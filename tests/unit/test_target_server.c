@@ -117,6 +117,7 @@ static int setup(void **state)
     char err[512];
     assert_int_equal(tgt_config_load_default(f->dir, &f->cfg, err, sizeof(err)), 0);
     f->cfg.listen_port = 0;
+    f->cfg.metrics_enabled = false; /* the default's 9470 would clash between tests */
     f->cfg.threads = 2;
     assert_int_equal(tgt_server_create(&f->cfg, &f->srv), 0);
     pthread_mutex_init(&f->log.lock, NULL);
