@@ -6,7 +6,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,6 +20,7 @@
 #include "metrics.h"
 #include "replica.h"
 #include "server_internal.h"
+#include "textbuf.h"
 #include "twl_common.h"
 
 #define APART       "admin"
@@ -36,61 +36,16 @@ struct admin {
     atomic_bool stop;
 };
 
-/* An output buffer that never overflows: what does not fit is cut. */
-struct out {
-    char *p;
-    size_t len, used;
-};
-
-static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct out *o, const char *fmt, ...)
-{
-    if (o->used + 1 >= o->len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(o->p + o->used, o->len - o->used, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        o->used = o->used + (size_t)n < o->len ? o->used + (size_t)n : o->len - 1;
-}
-
-/* A JSON string (names and messages here are printable; quotes and controls are escaped). */
-static void put_json_str(struct out *o, const char *s)
-{
-    put(o, "\"");
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            put(o, "\\%c", ch);
-        else if (ch < 0x20)
-            put(o, "\\u%04x", ch);
-        else
-            put(o, "%c", ch);
-    }
-    put(o, "\"");
-}
-
-static void put_bar(struct out *o, double fraction)
+static void put_bar(struct textbuf *o, double fraction)
 {
     int filled = (int)(fraction * 20 + 0.5);
-    put(o, "[");
+    textbuf_put(o, "[");
     for (int i = 0; i < 20; i++)
-        put(o, "%c", i < filled ? '#' : '.');
-    put(o, "]");
+        textbuf_put(o, "%c", i < filled ? '#' : '.');
+    textbuf_put(o, "]");
 }
 
-static unsigned session_count(struct tgt_server *srv)
-{
-    unsigned n = 0;
-    pthread_mutex_lock(&srv->sessions_lock);
-    for (struct conn *c = srv->sessions; c; c = c->sess_next)
-        n++;
-    pthread_mutex_unlock(&srv->sessions_lock);
-    return n;
-}
-
-static int status(struct tgt_server *srv, bool json, struct out *o)
+static int status(struct tgt_server *srv, bool json, struct textbuf *o)
 {
     const struct tgt_config *cfg = srv->cfg;
     static struct replica_status st; /* one admin thread */
@@ -99,158 +54,165 @@ static int status(struct tgt_server *srv, bool json, struct out *o)
         replica_status(srv->pair, &st);
     const struct tgt_target *t = &srv->targets[0];
     if (json) {
-        put(o, "{\"node\":");
-        put_json_str(o, cfg->node_name);
-        put(o, ",\"target\":");
-        put_json_str(o, t->cfg->iqn);
-        put(o, ",\"portal\":\"%s:%u\"", cfg->listen_host, srv->port);
+        textbuf_put(o, "{\"node\":");
+        textbuf_json_str(o, cfg->node_name);
+        textbuf_put(o, ",\"target\":");
+        textbuf_json_str(o, t->cfg->iqn);
+        textbuf_put(o, ",\"portal\":\"%s:%u\"", cfg->listen_host, srv->port);
         if (srv->metrics)
-            put(o, ",\"metrics\":\"http://%s:%u/metrics\"", cfg->metrics_host,
-                metrics_port(srv->metrics));
+            textbuf_put(o, ",\"metrics\":\"http://%s:%u/metrics\"", cfg->metrics_host,
+                        metrics_port(srv->metrics));
         else
-            put(o, ",\"metrics\":null");
-        put(o, ",\"sessions\":%u", session_count(srv));
+            textbuf_put(o, ",\"metrics\":null");
+        textbuf_put(o, ",\"sessions\":%u", server_session_count(srv));
         if (srv->pair) {
-            put(o, ",\"pair\":{\"partner\":");
-            put_json_str(o, st.partner);
-            put(o,
-                ",\"connected\":%s,\"degraded\":%s,\"replicated_records\":%" PRIu64
-                ",\"replicated_bytes\":%" PRIu64 ",\"unreplicated_changes\":%" PRIu64
-                ",\"rate_bytes_s\":%.0f,\"capacity_bytes_s\":%.0f,\"refusal\":",
-                st.connected ? "true" : "false", st.degraded ? "true" : "false",
-                st.replicated_records, st.replicated_bytes, st.unreplicated_changes,
-                st.rate_bytes_s, st.capacity_bytes_s);
-            put_json_str(o, st.refusal);
+            textbuf_put(o, ",\"pair\":{\"partner\":");
+            textbuf_json_str(o, st.partner);
+            textbuf_put(o,
+                        ",\"connected\":%s,\"degraded\":%s,\"replicated_records\":%" PRIu64
+                        ",\"replicated_bytes\":%" PRIu64 ",\"unreplicated_changes\":%" PRIu64
+                        ",\"rate_bytes_s\":%.0f,\"capacity_bytes_s\":%.0f,\"refusal\":",
+                        st.connected ? "true" : "false", st.degraded ? "true" : "false",
+                        st.replicated_records, st.replicated_bytes, st.unreplicated_changes,
+                        st.rate_bytes_s, st.capacity_bytes_s);
+            textbuf_json_str(o, st.refusal);
             const struct throttle_stats *th = &st.throttle;
-            put(o,
-                ",\"ring_bytes\":%" PRIu64 ",\"ring_size\":%" PRIu64 ",\"ring_full\":%" PRIu64
-                ",\"throttle\":{\"enabled\":%s,\"throttling\":%s,\"rate_bytes_s\":%.0f,"
-                "\"tokens\":%.0f,\"queued\":%u,\"queued_bytes\":%" PRIu64
-                ",\"resync_queued\":%u,\"admitted\":%" PRIu64 ",\"admitted_bytes\":%" PRIu64
-                ",\"waited\":%" PRIu64 ",\"resync_admitted_bytes\":%" PRIu64
-                ",\"wait_p50_us\":%" PRIu64 ",\"wait_p99_us\":%" PRIu64 ",\"wait_max_us\":%" PRIu64
-                ",\"ring_peak_bytes\":%" PRIu64 ",\"window_budget_bytes\":%" PRIu64
-                ",\"sessions_waiting\":%u,"
-                "\"episodes\":%" PRIu64 "}}",
-                st.ring_bytes, st.ring_size, st.ring_full, th->enabled ? "true" : "false",
-                th->throttling ? "true" : "false", th->rate_bytes_s, th->tokens,
-                th->queued[THROTTLE_CLIENT], th->queued_bytes[THROTTLE_CLIENT],
-                th->queued[THROTTLE_RESYNC], th->admitted[THROTTLE_CLIENT],
-                th->admitted_bytes[THROTTLE_CLIENT], th->waited[THROTTLE_CLIENT],
-                th->admitted_bytes[THROTTLE_RESYNC], th->wait_p50_us, th->wait_p99_us,
-                th->wait_max_us, th->ring_peak_bytes, th->window_budget, th->sessions_waiting,
-                th->episodes);
+            textbuf_put(o,
+                        ",\"ring_bytes\":%" PRIu64 ",\"ring_size\":%" PRIu64
+                        ",\"ring_full\":%" PRIu64
+                        ",\"throttle\":{\"enabled\":%s,\"throttling\":%s,\"rate_bytes_s\":%.0f,"
+                        "\"tokens\":%.0f,\"queued\":%u,\"queued_bytes\":%" PRIu64
+                        ",\"resync_queued\":%u,\"admitted\":%" PRIu64 ",\"admitted_bytes\":%" PRIu64
+                        ",\"waited\":%" PRIu64 ",\"resync_admitted_bytes\":%" PRIu64
+                        ",\"wait_p50_us\":%" PRIu64 ",\"wait_p99_us\":%" PRIu64
+                        ",\"wait_max_us\":%" PRIu64 ",\"ring_peak_bytes\":%" PRIu64
+                        ",\"window_budget_bytes\":%" PRIu64 ",\"sessions_waiting\":%u,"
+                        "\"episodes\":%" PRIu64 "}}",
+                        st.ring_bytes, st.ring_size, st.ring_full, th->enabled ? "true" : "false",
+                        th->throttling ? "true" : "false", th->rate_bytes_s, th->tokens,
+                        th->queued[THROTTLE_CLIENT], th->queued_bytes[THROTTLE_CLIENT],
+                        th->queued[THROTTLE_RESYNC], th->admitted[THROTTLE_CLIENT],
+                        th->admitted_bytes[THROTTLE_CLIENT], th->waited[THROTTLE_CLIENT],
+                        th->admitted_bytes[THROTTLE_RESYNC], th->wait_p50_us, th->wait_p99_us,
+                        th->wait_max_us, th->ring_peak_bytes, th->window_budget,
+                        th->sessions_waiting, th->episodes);
         } else {
-            put(o, ",\"pair\":null");
+            textbuf_put(o, ",\"pair\":null");
         }
-        put(o, ",\"luns\":[");
+        textbuf_put(o, ",\"luns\":[");
         for (size_t i = 0; i < t->lun_count; i++) {
             const struct tgt_lun *l = &t->luns[i];
             const struct replica_lun_status *ls = i < st.lun_count ? &st.luns[i] : NULL;
-            put(o, "%s{\"id\":%u,\"path\":", i ? "," : "", l->info.id);
-            put_json_str(o, l->store.path);
-            put(o, ",\"bytes\":%" PRIu64 ",\"block_size\":%u",
-                l->info.block_count * l->info.block_size, l->info.block_size);
+            textbuf_put(o, "%s{\"id\":%u,\"path\":", i ? "," : "", l->info.id);
+            textbuf_json_str(o, l->store.path);
+            textbuf_put(o, ",\"bytes\":%" PRIu64 ",\"block_size\":%u",
+                        l->info.block_count * l->info.block_size, l->info.block_size);
             if (ls) {
                 uint64_t left = ls->dirty_bytes;
                 double eta =
                     ls->resync_rate_bytes_s ? (double)left / (double)ls->resync_rate_bytes_s : 0;
-                put(o,
-                    ",\"role\":\"%s\",\"sync\":\"%s\",\"dirty_bytes\":%" PRIu64
-                    ",\"resync_done_bytes\":%" PRIu64 ",\"resync_left_bytes\":%" PRIu64
-                    ",\"resync_rate_bytes_s\":%" PRIu64 ",\"resync_eta_s\":%.0f,"
-                    "\"generation\":\"%016" PRIx64 "\"",
-                    ls->primary ? "primary" : "secondary", ls->sync, ls->dirty_bytes,
-                    ls->resync_done_bytes, left, ls->resync_rate_bytes_s, eta, ls->generation);
+                textbuf_put(o,
+                            ",\"role\":\"%s\",\"sync\":\"%s\",\"dirty_bytes\":%" PRIu64
+                            ",\"resync_done_bytes\":%" PRIu64 ",\"resync_left_bytes\":%" PRIu64
+                            ",\"resync_rate_bytes_s\":%" PRIu64 ",\"resync_eta_s\":%.0f,"
+                            "\"generation\":\"%016" PRIx64 "\"",
+                            ls->primary ? "primary" : "secondary", ls->sync, ls->dirty_bytes,
+                            ls->resync_done_bytes, left, ls->resync_rate_bytes_s, eta,
+                            ls->generation);
             } else {
-                put(o, ",\"role\":\"single\",\"sync\":null");
+                textbuf_put(o, ",\"role\":\"single\",\"sync\":null");
             }
-            put(o, "}");
+            textbuf_put(o, "}");
         }
-        put(o, "]}\n");
+        textbuf_put(o, "]}\n");
         return 0;
     }
-    put(o, "node %s, target %s, portal %s:%u, %u session%s\n", cfg->node_name, t->cfg->iqn,
-        cfg->listen_host, srv->port, session_count(srv), session_count(srv) == 1 ? "" : "s");
+    textbuf_put(o, "node %s, target %s, portal %s:%u, %u session%s\n", cfg->node_name, t->cfg->iqn,
+                cfg->listen_host, srv->port, server_session_count(srv),
+                server_session_count(srv) == 1 ? "" : "s");
     if (srv->metrics)
-        put(o, "metrics: http://%s:%u/metrics\n", cfg->metrics_host, metrics_port(srv->metrics));
+        textbuf_put(o, "metrics: http://%s:%u/metrics\n", cfg->metrics_host,
+                    metrics_port(srv->metrics));
     if (srv->pair) {
-        put(o,
-            "pair: %s %s%s; replicated %" PRIu64 " records (%.1f MB), %" PRIu64
-            " changes without replica; rate %.1f MB/s\n",
-            st.partner, st.connected ? "connected" : "NOT connected",
-            st.degraded ? ", DEGRADED" : "", st.replicated_records, st.replicated_bytes / 1e6,
-            st.unreplicated_changes, st.rate_bytes_s / 1e6);
+        textbuf_put(o,
+                    "pair: %s %s%s; replicated %" PRIu64 " records (%.1f MB), %" PRIu64
+                    " changes without replica; rate %.1f MB/s\n",
+                    st.partner, st.connected ? "connected" : "NOT connected",
+                    st.degraded ? ", DEGRADED" : "", st.replicated_records,
+                    st.replicated_bytes / 1e6, st.unreplicated_changes, st.rate_bytes_s / 1e6);
         if (st.refusal[0])
-            put(o, "refused: %s\n", st.refusal);
+            textbuf_put(o, "refused: %s\n", st.refusal);
         const struct throttle_stats *th = &st.throttle;
-        put(o, "ring: %.1f of %.1f MiB in flight (peak %.1f), full %" PRIu64 " times\n",
-            st.ring_bytes / 1048576.0, st.ring_size / 1048576.0, th->ring_peak_bytes / 1048576.0,
-            st.ring_full);
+        textbuf_put(o, "ring: %.1f of %.1f MiB in flight (peak %.1f), full %" PRIu64 " times\n",
+                    st.ring_bytes / 1048576.0, st.ring_size / 1048576.0,
+                    th->ring_peak_bytes / 1048576.0, st.ring_full);
         if (!th->enabled)
-            put(o, "throttle: disabled\n");
+            textbuf_put(o, "throttle: disabled\n");
         else if (th->rate_bytes_s > 0 || th->throttling)
-            put(o,
+            textbuf_put(
+                o,
                 "throttle: %s at %.1f MB/s; %u writes (%.1f MiB) waiting, %u resync copies; "
                 "wait p50 %" PRIu64 " us, p99 %" PRIu64 " us\n",
                 th->throttling ? "pacing" : "ready", th->rate_bytes_s / 1e6,
                 th->queued[THROTTLE_CLIENT], th->queued_bytes[THROTTLE_CLIENT] / 1048576.0,
                 th->queued[THROTTLE_RESYNC], th->wait_p50_us, th->wait_p99_us);
         else
-            put(o, "throttle: not limiting (replication keeps up); wait p99 %" PRIu64 " us\n",
-                th->wait_p99_us);
+            textbuf_put(o,
+                        "throttle: not limiting (replication keeps up); wait p99 %" PRIu64 " us\n",
+                        th->wait_p99_us);
     } else {
-        put(o, "pair: none (a single node)\n");
+        textbuf_put(o, "pair: none (a single node)\n");
     }
-    put(o, "%-4s %-10s %-15s %12s  %s\n", "LUN", "role", "sync", "dirty MiB", "resync");
+    textbuf_put(o, "%-4s %-10s %-15s %12s  %s\n", "LUN", "role", "sync", "dirty MiB", "resync");
     for (size_t i = 0; i < t->lun_count; i++) {
         const struct tgt_lun *l = &t->luns[i];
         const struct replica_lun_status *ls = i < st.lun_count ? &st.luns[i] : NULL;
         if (ls == NULL) {
-            put(o, "%-4u %-10s %-15s %12s  %s\n", l->info.id, "single", "-", "-", "-");
+            textbuf_put(o, "%-4u %-10s %-15s %12s  %s\n", l->info.id, "single", "-", "-", "-");
             continue;
         }
-        put(o, "%-4u %-10s %-15s %12.1f  ", l->info.id, ls->primary ? "primary" : "secondary",
-            ls->sync, ls->dirty_bytes / 1048576.0);
+        textbuf_put(o, "%-4u %-10s %-15s %12.1f  ", l->info.id,
+                    ls->primary ? "primary" : "secondary", ls->sync, ls->dirty_bytes / 1048576.0);
         uint64_t done = ls->resync_done_bytes, left = ls->dirty_bytes;
         if (strcmp(ls->sync, "resyncing") == 0 || strcmp(ls->sync, "resync-pending") == 0 ||
             strcmp(ls->sync, "resync-paused") == 0) {
             double total = (double)(done + left);
             put_bar(o, total > 0 ? (double)done / total : 0);
-            put(o, " %.1f/%.1f MiB, %.1f MB/s", done / 1048576.0, total / 1048576.0,
-                ls->resync_rate_bytes_s / 1e6);
+            textbuf_put(o, " %.1f/%.1f MiB, %.1f MB/s", done / 1048576.0, total / 1048576.0,
+                        ls->resync_rate_bytes_s / 1e6);
             if (ls->resync_rate_bytes_s)
-                put(o, ", ETA %.0f s", (double)left / (double)ls->resync_rate_bytes_s);
+                textbuf_put(o, ", ETA %.0f s", (double)left / (double)ls->resync_rate_bytes_s);
         } else {
-            put(o, "-");
+            textbuf_put(o, "-");
         }
-        put(o, "\n");
+        textbuf_put(o, "\n");
     }
     return 0;
 }
 
-static int reply_msg(struct out *o, bool json, int rc, const char *msg)
+static int reply_msg(struct textbuf *o, bool json, int rc, const char *msg)
 {
     if (json) {
-        put(o, "{\"ok\":%s,\"message\":", rc == 0 ? "true" : "false");
-        put_json_str(o, msg);
-        put(o, "}\n");
+        textbuf_put(o, "{\"ok\":%s,\"message\":", rc == 0 ? "true" : "false");
+        textbuf_json_str(o, msg);
+        textbuf_put(o, "}\n");
     } else {
-        put(o, "%s\n", msg);
+        textbuf_put(o, "%s\n", msg);
     }
     return rc == 0 ? 0 : 1;
 }
 
 /* Every session: who, from where, and what was negotiated. The fields read here are set before
  * the session is registered and do not change while it is (sessions_lock). */
-static int sessions(struct tgt_server *srv, bool json, struct out *o)
+static int sessions(struct tgt_server *srv, bool json, struct textbuf *o)
 {
     uint64_t now = twl_now_ns();
     unsigned n = 0;
     if (json)
-        put(o, "{\"sessions\":[");
+        textbuf_put(o, "{\"sessions\":[");
     else
-        put(o, "%-5s %-14s %-22s %-8s %s\n", "TSIH", "ISID", "peer", "age", "initiator / target");
+        textbuf_put(o, "%-5s %-14s %-22s %-8s %s\n", "TSIH", "ISID", "peer", "age",
+                    "initiator / target");
     pthread_mutex_lock(&srv->sessions_lock);
     for (struct conn *c = srv->sessions; c; c = c->sess_next, n++) {
         char isid[13];
@@ -259,8 +221,10 @@ static int sessions(struct tgt_server *srv, bool json, struct out *o)
         const struct login_params *lp = &c->params;
         double age = (double)(now - c->connected_ns) / 1e9;
         if (!json) {
-            put(o, "%-5u %-14s %-22s %7.0fs %s\n", c->tsih, isid, c->peer, age, c->initiator);
-            put(o,
+            textbuf_put(o, "%-5u %-14s %-22s %7.0fs %s\n", c->tsih, isid, c->peer, age,
+                        c->initiator);
+            textbuf_put(
+                o,
                 "      target %s; digests header %s data %s; MaxRecvDSL %u/%u, MaxBurst %u, "
                 "FirstBurst %u, InitialR2T %s, ImmediateData %s, MaxOutstandingR2T %u\n",
                 c->target->cfg->iqn, lp->header_digest ? "CRC32C" : "None",
@@ -269,29 +233,30 @@ static int sessions(struct tgt_server *srv, bool json, struct out *o)
                 lp->immediate_data ? "Yes" : "No", lp->max_outstanding_r2t);
             continue;
         }
-        put(o, "%s{\"initiator\":", n ? "," : "");
-        put_json_str(o, c->initiator);
-        put(o, ",\"isid\":\"%s\",\"tsih\":%u,\"target\":", isid, c->tsih);
-        put_json_str(o, c->target->cfg->iqn);
-        put(o, ",\"peer\":");
-        put_json_str(o, c->peer);
-        put(o, ",\"portal\":\"%s:%u\",\"age_s\":%.1f", srv->cfg->listen_host, srv->port, age);
-        put(o,
-            ",\"params\":{\"HeaderDigest\":\"%s\",\"DataDigest\":\"%s\","
-            "\"MaxRecvDataSegmentLength\":%u,\"InitiatorMaxRecvDataSegmentLength\":%u,"
-            "\"MaxBurstLength\":%u,\"FirstBurstLength\":%u,\"InitialR2T\":%s,"
-            "\"ImmediateData\":%s,\"MaxOutstandingR2T\":%u,\"DefaultTime2Wait\":%u,"
-            "\"DefaultTime2Retain\":%u,\"MaxConnections\":%u}}",
-            lp->header_digest ? "CRC32C" : "None", lp->data_digest ? "CRC32C" : "None",
-            lp->max_recv_dsl, lp->max_xmit_dsl, lp->max_burst, lp->first_burst,
-            lp->initial_r2t ? "true" : "false", lp->immediate_data ? "true" : "false",
-            lp->max_outstanding_r2t, lp->time2wait, lp->time2retain, lp->max_connections);
+        textbuf_put(o, "%s{\"initiator\":", n ? "," : "");
+        textbuf_json_str(o, c->initiator);
+        textbuf_put(o, ",\"isid\":\"%s\",\"tsih\":%u,\"target\":", isid, c->tsih);
+        textbuf_json_str(o, c->target->cfg->iqn);
+        textbuf_put(o, ",\"peer\":");
+        textbuf_json_str(o, c->peer);
+        textbuf_put(o, ",\"portal\":\"%s:%u\",\"age_s\":%.1f", srv->cfg->listen_host, srv->port,
+                    age);
+        textbuf_put(o,
+                    ",\"params\":{\"HeaderDigest\":\"%s\",\"DataDigest\":\"%s\","
+                    "\"MaxRecvDataSegmentLength\":%u,\"InitiatorMaxRecvDataSegmentLength\":%u,"
+                    "\"MaxBurstLength\":%u,\"FirstBurstLength\":%u,\"InitialR2T\":%s,"
+                    "\"ImmediateData\":%s,\"MaxOutstandingR2T\":%u,\"DefaultTime2Wait\":%u,"
+                    "\"DefaultTime2Retain\":%u,\"MaxConnections\":%u}}",
+                    lp->header_digest ? "CRC32C" : "None", lp->data_digest ? "CRC32C" : "None",
+                    lp->max_recv_dsl, lp->max_xmit_dsl, lp->max_burst, lp->first_burst,
+                    lp->initial_r2t ? "true" : "false", lp->immediate_data ? "true" : "false",
+                    lp->max_outstanding_r2t, lp->time2wait, lp->time2retain, lp->max_connections);
     }
     pthread_mutex_unlock(&srv->sessions_lock);
     if (json)
-        put(o, "]}\n");
+        textbuf_put(o, "]}\n");
     else if (n == 0)
-        put(o, "no sessions\n");
+        textbuf_put(o, "no sessions\n");
     return 0;
 }
 
@@ -314,17 +279,17 @@ static const char *alua_name(int state)
 }
 
 /* Every LUN: what it is, who serves it, its ALUA state here and its I/O so far. */
-static int luns(struct tgt_server *srv, bool json, struct out *o)
+static int luns(struct tgt_server *srv, bool json, struct textbuf *o)
 {
     static struct replica_status st; /* one admin thread */
     memset(&st, 0, sizeof(st));
     if (srv->pair)
         replica_status(srv->pair, &st);
     if (json)
-        put(o, "{\"luns\":[");
+        textbuf_put(o, "{\"luns\":[");
     else
-        put(o, "%-4s %-9s %-10s %-17s %-14s %10s %10s %10s %10s %6s\n", "LUN", "size", "role",
-            "ALUA", "sync", "reads", "read MB", "writes", "write MB", "errors");
+        textbuf_put(o, "%-4s %-9s %-10s %-17s %-14s %10s %10s %10s %10s %6s\n", "LUN", "size",
+                    "role", "ALUA", "sync", "reads", "read MB", "writes", "write MB", "errors");
     unsigned n = 0;
     for (size_t ti = 0; ti < srv->target_count; ti++) {
         const struct tgt_target *t = &srv->targets[ti];
@@ -342,53 +307,56 @@ static int luns(struct tgt_server *srv, bool json, struct out *o)
             iostat_snapshot(&l->stats, &io);
             uint64_t bytes = l->info.block_count * l->info.block_size;
             if (!json) {
-                put(o,
-                    "%-4u %7.1fG %-10s %-17s %-14s %10" PRIu64 " %10.1f %10" PRIu64
-                    " %10.1f %6" PRIu64 "\n",
-                    l->info.id, bytes / 1073741824.0, role, alua, ls ? ls->sync : "-",
-                    io.op[IOSTAT_READ].commands, io.op[IOSTAT_READ].bytes / 1e6,
-                    io.op[IOSTAT_WRITE].commands, io.op[IOSTAT_WRITE].bytes / 1e6, io.errors);
-                put(o, "     %s (%s), owner %s, serial %s%s\n", l->store.path, t->cfg->iqn, owner,
-                    l->info.serial, l->cfg->read_only ? ", read-only" : "");
+                textbuf_put(o,
+                            "%-4u %7.1fG %-10s %-17s %-14s %10" PRIu64 " %10.1f %10" PRIu64
+                            " %10.1f %6" PRIu64 "\n",
+                            l->info.id, bytes / 1073741824.0, role, alua, ls ? ls->sync : "-",
+                            io.op[IOSTAT_READ].commands, io.op[IOSTAT_READ].bytes / 1e6,
+                            io.op[IOSTAT_WRITE].commands, io.op[IOSTAT_WRITE].bytes / 1e6,
+                            io.errors);
+                textbuf_put(o, "     %s (%s), owner %s, serial %s%s\n", l->store.path, t->cfg->iqn,
+                            owner, l->info.serial, l->cfg->read_only ? ", read-only" : "");
                 continue;
             }
-            put(o, "%s{\"id\":%u,\"target\":", n ? "," : "", l->info.id);
-            put_json_str(o, t->cfg->iqn);
-            put(o, ",\"path\":");
-            put_json_str(o, l->store.path);
-            put(o, ",\"bytes\":%" PRIu64 ",\"block_size\":%u,\"serial\":", bytes,
-                l->info.block_size);
-            put_json_str(o, l->info.serial);
-            put(o, ",\"owner\":");
-            put_json_str(o, owner);
-            put(o, ",\"read_only\":%s,\"thin\":%s,\"role\":\"%s\",\"alua\":\"%s\",\"sync\":",
+            textbuf_put(o, "%s{\"id\":%u,\"target\":", n ? "," : "", l->info.id);
+            textbuf_json_str(o, t->cfg->iqn);
+            textbuf_put(o, ",\"path\":");
+            textbuf_json_str(o, l->store.path);
+            textbuf_put(o, ",\"bytes\":%" PRIu64 ",\"block_size\":%u,\"serial\":", bytes,
+                        l->info.block_size);
+            textbuf_json_str(o, l->info.serial);
+            textbuf_put(o, ",\"owner\":");
+            textbuf_json_str(o, owner);
+            textbuf_put(
+                o, ",\"read_only\":%s,\"thin\":%s,\"role\":\"%s\",\"alua\":\"%s\",\"sync\":",
                 l->cfg->read_only ? "true" : "false", l->cfg->thin ? "true" : "false", role, alua);
             if (ls)
-                put(o, "\"%s\",\"dirty_bytes\":%" PRIu64, ls->sync, ls->dirty_bytes);
+                textbuf_put(o, "\"%s\",\"dirty_bytes\":%" PRIu64, ls->sync, ls->dirty_bytes);
             else
-                put(o, "null,\"dirty_bytes\":0");
-            put(o, ",\"errors\":%" PRIu64, io.errors);
+                textbuf_put(o, "null,\"dirty_bytes\":0");
+            textbuf_put(o, ",\"errors\":%" PRIu64, io.errors);
             for (int op = 0; op < IOSTAT_OPS; op++) {
                 const struct iostat_counts *c = &io.op[op];
-                put(o,
+                textbuf_put(
+                    o,
                     ",\"%s\":{\"commands\":%" PRIu64 ",\"bytes\":%" PRIu64
                     ",\"latency_mean_us\":%.0f,\"latency_p50_us\":%.0f,\"latency_p99_us\":%.0f}",
                     iostat_op_names[op], c->commands, c->bytes,
                     c->commands ? (double)c->latency_ns_sum / 1e3 / (double)c->commands : 0.0,
                     iostat_quantile_us(c, 0.5), iostat_quantile_us(c, 0.99));
             }
-            put(o, "}");
+            textbuf_put(o, "}");
         }
     }
     if (json)
-        put(o, "]}\n");
+        textbuf_put(o, "]}\n");
     return 0;
 }
 
-static int reply_msg(struct out *o, bool json, int rc, const char *msg);
+static int reply_msg(struct textbuf *o, bool json, int rc, const char *msg);
 
 /* log; log level L; log debug LIST */
-static int log_request(char **words, int n, bool json, struct out *o)
+static int log_request(char **words, int n, bool json, struct textbuf *o)
 {
     char msg[512];
     if (n == 1) {
@@ -397,25 +365,25 @@ static int log_request(char **words, int n, bool json, struct out *o)
         static const char *const names[] = {"error", "warn", "info", "debug"};
         const char *level = names[twl_log_get_level()];
         if (json) {
-            put(o, "{\"level\":\"%s\",\"debug\":", level);
-            put_json_str(o, dbg);
-            put(o, ",\"parts\":[");
+            textbuf_put(o, "{\"level\":\"%s\",\"debug\":", level);
+            textbuf_json_str(o, dbg);
+            textbuf_put(o, ",\"parts\":[");
             for (int i = 0; twl_log_parts[i]; i++)
-                put(o, "%s\"%s\"", i ? "," : "", twl_log_parts[i]);
-            put(o, "]}\n");
+                textbuf_put(o, "%s\"%s\"", i ? "," : "", twl_log_parts[i]);
+            textbuf_put(o, "]}\n");
         } else {
-            put(o, "level %s; debug lines of: %s\nparts:", level, dbg[0] ? dbg : "none");
+            textbuf_put(o, "level %s; debug lines of: %s\nparts:", level, dbg[0] ? dbg : "none");
             for (int i = 0; twl_log_parts[i]; i++)
-                put(o, " %s", twl_log_parts[i]);
-            put(o, "\n");
+                textbuf_put(o, " %s", twl_log_parts[i]);
+            textbuf_put(o, "\n");
         }
         return 0;
     }
     if (n == 3 && strcmp(words[1], "level") == 0) {
         enum twl_log_level level;
         if (twl_log_parse_level(words[2], &level) != 0) {
-            put(o, "log level: '%s' is not a level; expected error, warn, info or debug\n",
-                words[2]);
+            textbuf_put(o, "log level: '%s' is not a level; expected error, warn, info or debug\n",
+                        words[2]);
             return 2;
         }
         twl_log_set_level(level);
@@ -427,7 +395,7 @@ static int log_request(char **words, int n, bool json, struct out *o)
     if (n == 3 && strcmp(words[1], "debug") == 0) {
         char why[512];
         if (twl_log_set_debug(words[2], why, sizeof(why)) != 0) {
-            put(o, "log debug: %s\n", why);
+            textbuf_put(o, "log debug: %s\n", why);
             return 2;
         }
         char dbg[256];
@@ -436,19 +404,20 @@ static int log_request(char **words, int n, bool json, struct out *o)
         TWL_WARN(APART, "%s", msg);
         return reply_msg(o, json, 0, msg);
     }
-    put(o, "usage: log | log level error|warn|info|debug | log debug PART[,PART...]|all|none\n");
+    textbuf_put(
+        o, "usage: log | log level error|warn|info|debug | log debug PART[,PART...]|all|none\n");
     return 2;
 }
 
 /* A LUN number word, or -1 for "all" when absent. -2 (said in o) when it is not one. */
-static long lun_word(struct out *o, const char *cmd, char **words, int n, int at)
+static long lun_word(struct textbuf *o, const char *cmd, char **words, int n, int at)
 {
     if (n <= at)
         return -1;
     char *end;
     long id = strtol(words[at], &end, 10);
     if (*end || end == words[at] || id < 0 || id > 65535) {
-        put(o, "%s: '%s' is not a LUN number\n", cmd, words[at]);
+        textbuf_put(o, "%s: '%s' is not a LUN number\n", cmd, words[at]);
         return -2;
     }
     return id;
@@ -460,14 +429,14 @@ static long lun_word(struct out *o, const char *cmd, char **words, int n, int at
 
 int admin_handle(struct tgt_server *srv, const char *line, char *outbuf, size_t out_len)
 {
-    struct out o = {.p = outbuf, .len = out_len};
+    struct textbuf o = {.p = outbuf, .len = out_len};
     outbuf[0] = '\0';
     char buf[REQUEST_MAX], *words[WORDS_MAX], *save = NULL;
     snprintf(buf, sizeof(buf), "%s", line);
     int n = 0;
     for (char *w = strtok_r(buf, " \t\r\n", &save); w; w = strtok_r(NULL, " \t\r\n", &save)) {
         if (n == WORDS_MAX) {
-            put(&o, "too many words in the request\n");
+            textbuf_put(&o, "too many words in the request\n");
             return 2;
         }
         words[n++] = w;
@@ -477,7 +446,7 @@ int admin_handle(struct tgt_server *srv, const char *line, char *outbuf, size_t 
         n--;
     char msg[512];
     if (n == 0) {
-        put(&o, "empty request; " USAGE "\n");
+        textbuf_put(&o, "empty request; " USAGE "\n");
         return 2;
     }
     const char *cmd = words[0];
@@ -518,7 +487,7 @@ int admin_handle(struct tgt_server *srv, const char *line, char *outbuf, size_t 
             v++;
         long id = v < 3 ? lun_word(&o, "resync", words, n, 2) : -2;
         if (v == 3)
-            put(&o, "resync: '%s' is not start, pause or resume\n", words[1]);
+            textbuf_put(&o, "resync: '%s' is not start, pause or resume\n", words[1]);
         if (id == -2)
             return 2;
         int rc = -EINVAL;
@@ -530,7 +499,7 @@ int admin_handle(struct tgt_server *srv, const char *line, char *outbuf, size_t 
         TWL_WARN(APART, "resync %s %s: %s", verbs[v], n == 3 ? words[2] : "all", msg);
         return reply_msg(&o, json, rc, msg);
     }
-    put(&o, "unknown request '%s'; " USAGE "\n", line);
+    textbuf_put(&o, "unknown request '%s'; " USAGE "\n", line);
     return 2;
 }
 

@@ -6,7 +6,6 @@
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 #include "iostat.h"
 #include "replica.h"
 #include "server_internal.h"
+#include "textbuf.h"
 #include "twl_common.h"
 
 #define MPART       "metrics"
@@ -33,30 +33,12 @@ struct metrics {
     char *body; /* the thread's */
 };
 
-struct text {
-    char *p;
-    size_t len, used;
-};
-
-static void emit(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void emit(struct text *t, const char *fmt, ...)
+static void family(struct textbuf *t, const char *name, const char *type, const char *help)
 {
-    if (t->used + 1 >= t->len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(t->p + t->used, t->len - t->used, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        t->used = t->used + (size_t)n < t->len ? t->used + (size_t)n : t->len - 1;
+    textbuf_put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void family(struct text *t, const char *name, const char *type, const char *help)
-{
-    emit(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void lun_figures(struct text *t, struct tgt_server *srv)
+static void lun_figures(struct textbuf *t, struct tgt_server *srv)
 {
     static const struct {
         const char *name, *help;
@@ -85,14 +67,14 @@ static void lun_figures(struct text *t, struct tgt_server *srv)
         family(t, counters[f].name, "counter", counters[f].help);
         for (k = 0; k < count; k++)
             for (int op = 0; op < IOSTAT_OPS; op++)
-                emit(t, "%s{lun=\"%u\",op=\"%s\"} %" PRIu64 "\n", counters[f].name,
-                     luns[k]->info.id, iostat_op_names[op],
-                     f == 0 ? snaps[k].op[op].commands : snaps[k].op[op].bytes);
+                textbuf_put(t, "%s{lun=\"%u\",op=\"%s\"} %" PRIu64 "\n", counters[f].name,
+                            luns[k]->info.id, iostat_op_names[op],
+                            f == 0 ? snaps[k].op[op].commands : snaps[k].op[op].bytes);
     }
     family(t, "twinlun_lun_errors_total", "counter", "SCSI commands that did not end GOOD");
     for (k = 0; k < count; k++)
-        emit(t, "twinlun_lun_errors_total{lun=\"%u\"} %" PRIu64 "\n", luns[k]->info.id,
-             snaps[k].errors);
+        textbuf_put(t, "twinlun_lun_errors_total{lun=\"%u\"} %" PRIu64 "\n", luns[k]->info.id,
+                    snaps[k].errors);
     family(t, "twinlun_lun_latency_seconds", "histogram",
            "time from a command's header to its status");
     for (k = 0; k < count; k++)
@@ -102,27 +84,29 @@ static void lun_figures(struct text *t, struct tgt_server *srv)
             for (int b = 0; b < IOSTAT_BUCKETS; b++) {
                 cumulative += c->buckets[b];
                 if (b < IOSTAT_BUCKETS - 1)
-                    emit(t,
-                         "twinlun_lun_latency_seconds_bucket{lun=\"%u\",op=\"%s\",le=\"%g\"} "
-                         "%" PRIu64 "\n",
-                         luns[k]->info.id, iostat_op_names[op], iostat_bucket_bounds_us[b] / 1e6,
-                         cumulative);
+                    textbuf_put(
+                        t,
+                        "twinlun_lun_latency_seconds_bucket{lun=\"%u\",op=\"%s\",le=\"%g\"} "
+                        "%" PRIu64 "\n",
+                        luns[k]->info.id, iostat_op_names[op], iostat_bucket_bounds_us[b] / 1e6,
+                        cumulative);
                 else
-                    emit(t,
-                         "twinlun_lun_latency_seconds_bucket{lun=\"%u\",op=\"%s\",le=\"+Inf\"} "
-                         "%" PRIu64 "\n",
-                         luns[k]->info.id, iostat_op_names[op], cumulative);
+                    textbuf_put(
+                        t,
+                        "twinlun_lun_latency_seconds_bucket{lun=\"%u\",op=\"%s\",le=\"+Inf\"} "
+                        "%" PRIu64 "\n",
+                        luns[k]->info.id, iostat_op_names[op], cumulative);
             }
-            emit(t, "twinlun_lun_latency_seconds_sum{lun=\"%u\",op=\"%s\"} %.9f\n",
-                 luns[k]->info.id, iostat_op_names[op], (double)c->latency_ns_sum / 1e9);
-            emit(t, "twinlun_lun_latency_seconds_count{lun=\"%u\",op=\"%s\"} %" PRIu64 "\n",
-                 luns[k]->info.id, iostat_op_names[op], c->commands);
+            textbuf_put(t, "twinlun_lun_latency_seconds_sum{lun=\"%u\",op=\"%s\"} %.9f\n",
+                        luns[k]->info.id, iostat_op_names[op], (double)c->latency_ns_sum / 1e9);
+            textbuf_put(t, "twinlun_lun_latency_seconds_count{lun=\"%u\",op=\"%s\"} %" PRIu64 "\n",
+                        luns[k]->info.id, iostat_op_names[op], c->commands);
         }
     free(snaps);
     free(luns);
 }
 
-static void pair_figures(struct text *t, struct tgt_server *srv)
+static void pair_figures(struct textbuf *t, struct tgt_server *srv)
 {
     static struct replica_status st; /* one metrics thread */
     replica_status(srv->pair, &st);
@@ -142,51 +126,47 @@ static void pair_figures(struct text *t, struct tgt_server *srv)
                          : f == 1 ? l->dirty_bytes
                          : f == 2 ? (strcmp(l->sync, "in-sync") ? l->dirty_bytes : 0)
                                   : l->resync_rate_bytes_s;
-            emit(t, "%s{lun=\"%u\"} %" PRIu64 "\n", per_lun[f].name, l->id, v);
+            textbuf_put(t, "%s{lun=\"%u\"} %" PRIu64 "\n", per_lun[f].name, l->id, v);
         }
     }
     family(t, "twinlun_pair_connected", "gauge", "1 while the backplane to the partner is up");
-    emit(t, "twinlun_pair_connected %d\n", st.connected);
+    textbuf_put(t, "twinlun_pair_connected %d\n", st.connected);
     family(t, "twinlun_pair_degraded", "gauge", "1 while writes go without replica");
-    emit(t, "twinlun_pair_degraded %d\n", st.degraded);
+    textbuf_put(t, "twinlun_pair_degraded %d\n", st.degraded);
     family(t, "twinlun_replication_records_total", "counter", "records the partner acknowledged");
-    emit(t, "twinlun_replication_records_total %" PRIu64 "\n", st.replicated_records);
+    textbuf_put(t, "twinlun_replication_records_total %" PRIu64 "\n", st.replicated_records);
     family(t, "twinlun_replication_bytes_total", "counter", "bytes the partner acknowledged");
-    emit(t, "twinlun_replication_bytes_total %" PRIu64 "\n", st.replicated_bytes);
+    textbuf_put(t, "twinlun_replication_bytes_total %" PRIu64 "\n", st.replicated_bytes);
     family(t, "twinlun_replication_unreplicated_total", "counter",
            "changes that completed without a replica");
-    emit(t, "twinlun_replication_unreplicated_total %" PRIu64 "\n", st.unreplicated_changes);
+    textbuf_put(t, "twinlun_replication_unreplicated_total %" PRIu64 "\n", st.unreplicated_changes);
     family(t, "twinlun_replication_rate_bytes", "gauge", "replication rate, bytes per second");
-    emit(t, "twinlun_replication_rate_bytes %.0f\n", st.rate_bytes_s);
+    textbuf_put(t, "twinlun_replication_rate_bytes %.0f\n", st.rate_bytes_s);
     family(t, "twinlun_replication_lag_bytes", "gauge",
            "bytes sent or queued for the partner and not yet acknowledged");
-    emit(t, "twinlun_replication_lag_bytes %" PRIu64 "\n", st.ring_bytes);
+    textbuf_put(t, "twinlun_replication_lag_bytes %" PRIu64 "\n", st.ring_bytes);
     const struct throttle_stats *th = &st.throttle;
     family(t, "twinlun_throttle_pacing", "gauge", "1 while client writes are paced");
-    emit(t, "twinlun_throttle_pacing %d\n", th->throttling);
+    textbuf_put(t, "twinlun_throttle_pacing %d\n", th->throttling);
     family(t, "twinlun_throttle_rate_bytes", "gauge", "the pace granted, bytes per second");
-    emit(t, "twinlun_throttle_rate_bytes %.0f\n", th->rate_bytes_s);
+    textbuf_put(t, "twinlun_throttle_rate_bytes %.0f\n", th->rate_bytes_s);
     family(t, "twinlun_throttle_waits_total", "counter", "client writes that had to wait");
-    emit(t, "twinlun_throttle_waits_total %" PRIu64 "\n", th->waited[THROTTLE_CLIENT]);
+    textbuf_put(t, "twinlun_throttle_waits_total %" PRIu64 "\n", th->waited[THROTTLE_CLIENT]);
     family(t, "twinlun_throttle_queued", "gauge", "client writes waiting now");
-    emit(t, "twinlun_throttle_queued %u\n", th->queued[THROTTLE_CLIENT]);
+    textbuf_put(t, "twinlun_throttle_queued %u\n", th->queued[THROTTLE_CLIENT]);
     family(t, "twinlun_throttle_wait_p99_seconds", "gauge",
            "99th percentile wait of the last 4096 admissions");
-    emit(t, "twinlun_throttle_wait_p99_seconds %.6f\n", th->wait_p99_us / 1e6);
+    textbuf_put(t, "twinlun_throttle_wait_p99_seconds %.6f\n", th->wait_p99_us / 1e6);
 }
 
 size_t metrics_render(struct tgt_server *srv, char *buf, size_t len)
 {
-    struct text t = {.p = buf, .len = len};
+    struct textbuf t = {.p = buf, .len = len};
     buf[0] = '\0';
     lun_figures(&t, srv);
-    unsigned sessions = 0;
-    pthread_mutex_lock(&srv->sessions_lock);
-    for (struct conn *c = srv->sessions; c; c = c->sess_next)
-        sessions++;
-    pthread_mutex_unlock(&srv->sessions_lock);
+    unsigned sessions = server_session_count(srv);
     family(&t, "twinlun_sessions", "gauge", "iSCSI sessions in full feature phase");
-    emit(&t, "twinlun_sessions %u\n", sessions);
+    textbuf_put(&t, "twinlun_sessions %u\n", sessions);
     if (srv->pair)
         pair_figures(&t, srv);
     return t.used;

@@ -352,6 +352,16 @@ int conn_register_session(struct conn *c)
     return 0;
 }
 
+unsigned server_session_count(struct tgt_server *srv)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&srv->sessions_lock);
+    for (struct conn *o = srv->sessions; o; o = o->sess_next)
+        n++;
+    pthread_mutex_unlock(&srv->sessions_lock);
+    return n;
+}
+
 static bool session_exists(struct tgt_server *srv, uint16_t tsih, const uint8_t *isid,
                            const char *initiator)
 {

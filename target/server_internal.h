@@ -214,6 +214,8 @@ void conn_mark_dirty(struct conn *c);
 void conn_close(struct conn *c, const char *why);
 void conn_queue_tx(struct conn *c, struct tx_item *it);
 int conn_register_session(struct conn *c);
+/* Full-feature sessions now (the admin socket and the metrics count them). */
+unsigned server_session_count(struct tgt_server *srv);
 struct tgt_lun *target_find_lun(struct tgt_target *t, uint32_t id);
 
 /* iscsi.c: the full feature phase */
