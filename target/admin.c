@@ -45,6 +45,31 @@ static void put_bar(struct textbuf *o, double fraction)
     textbuf_put(o, "]");
 }
 
+static const char *alua_name(int state)
+{
+    switch (state) {
+    case SCSI_ALUA_ACTIVE_OPTIMIZED:
+        return "active/optimized";
+    case SCSI_ALUA_ACTIVE_NON_OPTIMIZED:
+        return "active/non-optimized";
+    case SCSI_ALUA_STANDBY:
+        return "standby";
+    case SCSI_ALUA_UNAVAILABLE:
+        return "unavailable";
+    case SCSI_ALUA_TRANSITIONING:
+        return "transitioning";
+    default:
+        return "unknown";
+    }
+}
+
+/* This node's ALUA state for the LUN. */
+static const char *lun_alua(struct tgt_server *srv, const struct tgt_lun *l)
+{
+    int lu_state = atomic_load(&l->lu.alua_state);
+    return alua_name(lu_state >= 0 ? lu_state : atomic_load(&srv->alua_state));
+}
+
 static int status(struct tgt_server *srv, bool json, struct textbuf *o)
 {
     const struct tgt_config *cfg = srv->cfg;
@@ -103,10 +128,16 @@ static int status(struct tgt_server *srv, bool json, struct textbuf *o)
         for (size_t i = 0; i < t->lun_count; i++) {
             const struct tgt_lun *l = &t->luns[i];
             const struct replica_lun_status *ls = i < st.lun_count ? &st.luns[i] : NULL;
+            struct iostat_snapshot io;
+            iostat_snapshot(&l->stats, twl_now_ns(), &io);
             textbuf_put(o, "%s{\"id\":%u,\"path\":", i ? "," : "", l->info.id);
             textbuf_json_str(o, l->store.path);
-            textbuf_put(o, ",\"bytes\":%" PRIu64 ",\"block_size\":%u",
-                        l->info.block_count * l->info.block_size, l->info.block_size);
+            textbuf_put(o,
+                        ",\"bytes\":%" PRIu64 ",\"block_size\":%u,\"alua\":\"%s\""
+                        ",\"read_rate_bytes_s\":%" PRIu64 ",\"write_rate_bytes_s\":%" PRIu64,
+                        l->info.block_count * l->info.block_size, l->info.block_size,
+                        lun_alua(srv, l), io.op[IOSTAT_READ].rate_bytes_s,
+                        io.op[IOSTAT_WRITE].rate_bytes_s);
             if (ls) {
                 uint64_t left = ls->dirty_bytes;
                 double eta =
@@ -163,16 +194,25 @@ static int status(struct tgt_server *srv, bool json, struct textbuf *o)
     } else {
         textbuf_put(o, "pair: none (a single node)\n");
     }
-    textbuf_put(o, "%-4s %-10s %-15s %12s  %s\n", "LUN", "role", "sync", "dirty MiB", "resync");
+    textbuf_put(o, "%-4s %-10s %-15s %9s  %-17s %15s  %s\n", "LUN", "role", "sync", "dirty MiB",
+                "ALUA", "read/write MB/s", "resync");
     for (size_t i = 0; i < t->lun_count; i++) {
         const struct tgt_lun *l = &t->luns[i];
         const struct replica_lun_status *ls = i < st.lun_count ? &st.luns[i] : NULL;
+        struct iostat_snapshot io;
+        iostat_snapshot(&l->stats, twl_now_ns(), &io);
+        char dirty[32] = "-", rates[48];
+        if (ls)
+            snprintf(dirty, sizeof(dirty), "%.1f", ls->dirty_bytes / 1048576.0);
+        snprintf(rates, sizeof(rates), "%.1f/%.1f", io.op[IOSTAT_READ].rate_bytes_s / 1e6,
+                 io.op[IOSTAT_WRITE].rate_bytes_s / 1e6);
+        textbuf_put(o, "%-4u %-10s %-15s %9s  %-17s %15s  ", l->info.id,
+                    ls ? (ls->primary ? "primary" : "secondary") : "single", ls ? ls->sync : "-",
+                    dirty, lun_alua(srv, l), rates);
         if (ls == NULL) {
-            textbuf_put(o, "%-4u %-10s %-15s %12s  %s\n", l->info.id, "single", "-", "-", "-");
+            textbuf_put(o, "-\n");
             continue;
         }
-        textbuf_put(o, "%-4u %-10s %-15s %12.1f  ", l->info.id,
-                    ls->primary ? "primary" : "secondary", ls->sync, ls->dirty_bytes / 1048576.0);
         uint64_t done = ls->resync_done_bytes, left = ls->dirty_bytes;
         if (strcmp(ls->sync, "resyncing") == 0 || strcmp(ls->sync, "resync-pending") == 0 ||
             strcmp(ls->sync, "resync-paused") == 0) {
@@ -260,24 +300,6 @@ static int sessions(struct tgt_server *srv, bool json, struct textbuf *o)
     return 0;
 }
 
-static const char *alua_name(int state)
-{
-    switch (state) {
-    case SCSI_ALUA_ACTIVE_OPTIMIZED:
-        return "active/optimized";
-    case SCSI_ALUA_ACTIVE_NON_OPTIMIZED:
-        return "active/non-optimized";
-    case SCSI_ALUA_STANDBY:
-        return "standby";
-    case SCSI_ALUA_UNAVAILABLE:
-        return "unavailable";
-    case SCSI_ALUA_TRANSITIONING:
-        return "transitioning";
-    default:
-        return "unknown";
-    }
-}
-
 /* Every LUN: what it is, who serves it, its ALUA state here and its I/O so far. */
 static int luns(struct tgt_server *srv, bool json, struct textbuf *o)
 {
@@ -299,12 +321,11 @@ static int luns(struct tgt_server *srv, bool json, struct textbuf *o)
             for (size_t k = 0; ti == 0 && k < st.lun_count; k++)
                 if (st.luns[k].id == l->info.id)
                     ls = &st.luns[k];
-            int lu_state = atomic_load(&l->lu.alua_state);
-            const char *alua = alua_name(lu_state >= 0 ? lu_state : atomic_load(&srv->alua_state));
+            const char *alua = lun_alua(srv, l);
             const char *role = ls ? (ls->primary ? "primary" : "secondary") : "single";
             const char *owner = l->cfg->owner[0] ? l->cfg->owner : srv->cfg->node_name;
             struct iostat_snapshot io;
-            iostat_snapshot(&l->stats, &io);
+            iostat_snapshot(&l->stats, twl_now_ns(), &io);
             uint64_t bytes = l->info.block_count * l->info.block_size;
             if (!json) {
                 textbuf_put(o,
@@ -337,13 +358,14 @@ static int luns(struct tgt_server *srv, bool json, struct textbuf *o)
             textbuf_put(o, ",\"errors\":%" PRIu64, io.errors);
             for (int op = 0; op < IOSTAT_OPS; op++) {
                 const struct iostat_counts *c = &io.op[op];
-                textbuf_put(
-                    o,
-                    ",\"%s\":{\"commands\":%" PRIu64 ",\"bytes\":%" PRIu64
-                    ",\"latency_mean_us\":%.0f,\"latency_p50_us\":%.0f,\"latency_p99_us\":%.0f}",
-                    iostat_op_names[op], c->commands, c->bytes,
-                    c->commands ? (double)c->latency_ns_sum / 1e3 / (double)c->commands : 0.0,
-                    iostat_quantile_us(c, 0.5), iostat_quantile_us(c, 0.99));
+                textbuf_put(o,
+                            ",\"%s\":{\"commands\":%" PRIu64 ",\"bytes\":%" PRIu64
+                            ",\"rate_bytes_s\":%" PRIu64 ",\"latency_mean_us\":%.0f,"
+                            "\"latency_p50_us\":%.0f,\"latency_p99_us\":%.0f}",
+                            iostat_op_names[op], c->commands, c->bytes, c->rate_bytes_s,
+                            c->commands ? (double)c->latency_ns_sum / 1e3 / (double)c->commands
+                                        : 0.0,
+                            iostat_quantile_us(c, 0.5), iostat_quantile_us(c, 0.99));
             }
             textbuf_put(o, "}");
         }

@@ -4,6 +4,9 @@
  * the I/O path); the admin socket and the metrics endpoint read a snapshot, whose fields may
  * be a few commands apart from each other but each only grows.
  *
+ * The rate is the bytes of the last whole second (a display figure: a command racing the turn
+ * of the second may land in either).
+ *
  * Latency is kept as a histogram with fixed bounds (Prometheus style: each bucket counts the
  * commands at or below its bound, the last one is +Inf) plus the sum, so rates and quantiles
  * can be computed by whoever scrapes it.
@@ -33,6 +36,7 @@ struct iostat_counts {
     uint64_t bytes;
     uint64_t latency_ns_sum;
     uint64_t buckets[IOSTAT_BUCKETS]; /* not cumulative: commands in (bound[i-1], bound[i]] */
+    uint64_t rate_bytes_s;            /* in the last whole second */
 };
 
 struct iostat {
@@ -41,6 +45,9 @@ struct iostat {
         _Atomic uint64_t buckets[IOSTAT_BUCKETS];
     } op[IOSTAT_OPS];
     _Atomic uint64_t errors;
+    _Atomic uint64_t second;           /* the second (of the monotonic clock) cur counts */
+    _Atomic uint64_t cur[IOSTAT_OPS];  /* bytes in that second */
+    _Atomic uint64_t last[IOSTAT_OPS]; /* bytes in the second before it */
 };
 
 struct iostat_snapshot {
@@ -48,10 +55,11 @@ struct iostat_snapshot {
     uint64_t errors;
 };
 
-/* Records one finished command. */
+/* Records one command that finished at now_ns (twl_now_ns). */
 void iostat_record(struct iostat *s, enum iostat_op op, uint64_t bytes, uint64_t latency_ns,
-                   bool error);
-void iostat_snapshot(struct iostat *s, struct iostat_snapshot *out);
+                   bool error, uint64_t now_ns);
+/* The figures, with the rates as of now_ns. */
+void iostat_snapshot(const struct iostat *s, uint64_t now_ns, struct iostat_snapshot *out);
 /* The latency below which a fraction q (0..1) of the commands finished, by interpolation inside
  * the bucket (0 when there are none; the largest bound when it falls in +Inf). */
 double iostat_quantile_us(const struct iostat_counts *c, double q);

@@ -322,7 +322,7 @@ static void task_account(struct tgt_task *t, uint8_t status, uint32_t data_in)
     }
     uint64_t now = twl_now_ns();
     iostat_record(&t->lun->stats, op, bytes, now > t->start_ns ? now - t->start_ns : 0,
-                  status != SCSI_STATUS_GOOD);
+                  status != SCSI_STATUS_GOOD, now);
 }
 
 static void send_scsi_response(struct tgt_task *t, uint32_t moved)

@@ -61,7 +61,7 @@ static void lun_figures(struct textbuf *t, struct tgt_server *srv)
     for (size_t ti = 0; ti < srv->target_count; ti++)
         for (size_t i = 0; i < srv->targets[ti].lun_count; i++, k++) {
             luns[k] = &srv->targets[ti].luns[i];
-            iostat_snapshot(&luns[k]->stats, &snaps[k]);
+            iostat_snapshot(&luns[k]->stats, twl_now_ns(), &snaps[k]);
         }
     for (int f = 0; f < 2; f++) {
         family(t, counters[f].name, "counter", counters[f].help);

@@ -93,6 +93,9 @@ def main(args):
         check(st["target"] == "iqn.2026-11.io.twinlun:default" and st["pair"] is None and
               st["sessions"] == 0 and st["metrics"] == "http://127.0.0.1:%d/metrics" % mport,
               "idle status --json: %r" % st)
+        slun = st["luns"][0]
+        check(slun["alua"] == "active/optimized" and slun["write_rate_bytes_s"] == 0 and
+              slun["read_rate_bytes_s"] == 0, "idle status --json LUN 0: %r" % slun)
         check(docs["sessions"] == {"sessions": []}, "idle sessions: %r" % docs["sessions"])
         lun = docs["luns"]["luns"][0]
         check(lun["id"] == 0 and lun["bytes"] == 1 << 30 and lun["role"] == "single" and
