@@ -298,7 +298,7 @@ static int negotiate_operational(struct login_ctx *lc, const char *key, const ch
     if (strcmp(key, "DefaultTime2Wait") == 0 || strcmp(key, "DefaultTime2Retain") == 0) {
         if (parse_number(value, &n) || n > 3600)
             return pdu_text_add(&rsp->text, key, "Reject");
-        bool wait = key[11] == 'W';
+        bool wait = strcmp(key, "DefaultTime2Wait") == 0;
         uint32_t v;
         if (wait) {
             v = (uint32_t)n > ours->default_time2wait ? (uint32_t)n : ours->default_time2wait;

@@ -159,6 +159,38 @@ static void plain_login_negotiates_operational_keys(void **state)
     login_free(&lc);
 }
 
+/* DefaultTime2Wait is the larger of the offers and lands in time2wait, DefaultTime2Retain the
+ * smaller one in time2retain; each leaves the other alone (found by fuzz_login: the Wait key was
+ * taken for Retain). */
+static void time2wait_and_time2retain_negotiate_apart(void **state)
+{
+    (void)state;
+    struct login_ctx lc;
+    struct login_response rsp;
+    login_init(&lc, &cfg, 1);
+    const char *keys[] = {"InitiatorName=iqn.a", "TargetName=" TARGET_IQN, "DefaultTime2Wait=5",
+                          NULL};
+    step(&lc, true, 1, 3, keys, &rsp);
+    assert_int_equal(rsp.status, 0);
+    assert_string_equal(find_key(&rsp, "DefaultTime2Wait"), "5");
+    assert_int_equal(lc.params.time2wait, 5);
+    assert_int_equal(lc.params.time2retain, 20);
+    pdu_text_free(&rsp.text);
+    login_free(&lc);
+
+    login_init(&lc, &cfg, 1);
+    const char *retain[] = {"InitiatorName=iqn.a", "TargetName=" TARGET_IQN, "DefaultTime2Retain=7",
+                            "DefaultTime2Wait=0", NULL};
+    step(&lc, true, 1, 3, retain, &rsp);
+    assert_int_equal(rsp.status, 0);
+    assert_string_equal(find_key(&rsp, "DefaultTime2Retain"), "7");
+    assert_string_equal(find_key(&rsp, "DefaultTime2Wait"), "2");
+    assert_int_equal(lc.params.time2retain, 7);
+    assert_int_equal(lc.params.time2wait, 2);
+    pdu_text_free(&rsp.text);
+    login_free(&lc);
+}
+
 static void initial_r2t_is_or_and_immediate_data_is_and(void **state)
 {
     (void)state;
@@ -440,6 +472,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(plain_login_negotiates_operational_keys, setup),
         cmocka_unit_test_setup(initial_r2t_is_or_and_immediate_data_is_and, setup),
+        cmocka_unit_test_setup(time2wait_and_time2retain_negotiate_apart, setup),
         cmocka_unit_test_setup(unknown_target_and_missing_name, setup),
         cmocka_unit_test_setup(discovery_session_marks_irrelevant_keys, setup),
         cmocka_unit_test_setup(bad_transitions_are_refused, setup),
