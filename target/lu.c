@@ -240,8 +240,25 @@ struct lu_nexus *lu_nexus_get(struct lu *lu, const char *initiator, const uint8_
             lu->nexuses = n;
         }
     }
+    if (n)
+        n->users++;
     pthread_mutex_unlock(&lu->lock);
     return n;
+}
+
+void lu_nexus_put(struct lu *lu, struct lu_nexus *n)
+{
+    pthread_mutex_lock(&lu->lock);
+    if (--n->users == 0) {
+        for (struct lu_nexus **pp = &lu->nexuses; *pp; pp = &(*pp)->next) {
+            if (*pp == n) {
+                *pp = n->next;
+                break;
+            }
+        }
+        free(n);
+    }
+    pthread_mutex_unlock(&lu->lock);
 }
 
 static void ua_all_locked(struct lu *lu, uint16_t asc_ascq, const struct lu_nexus *except)

@@ -43,9 +43,13 @@ struct lu_range {
 
 #define LU_UA_MAX 8
 
-/* One I_T nexus as this LU knows it. Lives as long as the LU. */
+/* One I_T nexus as this LU knows it. Lives while a connection uses it (lu_nexus_get ..
+ * lu_nexus_put): initiators that log in again and again with new ISIDs do not make the LU grow.
+ * What it carries (pending unit attentions, EXTENDED COPY lists held for COPY STATUS) ends with
+ * the nexus; reservations are kept by the reservation state, not here. */
 struct lu_nexus {
     struct lu_nexus *next;
+    unsigned users; /* connections that looked it up (under the LU's lock) */
     char initiator[TGT_NAME_MAX];
     uint8_t isid[6];
     uint16_t rel_port;
@@ -81,10 +85,13 @@ bool lu_range_lock(struct lu *lu, struct lu_range *r, uint64_t lba, uint64_t blo
 /* Releases a held range, granting the waiters it was blocking. */
 void lu_range_unlock(struct lu *lu, struct lu_range *r);
 
-/* The nexus record, created (with a POWER ON UA pending) the first time it is seen. NULL only
- * when out of memory. */
+/* The nexus record, created (with a POWER ON UA pending) when no connection has it, and taken
+ * for the caller (lu_nexus_put gives it back). NULL only when out of memory. */
 struct lu_nexus *lu_nexus_get(struct lu *lu, const char *initiator, const uint8_t isid[6],
                               uint16_t rel_port);
+/* The connection that took n is freed (nothing of it refers to n any more): the record goes
+ * with the last one. */
+void lu_nexus_put(struct lu *lu, struct lu_nexus *n);
 
 /* Queues a unit attention for every nexus (except `except`, when not NULL). */
 void lu_ua_all(struct lu *lu, uint16_t asc_ascq, const struct lu_nexus *except);

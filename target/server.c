@@ -170,6 +170,9 @@ static void conn_free(struct conn *c)
     }
     login_free(&c->login);
     free(c->pdu_data);
+    for (size_t i = 0; c->nexus && i < c->target->lun_count; i++)
+        if (c->nexus[i])
+            lu_nexus_put(&c->target->luns[i].lu, c->nexus[i]);
     free(c->nexus);
     free(c);
     atomic_fetch_sub(&thr->conn_count, 1);

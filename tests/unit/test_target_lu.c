@@ -305,6 +305,33 @@ static void nexus_get_returns_the_same_record(void **state)
     assert_ptr_equal(nexus_a(), a);
 }
 
+/* A record lives while a connection holds it: the last put frees it, so initiators that come
+ * back with new ISIDs do not make the LU grow, and a nexus formed again starts afresh. */
+static void nexus_goes_with_its_last_user(void **state)
+{
+    (void)state;
+    struct lu_nexus *a = nexus_a();
+    clear_power_on(a);
+    assert_ptr_equal(nexus_a(), a); /* a reinstated session's connection takes it too */
+    lu_ua_all(&f->lu, SCSI_ASC_MODE_PARAMS_CHANGED, NULL);
+    lu_nexus_put(&f->lu, a); /* the old connection is freed: the record stays for the new */
+    assert_unit_attention(a, SCSI_ASC_MODE_PARAMS_CHANGED);
+    lu_nexus_put(&f->lu, a);
+    unsigned records = 0;
+    for (struct lu_nexus *n = f->lu.nexuses; n; n = n->next)
+        records++;
+    assert_int_equal(records, 0);
+    a = nexus_a(); /* the nexus forms again: a new record, POWER ON again */
+    assert_int_equal(a->users, 1);
+    assert_unit_attention(a, SCSI_ASC_POWER_ON_RESET);
+    for (int i = 0; i < 1000; i++) {
+        uint8_t isid[6] = {0x80, 0, 0, 0, (uint8_t)(i >> 8), (uint8_t)i};
+        lu_nexus_put(&f->lu, lu_nexus_get(&f->lu, NAME_B, isid, 1));
+    }
+    assert_ptr_equal(f->lu.nexuses, a);
+    assert_null(a->next);
+}
+
 static void first_command_sees_power_on(void **state)
 {
     (void)state;
@@ -772,6 +799,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(range_disjoint_granted_at_once),
+        T(nexus_goes_with_its_last_user),
         T(range_zero_blocks_is_one_block),
         T(range_overlapping_granted_in_order),
         T(range_waiter_behind_waiter_keeps_its_turn),
