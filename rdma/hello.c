@@ -85,12 +85,26 @@ static bool str_fits(const char *s, size_t field)
     return strnlen(s, field) < field;
 }
 
+/* Names end up quoted in the sentences check() gives and the log shows: a control character
+ * from the partner (a newline, an escape sequence) would forge or garble log lines. Configs
+ * never hold one. */
+static bool printable(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
+
 /* What a hello must satisfy to be sent or accepted; rc is what breaking a rule returns. */
 static int validate(const struct twl_rdma_hello *h, int rc, char *err, size_t errlen)
 {
     if (!str_fits(h->node, TWL_RDMA_NAME_MAX) || h->node[0] == '\0')
         return twl_rdma_proto_fail(rc, err, errlen, "node name is empty or longer than %u bytes",
                                    TWL_RDMA_NAME_MAX - 1);
+    /* before any message quotes it */
+    if (!printable(h->node))
+        return twl_rdma_proto_fail(rc, err, errlen, "node name holds control characters");
     if (!str_fits(h->partner, TWL_RDMA_NAME_MAX) || h->partner[0] == '\0')
         return twl_rdma_proto_fail(rc, err, errlen,
                                    "node \"%s\": partner name is empty or longer than %u bytes",
@@ -99,6 +113,10 @@ static int validate(const struct twl_rdma_hello *h, int rc, char *err, size_t er
         return twl_rdma_proto_fail(rc, err, errlen,
                                    "node \"%s\": target name is empty or longer than %u bytes",
                                    h->node, TWL_RDMA_IQN_MAX - 1);
+    if (!printable(h->partner) || !printable(h->iqn))
+        return twl_rdma_proto_fail(rc, err, errlen,
+                                   "node \"%s\": partner or target name holds control characters",
+                                   h->node);
     if (h->lun_count > TWL_RDMA_HELLO_MAX_LUNS)
         return twl_rdma_proto_fail(rc, err, errlen, "node \"%s\" lists %u LUNs; at most %u",
                                    h->node, h->lun_count, TWL_RDMA_HELLO_MAX_LUNS);
@@ -120,6 +138,10 @@ static int validate(const struct twl_rdma_hello *h, int rc, char *err, size_t er
             return twl_rdma_proto_fail(rc, err, errlen,
                                        "node \"%s\": LUN %u owner name is longer than %u bytes",
                                        h->node, l->id, TWL_RDMA_NAME_MAX - 1);
+        if (!printable(l->owner))
+            return twl_rdma_proto_fail(rc, err, errlen,
+                                       "node \"%s\": LUN %u owner name holds control characters",
+                                       h->node, l->id);
         for (uint32_t j = 0; j < i; j++)
             if (h->luns[j].id == l->id)
                 return twl_rdma_proto_fail(rc, err, errlen, "node \"%s\" lists LUN %u twice",

@@ -198,6 +198,15 @@ static void test_decode_refusals(void **state)
     memset(buf + 160, 0, 224); /* empty target name */
     expect_decode_refusal(len, "target name is empty");
     twl_rdma_hello_encode(&a, buf, sizeof(buf));
+    buf[32 + 4] = '\n'; /* "alph\n": would end the logged sentence early */
+    expect_decode_refusal(len, "node name holds control characters");
+    twl_rdma_hello_encode(&a, buf, sizeof(buf));
+    buf[160 + 3] = 0x1b; /* an escape sequence in the target name */
+    expect_decode_refusal(len, "partner or target name holds control characters");
+    twl_rdma_hello_encode(&a, buf, sizeof(buf));
+    buf[lun1 + 16 + 2] = 0x7f;
+    expect_decode_refusal(len, "LUN 1 owner name holds control characters");
+    twl_rdma_hello_encode(&a, buf, sizeof(buf));
     memset(buf + lun1 + 16, 'o', 64); /* owner without a NUL */
     expect_decode_refusal(len, "malformed owner for LUN 1");
     twl_rdma_hello_encode(&a, buf, sizeof(buf));
@@ -239,6 +248,9 @@ static void test_encode_refusals(void **state)
     assert_int_equal(twl_rdma_hello_encode(&a, buf, sizeof(buf)), -EINVAL);
     setup_pair();
     a.luns[0].block_size = 0;
+    assert_int_equal(twl_rdma_hello_encode(&a, buf, sizeof(buf)), -EINVAL);
+    setup_pair();
+    snprintf(a.partner, sizeof(a.partner), "be\tta");
     assert_int_equal(twl_rdma_hello_encode(&a, buf, sizeof(buf)), -EINVAL);
 }
 
