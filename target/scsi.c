@@ -580,6 +580,12 @@ static bool check_block_range(const struct cmd *c, struct scsi_plan *plan, uint6
         invalid_field(plan, len_field, -1);
         return false;
     }
+    /* Without a limit the bytes can still exceed what a plan (and an iSCSI expected data
+     * transfer length) counts in 32 bits: data_out would wrap. */
+    if (limit && (uint64_t)*blocks * c->lun->block_size > UINT32_MAX) {
+        invalid_field(plan, len_field, -1);
+        return false;
+    }
     return true;
 }
 

@@ -804,6 +804,28 @@ static void transfer_length_above_maximum(void **state)
     assert_media(SCSI_ACTION_READ, 0, 60000, false);
 }
 
+/* With no transfer limit, a transfer of 4 GiB or more does not fit the plan's 32-bit byte
+ * count: refused rather than planned with a wrapped data_out (found by fuzz_cdb). */
+static void unlimited_transfer_above_4gib_refused(void **state)
+{
+    (void)state;
+    lun.max_transfer_blocks = 0;
+    lun.block_count = 1ull << 30;
+    uint8_t wr[16] = {0x8a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 0, 0}; /* 2^23 blocks */
+    run(wr, sizeof(wr));
+    assert_invalid_field(10);
+
+    uint8_t rd[16] = {0x88, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 0, 0};
+    run(rd, sizeof(rd));
+    assert_invalid_field(10);
+
+    twl_put_be32(wr + 10, 0x7fffff); /* one block less: 4 GiB - 512 bytes */
+    run(wr, sizeof(wr));
+    assert_int_equal(plan.action, SCSI_ACTION_WRITE);
+    assert_int_equal(plan.blocks, 0x7fffff);
+    assert_int_equal(plan.data_out, 0x7fffffull * 512);
+}
+
 static void protect_field_rejected(void **state)
 {
     (void)state;
@@ -2714,6 +2736,7 @@ int main(void)
         T(write_16_lba_overflow_out_of_range),
         T(read_6_out_of_range),
         T(transfer_length_above_maximum),
+        T(unlimited_transfer_above_4gib_refused),
         T(protect_field_rejected),
         T(sync_cache_10),
         T(sync_cache_16_to_end),
