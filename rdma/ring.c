@@ -125,7 +125,8 @@ int twl_rdma_dring_read(const uint8_t *hdr, struct twl_rdma_dring_state *st)
     bool va = dring_slot_read(hdr, &a), vb = dring_slot_read(hdr + DRING_SLOT, &b);
     if (!va && !vb)
         return -ENOENT;
-    *st = va && (!vb || a.epoch > b.epoch) ? a : b;
+    /* serial number order: the write after epoch 2^64 - 1 (0) is the newer one */
+    *st = va && (!vb || (int64_t)(a.epoch - b.epoch) > 0) ? a : b;
     return 0;
 }
 

@@ -91,6 +91,15 @@ static void test_header_slots(void **state)
     struct twl_rdma_dring_state bad = {.ring_size = 3000, .epoch = 1};
     twl_rdma_dring_write(hdr, &bad);
     assert_int_equal(twl_rdma_dring_read(hdr, &st), -ENOENT);
+
+    /* the write after epoch 2^64 - 1 wraps to 0 (slot 0) and is the current one */
+    memset(hdr, 0, sizeof(hdr));
+    struct twl_rdma_dring_state last = {.ring_size = RS, .epoch = UINT64_MAX, .pos = 64, .seq = 1};
+    twl_rdma_dring_write(hdr, &last);
+    struct twl_rdma_dring_state wrapped = {.ring_size = RS, .epoch = 0, .pos = 128, .seq = 2};
+    twl_rdma_dring_write(hdr, &wrapped);
+    assert_int_equal(twl_rdma_dring_read(hdr, &st), 0);
+    assert_memory_equal(&st, &wrapped, sizeof(st));
 }
 
 /* From where the header says replay starts, through the wrap, in order, with payloads. */
