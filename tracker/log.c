@@ -309,7 +309,8 @@ static bool sb_pick(const uint8_t *p, struct sb *out)
     bool va = sb_decode(p, &a), vb = sb_decode(p + SB_SLOT, &b);
     if (!va && !vb)
         return false;
-    *out = va && (!vb || a.epoch > b.epoch) ? a : b;
+    /* serial number order: the write after epoch 2^64 - 1 (0) is the newer one */
+    *out = va && (!vb || (int64_t)(a.epoch - b.epoch) > 0) ? a : b;
     return true;
 }
 
@@ -341,8 +342,15 @@ static int load(struct trk_log *log, uint64_t lun_bytes, uint32_t region_size, u
                   al_slots);
         return -EINVAL;
     }
-    for (uint64_t w = 0; w < (log->regions + 63) / 64; w++)
-        log->dirty += (uint64_t)__builtin_popcountll(le64toh(log->bitmap[w]));
+    for (uint64_t w = 0; w < (log->regions + 63) / 64; w++) {
+        uint64_t v = le64toh(log->bitmap[w]);
+        /* the last word's bits past the last region are never set here: ones found there are
+         * damage, not regions, and counting them would keep the count above 0 for ever (a
+         * resync clears regions only) */
+        if (w == log->regions / 64)
+            v &= (1ull << (log->regions % 64)) - 1;
+        log->dirty += (uint64_t)__builtin_popcountll(v);
+    }
     rec->al_regions = al_fold(log);
     rec->resync_pos = log->sb.resync_pos;
     return 0;

@@ -6,6 +6,7 @@
  * at that moment is dirty after recovery.
  */
 #include "tracker.h"
+#include "twl_common.h"
 
 #include <errno.h>
 #include <setjmp.h>
@@ -578,6 +579,59 @@ static void test_resync_position_survives(void **state)
     fake_free(f);
 }
 
+/* Bits past the last region (damage: the log never sets them) are not regions: they do not
+ * count, and a full resync leaves nothing dirty. */
+static void test_bits_past_the_end_are_not_regions(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(8);
+    struct trk_log_media m = media_of(f);
+    struct trk_log *log;
+    struct trk_log_recovery rec;
+    assert_int_equal(trk_log_open_media(&m, LUN, RS, 8, &log, &rec), 0);
+    assert_int_equal(trk_log_mark(log, 199 * RS, 1), 0);
+    trk_log_close(log);
+    /* regions 192..255 share the last word; 200.. do not exist */
+    f->live[8192 + 3 * 8 + 1] = 0xff;
+    f->live[8192 + 3 * 8 + 7] = 0x80;
+    assert_int_equal(trk_log_open_media(&m, LUN, RS, 8, &log, &rec), 0);
+    assert_int_equal(rec.dirty_regions, 1);
+    assert_int_equal(trk_log_dirty_count(log), 1);
+    assert_int_equal(trk_log_next_dirty(log, 0), 199);
+    assert_int_equal(trk_log_next_dirty(log, 200), REGIONS);
+    assert_int_equal(trk_log_clear(log, 0, REGIONS), 0);
+    assert_int_equal(trk_log_dirty_count(log), 0);
+    struct trk_gens peer = {.current = TRK_GEN_FIRST + 5};
+    assert_int_equal(trk_log_resynced(log, &peer), 0);
+    trk_log_close(log);
+    fake_free(f);
+}
+
+/* The superblock write after epoch 2^64 - 1 wraps to 0 and is still the one in force. */
+static void test_superblock_epoch_wraps(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(8);
+    struct trk_log_media m = media_of(f);
+    struct trk_log *log;
+    struct trk_log_recovery rec;
+    assert_int_equal(trk_log_open_media(&m, LUN, RS, 8, &log, &rec), 0);
+    trk_log_close(log);
+    /* the creation wrote epoch 1 into slot 1: make it 2^64 - 2, and slot 0 empty */
+    memset(f->live, 0, 512);
+    uint8_t *slot = f->live + 512;
+    twl_put_be64(slot + 8, UINT64_MAX - 1);
+    twl_put_be32(slot + 508, twl_crc32c(slot, 508));
+    assert_int_equal(trk_log_open_media(&m, LUN, RS, 8, &log, &rec), 0);
+    assert_int_equal(trk_log_set_resync_pos(log, 1), 0); /* epoch 2^64 - 1, slot 1 */
+    assert_int_equal(trk_log_set_resync_pos(log, 2), 0); /* epoch 0, slot 0 */
+    trk_log_close(log);
+    assert_int_equal(trk_log_open_media(&m, LUN, RS, 8, &log, &rec), 0);
+    assert_int_equal(rec.resync_pos, 2);
+    trk_log_close(log);
+    fake_free(f);
+}
+
 /* ---- on a file ---- */
 
 static void test_file_log_roundtrip(void **state)
@@ -632,6 +686,8 @@ int main(void)
         cmocka_unit_test(test_torn_superblock_keeps_previous),
         cmocka_unit_test(test_generations_decide_direction),
         cmocka_unit_test(test_resync_position_survives),
+        cmocka_unit_test(test_bits_past_the_end_are_not_regions),
+        cmocka_unit_test(test_superblock_epoch_wraps),
         cmocka_unit_test(test_file_log_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
