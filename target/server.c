@@ -1131,8 +1131,10 @@ int tgt_server_create(const struct tgt_config *cfg, struct tgt_server **out)
     rc = bind_portal(srv);
     if (rc)
         goto fail;
-    admin_start(srv, &srv->admin);     /* I/O is served without it; the failure is logged */
-    metrics_start(srv, &srv->metrics); /* the same */
+    /* I/O is served without these; a failure is logged. The admin thread reads srv->metrics:
+     * it starts last. */
+    metrics_start(srv, &srv->metrics);
+    admin_start(srv, &srv->admin);
     srv->thread_count = cfg->threads ? cfg->threads : 1;
     srv->threads = calloc(srv->thread_count, sizeof(*srv->threads));
     if (srv->threads == NULL) {
