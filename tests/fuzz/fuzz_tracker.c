@@ -41,7 +41,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FIT     0x1u
 #define FIX_CRC 0x2u
 
+static char dir[] = "/tmp/fuzz_tracker.XXXXXX";
 static char path[64];
+
+/* The temporary directory goes when the run ends (libFuzzer exits through exit()). */
+static void remove_dir(void)
+{
+    unlink(path);
+    rmdir(dir);
+}
 
 static void write_file(const uint8_t *p, size_t n)
 {
@@ -78,10 +86,9 @@ static uint64_t dirty_walked(struct trk_log *log)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (path[0] == '\0') {
-        char dir[] = "/tmp/fuzz_tracker.XXXXXX";
         CHECK(mkdtemp(dir) != NULL);
         snprintf(path, sizeof(path), "%s/lun0.trk", dir);
-        twl_log_set_level(TWL_LOG_ERROR);
+        atexit(remove_dir);
     }
     if (size == 0)
         return 0;
