@@ -84,7 +84,8 @@ static const char *const iscsi_keys[] = {"listen",
                                          NULL};
 static const char *const auth_keys[] = {"username", "secret", "mutual_username", "mutual_secret",
                                         NULL};
-static const char *const target_keys[] = {"iqn", "alias", "auth", "luns", NULL};
+static const char *const target_keys[] = {"iqn", "alias", "auth", "luns", "allow", NULL};
+static const char *const allow_keys[] = {"initiators", "addresses", NULL};
 static const char *const lun_keys[] = {"id",        "path",   "size",   "block_size",
                                        "direct",    "create", "serial", "thin",
                                        "read_only", "owner",  NULL};
@@ -906,6 +907,88 @@ static int parse_lun(struct ctx *c, const config_setting_t *targets, const confi
     return 0;
 }
 
+/* "10.0.0.0/8", "192.168.1.5" (/32), "fd00::/8", "::1" (/128); the bits past the prefix must be
+ * 0, so that what is written is what matches. */
+static int parse_net(struct ctx *c, const config_setting_t *s, const char *where, const char *v,
+                     struct tgt_net *n)
+{
+    char addr[INET6_ADDRSTRLEN + 8];
+    snprintf(addr, sizeof(addr), "%s", v);
+    char *slash = strchr(addr, '/');
+    if (slash)
+        *slash = '\0';
+    memset(n, 0, sizeof(*n));
+    if (inet_pton(AF_INET, addr, n->addr) == 1) {
+        n->family = AF_INET;
+        n->prefix = 32;
+    } else if (inet_pton(AF_INET6, addr, n->addr) == 1) {
+        n->family = AF_INET6;
+        n->prefix = 128;
+    } else {
+        return fail(c, s,
+                    "%s '%s' is not an address; expected an IPv4 or IPv6 address with an optional "
+                    "/prefix, e.g. \"10.0.0.0/24\" or \"fd00::/64\"",
+                    where, v);
+    }
+    if (slash) {
+        char *end;
+        long p = strtol(slash + 1, &end, 10);
+        if (*end || end == slash + 1 || p < 0 || p > n->prefix)
+            return fail(c, s, "%s '%s' has a bad prefix length; expected 0..%u", where, v,
+                        n->prefix);
+        n->prefix = (uint8_t)p;
+    }
+    for (unsigned bit = n->prefix; bit < (n->family == AF_INET ? 32u : 128u); bit++)
+        if (n->addr[bit / 8] & (0x80u >> (bit % 8)))
+            return fail(c, s,
+                        "%s '%s' has address bits set past the /%u prefix; expected the "
+                        "network's first address",
+                        where, v, n->prefix);
+    return 0;
+}
+
+/* targets[i].allow = { initiators = ( "iqn..." ); addresses = ( "10.0.0.0/24" ); } */
+static int parse_allow(struct ctx *c, const config_setting_t *g, const char *where,
+                       struct tgt_allow *a)
+{
+    int rc = check_keys(c, g, where, allow_keys);
+    if (rc)
+        return rc;
+    static const char *const lists[] = {"initiators", "addresses"};
+    for (int k = 0; k < 2; k++) {
+        const config_setting_t *l = config_setting_get_member(g, lists[k]);
+        if (l == NULL)
+            continue;
+        char key[80];
+        snprintf(key, sizeof(key), "%s.%s", where, lists[k]);
+        if (!config_setting_is_aggregate(l) || config_setting_is_group(l))
+            return fail(c, l, "%s is %s; expected a list of strings ( \"...\", ... )", key,
+                        type_name(config_setting_type(l)));
+        int n = config_setting_length(l);
+        if (n == 0 || n > TGT_ALLOW_MAX)
+            return fail(c, l, "%s has %d entries; expected 1..%d (leave it out to allow all)", key,
+                        n, TGT_ALLOW_MAX);
+        for (int i = 0; i < n; i++) {
+            const config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+            const char *v = config_setting_get_string(e);
+            if (v == NULL)
+                return fail(c, e, "%s[%d] is %s; expected a string", key, i,
+                            type_name(config_setting_type(e)));
+            if (k == 1) {
+                if ((rc = parse_net(c, e, key, v, &a->nets[a->net_count++])))
+                    return rc;
+                continue;
+            }
+            const char *problem = iqn_problem(v);
+            if (problem)
+                return fail(c, e, "%s '%s' is not a valid iSCSI name: %s; " IQN_EXPECTED, key, v,
+                            problem);
+            snprintf(a->initiators[a->initiator_count++], TGT_NAME_MAX, "%s", v);
+        }
+    }
+    return 0;
+}
+
 static int parse_target(struct ctx *c, const config_setting_t *targets, struct tgt_config *cfg,
                         size_t ti)
 {
@@ -944,6 +1027,12 @@ static int parse_target(struct ctx *c, const config_setting_t *targets, struct t
     snprintf(auth_where, sizeof(auth_where), "%s.auth", where);
     if ((rc = get_group(c, g, where, "auth", &auth)) ||
         (auth && (rc = parse_chap(c, auth, auth_where, &t->chap))))
+        return rc;
+    const config_setting_t *allow;
+    char allow_where[48];
+    snprintf(allow_where, sizeof(allow_where), "%s.allow", where);
+    if ((rc = get_group(c, g, where, "allow", &allow)) ||
+        (allow && (rc = parse_allow(c, allow, allow_where, &t->allow))))
         return rc;
 
     luns = config_setting_get_member(g, "luns");

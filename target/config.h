@@ -43,10 +43,29 @@ struct tgt_lun_config {
     unsigned path_line;  /* line of the path setting, for later messages about the file */
 };
 
+#define TGT_ALLOW_MAX 64
+
+/* An address block of an allow-list: family AF_INET or AF_INET6, the first prefix bits of addr. */
+struct tgt_net {
+    int family;
+    uint8_t addr[16];
+    uint8_t prefix;
+};
+
+/* Who may log in to a target (and see it in SendTargets). An empty list allows everyone; with
+ * both lists, the initiator must be in both. Names compare case-insensitively (RFC 3722). */
+struct tgt_allow {
+    size_t initiator_count;
+    char initiators[TGT_ALLOW_MAX][TGT_NAME_MAX];
+    size_t net_count;
+    struct tgt_net nets[TGT_ALLOW_MAX];
+};
+
 struct tgt_target_config {
     char iqn[TGT_NAME_MAX];
     char alias[TGT_NAME_MAX];
     struct tgt_chap_config chap;
+    struct tgt_allow allow;
     struct tgt_lun_config *luns;
     size_t lun_count;
 };

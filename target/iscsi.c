@@ -1644,7 +1644,10 @@ static void handle_text(struct conn *c)
                 const char *iqn = srv->targets[j].cfg->iqn;
                 bool all = strcmp(want, "All") == 0 && c->discovery;
                 bool own = want[0] == '\0' && !c->discovery && c->target == &srv->targets[j];
-                if (all || own || strcmp(want, iqn) == 0) {
+                /* a target whose allow-list refuses this initiator stays unseen */
+                bool allowed =
+                    login_target_allows(srv->targets[j].cfg, c->initiator, &c->login.peer);
+                if (allowed && (all || own || strcmp(want, iqn) == 0)) {
                     pdu_text_add(&out, "TargetName", iqn);
                     pdu_text_add(&out, "TargetAddress", portal);
                 }

@@ -1,13 +1,77 @@
 #include "login.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 
 #define MAX_KEYS 128
+
+void login_set_peer(struct login_ctx *lc, const struct sockaddr *sa, socklen_t len)
+{
+    memset(&lc->peer, 0, sizeof(lc->peer));
+    if (len <= sizeof(lc->peer))
+        memcpy(&lc->peer, sa, len);
+}
+
+/* peer's address as family and bytes; an IPv4-mapped IPv6 address counts as IPv4. */
+static bool peer_bytes(const struct sockaddr_storage *peer, int *family, const uint8_t **addr)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (peer->ss_family == AF_INET) {
+        *family = AF_INET;
+        *addr = (const uint8_t *)&((const struct sockaddr_in *)peer)->sin_addr;
+        return true;
+    }
+    if (peer->ss_family == AF_INET6) {
+        const uint8_t *a = (const uint8_t *)&((const struct sockaddr_in6 *)peer)->sin6_addr;
+        bool v4 = memcmp(a, mapped, sizeof(mapped)) == 0;
+        *family = v4 ? AF_INET : AF_INET6;
+        *addr = v4 ? a + 12 : a;
+        return true;
+    }
+    return false;
+}
+
+static bool net_contains(const struct tgt_net *n, int family, const uint8_t *addr)
+{
+    if (n->family != family)
+        return false;
+    unsigned whole = n->prefix / 8, rest = n->prefix % 8;
+    if (memcmp(n->addr, addr, whole) != 0)
+        return false;
+    uint8_t mask = (uint8_t)(0xff00u >> rest);
+    return rest == 0 || (n->addr[whole] & mask) == (addr[whole] & mask);
+}
+
+bool login_target_allows(const struct tgt_target_config *t, const char *initiator,
+                         const struct sockaddr_storage *peer)
+{
+    const struct tgt_allow *a = &t->allow;
+    if (a->initiator_count) {
+        size_t i = 0;
+        while (i < a->initiator_count && strcasecmp(a->initiators[i], initiator) != 0)
+            i++;
+        if (i == a->initiator_count)
+            return false;
+    }
+    if (a->net_count) {
+        int family;
+        const uint8_t *addr;
+        if (peer == NULL || !peer_bytes(peer, &family, &addr))
+            return false;
+        size_t i = 0;
+        while (i < a->net_count && !net_contains(&a->nets[i], family, addr))
+            i++;
+        if (i == a->net_count)
+            return false;
+    }
+    return true;
+}
 
 void login_init(struct login_ctx *lc, const struct tgt_config *cfg, uint16_t portal_group_tag)
 {
@@ -359,6 +423,11 @@ static int take_first_request(struct login_ctx *lc, struct pdu_kv *kvs, int coun
         lc->target = find_target(lc->cfg, target);
         if (lc->target == NULL) {
             fail(rsp, LOGIN_STATUS_NOT_FOUND, "unknown target name");
+            return -1;
+        }
+        if (!login_target_allows(lc->target, lc->initiator_name, &lc->peer)) {
+            fail(rsp, LOGIN_STATUS_AUTHORIZATION_FAILED,
+                 "the target's allow-list does not name this initiator or its address");
             return -1;
         }
         lc->chap = lc->target->chap.required ? &lc->target->chap : NULL;

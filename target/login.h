@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "config.h"
 #include "pdu.h"
@@ -75,6 +76,7 @@ struct login_ctx {
     uint16_t cid;
     uint32_t itt;
     const struct tgt_target_config *target; /* NULL for discovery */
+    struct sockaddr_storage peer;           /* the initiator's address (AF_UNSPEC: unknown) */
     /* progress */
     int stage;
     enum login_auth_state auth;
@@ -101,6 +103,13 @@ struct login_response {
 
 void login_init(struct login_ctx *lc, const struct tgt_config *cfg, uint16_t portal_group_tag);
 void login_free(struct login_ctx *lc);
+/* The initiator's address, for the targets' allow-lists (unknown until set: address lists
+ * then refuse). */
+void login_set_peer(struct login_ctx *lc, const struct sockaddr *sa, socklen_t len);
+/* Whether target t's allow-list lets initiator (name) at peer log in, and see t in
+ * SendTargets. */
+bool login_target_allows(const struct tgt_target_config *t, const char *initiator,
+                         const struct sockaddr_storage *peer);
 
 /* Processes one Login Request (bhs is its 48-byte header, data its data segment). Fills rsp;
  * the caller sends it (and frees rsp->text). Returns 0, or a negative errno for internal

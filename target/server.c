@@ -246,6 +246,8 @@ static void conn_adopt(struct net_thread *thr, int fd)
                     NI_NUMERICHOST | NI_NUMERICSERV);
     snprintf(c->peer, sizeof(c->peer), "%s:%s", host, serv);
     login_init(&c->login, thr->srv->cfg, PORTAL_GROUP);
+    if (sl <= sizeof(ss) && host[0] != '?')
+        login_set_peer(&c->login, (struct sockaddr *)&ss, sl);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &c->src};

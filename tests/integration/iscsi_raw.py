@@ -230,7 +230,7 @@ class Daemon:
 
 def write_config(path, state_dir, targets=None, discovery_auth=None, extra_iscsi=""):
     """A config file for tests. targets: list of dicts with iqn, auth (dict or None), direct
-    (O_DIRECT, default false). The
+    (O_DIRECT, default false), extra (more settings of the target, as text). The
     port in it is a placeholder: Daemon passes --port 0."""
     if targets is None:
         targets = [{"iqn": TARGET_IQN}]
@@ -243,9 +243,9 @@ def write_config(path, state_dir, targets=None, discovery_auth=None, extra_iscsi
 
     tgts = []
     for i, t in enumerate(targets):
-        tgts.append('{ iqn = "%s"; %s luns = ( { id = 0; path = "lun%d.img"; size = "64M"; '
+        tgts.append('{ iqn = "%s"; %s %s luns = ( { id = 0; path = "lun%d.img"; size = "64M"; '
                     'create = true; direct = %s; } ); }' %
-                    (t["iqn"], auth_block("auth", t.get("auth")), i,
+                    (t["iqn"], auth_block("auth", t.get("auth")), t.get("extra", ""), i,
                      "true" if t.get("direct") else "false"))
     text = ('node = { state_dir = "%s"; };\nlog = { level = "info"; };\n'
             'iscsi = { listen = "127.0.0.1:3260"; %s %s};\ntargets = ( %s );\n' %

@@ -17,6 +17,9 @@ SECURE = "iqn.2026-11.io.twinlun:secure"
 USER, SECRET = "alice", "alice-secret-0123"
 WRONG = "wrong-secret-98765"
 T_USER, T_SECRET = "twinlun-secure", "target-secret-4567"
+ALLOWED = "iqn.2026-11.io.twinlun:allowed"  # one initiator, from loopback
+FAR = "iqn.2026-11.io.twinlun:far"          # only from 10.0.0.0/8: never from here
+FRIEND = "iqn.2026-12.test:friend"
 
 
 def expect_login_status(status, what, **kw):
@@ -42,6 +45,9 @@ def main(args):
             {"iqn": OPEN},
             {"iqn": SECURE, "auth": {"username": USER, "secret": SECRET,
                                      "mutual_username": T_USER, "mutual_secret": T_SECRET}},
+            {"iqn": ALLOWED, "extra": 'allow = { initiators = ( "%s" ); '
+                                      'addresses = ( "127.0.0.0/8", "::1" ); };' % FRIEND},
+            {"iqn": FAR, "extra": 'allow = { addresses = ( "10.0.0.0/8" ); };'},
         ])
         d.start()
         port = d.port
@@ -50,6 +56,25 @@ def main(args):
                             target="iqn.2026-11.io.twinlun:nosuch")
         check(count_lines(d.log(), r"warn .*login refused.*0x0203") == 1,
               "want one log line for the unknown target:\n" + d.log())
+        # allow-lists: by name and by address; refused ones hear AUTHORIZATION FAILURE
+        ini = Initiator(port)
+        ini.login(initiator=FRIEND, target=ALLOWED)
+        ini.logout()
+        expect_login_status(0x0202, "an initiator the allow-list does not name", port=port,
+                            target=ALLOWED)
+        expect_login_status(0x0202, "an address the allow-list does not hold", port=port,
+                            initiator=FRIEND, target=FAR)
+        check(count_lines(d.log(), r"warn .*login refused.*0x0202.*allow-list") == 2,
+              "want a log line for each allow-list refusal:\n" + d.log())
+        ini = Initiator(port)
+        ini.login(initiator=FRIEND, discovery=True)
+        p = ini.text_request([("SendTargets", "All")])
+        names = [kv.split("=", 1)[1] for kv in p.data.decode().split("\0")
+                 if kv.startswith("TargetName=")]
+        check(sorted(names) == sorted([OPEN, SECURE, ALLOWED]),
+              "SendTargets=All for %s lists %r (the far target must stay unseen)" % (FRIEND, names))
+        ini.logout()
+
         expect_login_status(0x0207, "missing InitiatorName", port=port, target=OPEN,
                             skip_initiator_name=True)
         expect_login_status(0x0207, "normal session without TargetName", port=port, target=None)
@@ -112,7 +137,9 @@ def main(args):
         pairs = [kv.split("=", 1) for kv in p.data.decode().split("\0") if kv]
         names = [v for k, v in pairs if k == "TargetName"]
         addrs = [v for k, v in pairs if k == "TargetAddress"]
-        check(sorted(names) == sorted([OPEN, SECURE]), "SendTargets=All lists %r" % names)
+        check(sorted(names) == sorted([OPEN, SECURE]),
+              "SendTargets=All lists %r (targets whose allow-list refuses us must not show)" %
+              names)
         check(addrs == ["127.0.0.1:%d,1" % port] * 2, "SendTargets addresses %r" % addrs)
         check(pairs[0][0] == "TargetName" and pairs[1][0] == "TargetAddress",
               "TargetAddress must follow its TargetName: %r" % pairs)

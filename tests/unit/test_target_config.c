@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -183,6 +184,32 @@ static void example_chap_conf_loads(void **state)
     tgt_config_free(&cfg);
 }
 
+static void allow_lists_load(void **state)
+{
+    (void)state;
+    static struct tgt_config cfg;
+    char err[512] = "";
+    int rc = tgt_config_load_string(
+        "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\";\n"
+        "  allow = { initiators = ( \"iqn.2026-12.com.example:host1\", \"iqn.2026-12.com.example:"
+        "host2\" );\n"
+        "            addresses = [ \"10.1.0.0/16\", \"192.168.1.5\", \"fd00::/8\", \"::1\" ]; };\n"
+        "  luns = ( { path = \"/a\"; } ); } );\n",
+        "allow.conf", &cfg, err, sizeof(err));
+    assert_int_equal(rc, 0);
+    const struct tgt_allow *a = &cfg.targets[0].allow;
+    assert_int_equal(a->initiator_count, 2);
+    assert_string_equal(a->initiators[1], "iqn.2026-12.com.example:host2");
+    assert_int_equal(a->net_count, 4);
+    assert_int_equal(a->nets[0].family, AF_INET);
+    assert_int_equal(a->nets[0].prefix, 16);
+    assert_int_equal(a->nets[1].prefix, 32);
+    assert_int_equal(a->nets[2].family, AF_INET6);
+    assert_int_equal(a->nets[2].prefix, 8);
+    assert_int_equal(a->nets[3].prefix, 128);
+    tgt_config_free(&cfg);
+}
+
 static void missing_file_is_errno(void **state)
 {
     (void)state;
@@ -318,6 +345,36 @@ static const struct bad_case bad_cases[] = {
      "    mutual_secret = \"0123456789abc\"; };\n"
      "  luns = ( { path = \"/a\"; } ); } );\n",
      4, "targets[0].auth.mutual_secret is the same as secret"},
+    {"allow: not an address",
+     "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\";\n"
+     "  allow = { addresses = ( \"10.0.0.0/8\",\n \"10.0.0.300\" ); };\n"
+     "  luns = ( { path = \"/a\"; } ); } );\n",
+     3, "targets[0].allow.addresses '10.0.0.300' is not an address"},
+    {"allow: prefix too long",
+     "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\";\n"
+     "  allow = { addresses = ( \"10.0.0.0/33\" ); };\n"
+     "  luns = ( { path = \"/a\"; } ); } );\n",
+     2, "has a bad prefix length; expected 0..32"},
+    {"allow: bits past the prefix",
+     "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\";\n"
+     "  allow = { addresses = ( \"fd00::1/64\" ); };\n"
+     "  luns = ( { path = \"/a\"; } ); } );\n",
+     2, "has address bits set past the /64 prefix"},
+    {"allow: not an iSCSI name",
+     "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\";\n"
+     "  allow = {\n initiators = ( \"host1\" ); };\n"
+     "  luns = ( { path = \"/a\"; } ); } );\n",
+     3, "targets[0].allow.initiators 'host1' is not a valid iSCSI name"},
+    {"allow: empty list",
+     "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\";\n"
+     "  allow = { initiators = ( ); };\n"
+     "  luns = ( { path = \"/a\"; } ); } );\n",
+     2, "has 0 entries; expected 1..64 (leave it out to allow all)"},
+    {"allow: unknown key",
+     "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\";\n"
+     "  allow = { hosts = ( \"a\" ); };\n"
+     "  luns = ( { path = \"/a\"; } ); } );\n",
+     2, "unknown key 'hosts'"},
     {"half of the mutual pair",
      "targets = ( { iqn = \"iqn.2026-11.io.twinlun:t\";\n"
      "  auth = { username = \"u\"; secret = \"0123456789abc\";\n"
@@ -547,6 +604,7 @@ int main(void)
         cmocka_unit_test(example_twinlun_conf_loads),
         cmocka_unit_test(example_pair_confs_load),
         cmocka_unit_test(example_chap_conf_loads),
+        cmocka_unit_test(allow_lists_load),
         cmocka_unit_test(missing_file_is_errno),
         cmocka_unit_test(accepted_forms),
         cmocka_unit_test(broken_configs_are_refused),

@@ -1,5 +1,7 @@
 /* Login: stage transitions, operational key negotiation, CHAP one-way and mutual. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -108,6 +110,69 @@ static uint16_t one_request(bool transit, int csg, int nsg, const char *const *p
     pdu_text_free(&rsp.text);
     login_free(&lc);
     return rsp.status;
+}
+
+static struct sockaddr_storage addr_of(const char *text)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, text, &v4->sin_addr) == 1)
+        v4->sin_family = AF_INET;
+    else if (inet_pton(AF_INET6, text, &v6->sin6_addr) == 1)
+        v6->sin6_family = AF_INET6;
+    return ss;
+}
+
+static void add_net(int family, const char *text, uint8_t prefix)
+{
+    struct tgt_net *n = &target.allow.nets[target.allow.net_count++];
+    n->family = family;
+    n->prefix = prefix;
+    assert_int_equal(inet_pton(family, text, n->addr), 1);
+}
+
+/* An allow-list by name and by address block (IPv4-mapped IPv6 peers count as IPv4); a
+ * refused initiator hears AUTHORIZATION FAILURE at its first request. */
+static void allow_lists_decide_who_logs_in(void **state)
+{
+    (void)state;
+    struct sockaddr_storage a1 = addr_of("10.1.2.3"), a2 = addr_of("10.2.0.1"),
+                            m1 = addr_of("::ffff:10.1.9.9"), v6 = addr_of("fd00::42"), none = {0};
+    assert_true(login_target_allows(&target, "iqn.x:any", &none)); /* no list: everyone */
+    snprintf(target.allow.initiators[0], TGT_NAME_MAX, "iqn.2026-12.com.example:host1");
+    target.allow.initiator_count = 1;
+    assert_true(login_target_allows(&target, "iqn.2026-12.com.example:host1", &none));
+    assert_true(login_target_allows(&target, "IQN.2026-12.COM.EXAMPLE:HOST1", &none));
+    assert_false(login_target_allows(&target, "iqn.2026-12.com.example:host2", &a1));
+    add_net(AF_INET, "10.1.0.0", 16);
+    add_net(AF_INET6, "fd00::", 8);
+    assert_true(login_target_allows(&target, "iqn.2026-12.com.example:host1", &a1));
+    assert_true(login_target_allows(&target, "iqn.2026-12.com.example:host1", &m1));
+    assert_true(login_target_allows(&target, "iqn.2026-12.com.example:host1", &v6));
+    assert_false(login_target_allows(&target, "iqn.2026-12.com.example:host1", &a2));
+    assert_false(login_target_allows(&target, "iqn.2026-12.com.example:host1", &none));
+    add_net(AF_INET, "10.2.0.0", 31);
+    assert_true(login_target_allows(&target, "iqn.2026-12.com.example:host1", &a2));
+
+    struct login_ctx lc;
+    struct login_response rsp;
+    const char *first[] = {"InitiatorName=iqn.2026-12.com.example:host1", "TargetName=" TARGET_IQN,
+                           "SessionType=Normal", "AuthMethod=None", NULL};
+    struct sockaddr_storage far = addr_of("192.168.7.7");
+    login_init(&lc, &cfg, 1);
+    login_set_peer(&lc, (struct sockaddr *)&far, sizeof(struct sockaddr_in));
+    step(&lc, true, 0, 1, first, &rsp);
+    assert_int_equal(rsp.status, LOGIN_STATUS_AUTHORIZATION_FAILED);
+    pdu_text_free(&rsp.text);
+    login_free(&lc);
+    login_init(&lc, &cfg, 1);
+    login_set_peer(&lc, (struct sockaddr *)&a1, sizeof(struct sockaddr_in));
+    step(&lc, true, 0, 1, first, &rsp);
+    assert_int_equal(rsp.status, 0);
+    pdu_text_free(&rsp.text);
+    login_free(&lc);
 }
 
 static void plain_login_negotiates_operational_keys(void **state)
@@ -483,6 +548,7 @@ int main(void)
         cmocka_unit_test_setup(chap_required_refuses_none_and_skipping, setup),
         cmocka_unit_test_setup(mutual_chap_answers_and_refuses_reflection, setup),
         cmocka_unit_test(chap_md5_known_answer),
+        cmocka_unit_test_setup(allow_lists_decide_who_logs_in, setup),
         cmocka_unit_test(binary_values_decode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
