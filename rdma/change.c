@@ -270,3 +270,13 @@ int twl_rdma_proto_fail(int rc, char *err, size_t errlen, const char *fmt, ...)
     }
     return rc;
 }
+
+bool twl_rdma_change_within(const struct twl_rdma_change *c, uint64_t blocks)
+{
+    if (c->kind != TWL_RDMA_CHANGE_UNMAP)
+        return c->lba < blocks && c->blocks <= blocks - c->lba;
+    for (uint32_t i = 0; i < c->extent_count; i++)
+        if (c->extents[i].lba >= blocks || c->extents[i].blocks > blocks - c->extents[i].lba)
+            return false;
+    return true;
+}

@@ -94,6 +94,10 @@ int twl_rdma_change_decode(const uint8_t *rec, size_t len, struct twl_rdma_chang
 /* The reason the last decode into c refused, or "" when it succeeded. */
 const char *twl_rdma_change_strerror(const struct twl_rdma_change *c);
 
+/* Whether every block c touches lies inside a LUN of `blocks` blocks (the receiver's check:
+ * decoding cannot know the LUN's size; "a range past the last LBA" above is one past 2^64). */
+bool twl_rdma_change_within(const struct twl_rdma_change *c, uint64_t blocks);
+
 /* ---- hello ---- */
 
 #define TWL_RDMA_NAME_MAX       64u  /* node names: at most 63 bytes + NUL, as in the config */

@@ -465,18 +465,6 @@ static int apply_gens(struct replica *r, const uint8_t *rec, uint32_t len)
     return rc;
 }
 
-/* Whether every block a partner's change touches lies inside a LUN of blocks blocks (decoding
- * cannot know the LUN's size). */
-static bool change_in_lun(const struct twl_rdma_change *ch, uint64_t blocks)
-{
-    if (ch->kind != TWL_RDMA_CHANGE_UNMAP)
-        return ch->lba < blocks && ch->blocks <= blocks - ch->lba;
-    for (uint32_t i = 0; i < ch->extent_count; i++)
-        if (ch->extents[i].lba >= blocks || ch->extents[i].blocks > blocks - ch->extents[i].lba)
-            return false;
-    return true;
-}
-
 static int apply(void *ctx, const void *rec, uint32_t len)
 {
     struct replica *r = ctx;
@@ -517,7 +505,7 @@ static int apply(void *ctx, const void *rec, uint32_t len)
                   ch.lun);
         return -EPERM;
     }
-    if (!change_in_lun(&ch, lun->info.block_count)) {
+    if (!twl_rdma_change_within(&ch, lun->info.block_count)) {
         /* a file-backed copy would grow, or a block device's write fail, on such a change */
         TWL_ERROR(RPART,
                   "change seq %" PRIu64 " for LUN %u refused: LBA %" PRIu64 "+%u reaches past its "

@@ -354,6 +354,35 @@ static void test_unmap_refusals(void **state)
     expect_refusal(len + 16, -EPROTO, "257 extents; at most 256");
 }
 
+/* The receiver's range check against its LUN's size: every block, no wrap. */
+static void test_within_lun(void **state)
+{
+    (void)state;
+    struct twl_rdma_change c = {.kind = TWL_RDMA_CHANGE_DATA, .lba = 90, .blocks = 10};
+    assert_true(twl_rdma_change_within(&c, 100));
+    c.blocks = 11;
+    assert_false(twl_rdma_change_within(&c, 100));
+    c.lba = 100;
+    c.blocks = 0;
+    assert_false(twl_rdma_change_within(&c, 100));
+    c.lba = UINT64_MAX - 2;
+    c.blocks = 8; /* lba + blocks wraps: still past the end */
+    assert_false(twl_rdma_change_within(&c, 100));
+    c.kind = TWL_RDMA_CHANGE_SAME;
+    c.lba = 0;
+    c.blocks = 100;
+    assert_true(twl_rdma_change_within(&c, 100));
+    c.kind = TWL_RDMA_CHANGE_UNMAP;
+    c.extent_count = 2;
+    c.extents[0] = (struct twl_rdma_extent){.lba = 0, .blocks = 50};
+    c.extents[1] = (struct twl_rdma_extent){.lba = 50, .blocks = 50};
+    assert_true(twl_rdma_change_within(&c, 100));
+    c.extents[1].blocks = 51;
+    assert_false(twl_rdma_change_within(&c, 100));
+    c.extents[1] = (struct twl_rdma_extent){.lba = UINT64_MAX, .blocks = 2};
+    assert_false(twl_rdma_change_within(&c, 100));
+}
+
 static void expect_encode_refusal(const struct twl_rdma_change *c, const char *why)
 {
     char err[TWL_RDMA_CHANGE_ERR_LEN];
@@ -419,7 +448,7 @@ int main(void)
         cmocka_unit_test(test_same_roundtrip),  cmocka_unit_test(test_unmap_roundtrip),
         cmocka_unit_test(test_flipped_bits),    cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_refusals),        cmocka_unit_test(test_unmap_refusals),
-        cmocka_unit_test(test_encode_refusals),
+        cmocka_unit_test(test_encode_refusals), cmocka_unit_test(test_within_lun),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
