@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "textbuf.h"
 
 #define DEFAULT_STATE_DIR "/var/lib/twinlun"
 #define SOCKET_NAME       "twinlund.sock"
@@ -43,21 +44,6 @@ static void usage(FILE *f)
                "or " DEFAULT_STATE_DIR ")\n");
 }
 
-static void put_json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            printf("\\%c", ch);
-        else if (ch < 0x20)
-            printf("\\u%04x", ch);
-        else
-            putchar(ch);
-    }
-    putchar('"');
-}
-
 /* The loader's checks, and what it leaves to start time: a LUN file that must exist. */
 static int config_check(const char *path, bool json)
 {
@@ -83,17 +69,19 @@ static int config_check(const char *path, bool json)
     bool pair = cfg.pair.enabled;
     tgt_config_free(&cfg);
     if (json) {
-        printf("{\"file\":");
-        put_json_str(path);
-        printf(",\"ok\":%s,\"message\":", rc == 0 ? "true" : "false");
+        static char out[8 * sizeof(err)]; /* room for every byte escaped as \\uXXXX */
+        struct textbuf t = {.p = out, .len = sizeof(out)};
         char msg[PATH_MAX + 8];
+        snprintf(msg, sizeof(msg), "%s: ok", path);
+        textbuf_put(&t, "{\"file\":");
+        textbuf_json_str(&t, path);
+        textbuf_put(&t, ",\"ok\":%s,\"message\":", rc == 0 ? "true" : "false");
+        textbuf_json_str(&t, rc == 0 ? msg : err);
         if (rc == 0)
-            snprintf(msg, sizeof(msg), "%s: ok", path);
-        put_json_str(rc == 0 ? msg : err);
-        if (rc == 0)
-            printf(",\"targets\":%zu,\"luns\":%zu,\"pair\":%s", targets, luns,
-                   pair ? "true" : "false");
-        printf("}\n");
+            textbuf_put(&t, ",\"targets\":%zu,\"luns\":%zu,\"pair\":%s", targets, luns,
+                        pair ? "true" : "false");
+        textbuf_put(&t, "}\n");
+        fputs(out, stdout);
     } else if (rc == 0) {
         printf("%s: ok (%zu target%s, %zu LUN%s%s)\n", path, targets, targets == 1 ? "" : "s", luns,
                luns == 1 ? "" : "s", pair ? ", a pair" : "");

@@ -64,12 +64,8 @@ static const char *alua_name(int state)
     }
 }
 
-/* This node's ALUA state for the LUN. */
-static const char *lun_alua(struct tgt_server *srv, const struct tgt_lun *l)
-{
-    int lu_state = atomic_load(&l->lu.alua_state);
-    return alua_name(lu_state >= 0 ? lu_state : atomic_load(&srv->alua_state));
-}
+/* Defined by the sanitizers' runtimes only. */
+extern size_t __sanitizer_get_current_allocated_bytes(void) __attribute__((weak));
 
 /* The process's resident memory, and the bytes malloc has handed out and not had back (exact,
  * unlike the resident size, which keeps freed pages: what a leak check compares). */
@@ -82,6 +78,11 @@ static void memory_use(uint64_t *rss, uint64_t *heap)
         if (fscanf(f, "%lu %lu", &size, &resident) == 2)
             *rss = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
         fclose(f);
+    }
+    /* under a sanitizer, malloc is the sanitizer's, and mallinfo2 answers 0 */
+    if (__sanitizer_get_current_allocated_bytes) {
+        *heap = __sanitizer_get_current_allocated_bytes();
+        return;
     }
     struct mallinfo2 mi = mallinfo2();
     *heap = mi.uordblks + mi.hblkhd;
@@ -157,7 +158,7 @@ static int status(struct tgt_server *srv, bool json, struct textbuf *o)
                         ",\"bytes\":%" PRIu64 ",\"block_size\":%u,\"alua\":\"%s\""
                         ",\"read_rate_bytes_s\":%" PRIu64 ",\"write_rate_bytes_s\":%" PRIu64,
                         l->info.block_count * l->info.block_size, l->info.block_size,
-                        lun_alua(srv, l), io.op[IOSTAT_READ].rate_bytes_s,
+                        alua_name(server_alua_state(srv, l)), io.op[IOSTAT_READ].rate_bytes_s,
                         io.op[IOSTAT_WRITE].rate_bytes_s);
             if (ls) {
                 uint64_t left = ls->dirty_bytes;
@@ -229,7 +230,7 @@ static int status(struct tgt_server *srv, bool json, struct textbuf *o)
                  io.op[IOSTAT_WRITE].rate_bytes_s / 1e6);
         textbuf_put(o, "%-4u %-10s %-15s %9s  %-17s %15s  ", l->info.id,
                     ls ? (ls->primary ? "primary" : "secondary") : "single", ls ? ls->sync : "-",
-                    dirty, lun_alua(srv, l), rates);
+                    dirty, alua_name(server_alua_state(srv, l)), rates);
         if (ls == NULL) {
             textbuf_put(o, "-\n");
             continue;
@@ -342,7 +343,7 @@ static int luns(struct tgt_server *srv, bool json, struct textbuf *o)
             for (size_t k = 0; ti == 0 && k < st.lun_count; k++)
                 if (st.luns[k].id == l->info.id)
                     ls = &st.luns[k];
-            const char *alua = lun_alua(srv, l);
+            const char *alua = alua_name(server_alua_state(srv, l));
             const char *role = ls ? (ls->primary ? "primary" : "secondary") : "single";
             const char *owner = l->cfg->owner[0] ? l->cfg->owner : srv->cfg->node_name;
             struct iostat_snapshot io;

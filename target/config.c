@@ -1061,9 +1061,10 @@ static int parse_target(struct ctx *c, const config_setting_t *targets, struct t
 
 /* "host:port" (IPv4, or a name; the port is required, 0 only where any_port allows it) of the
  * setting named key ("pair.listen"), example shows a good one. */
-static int parse_host_port(struct ctx *c, const config_setting_t *s, const char *key, const char *v,
-                           bool any_port, const char *example, char *host, size_t hostlen,
-                           uint16_t *port)
+/* Splits "host:port" into host (a name or IPv4 literal) and port; NULL when it is one, else
+ * what is wrong. */
+static const char *split_host_port(const char *v, bool any_port, char *host, size_t hostlen,
+                                   uint16_t *port)
 {
     const char *colon = strrchr(v, ':');
     size_t hlen = colon ? (size_t)(colon - v) : 0;
@@ -1071,13 +1072,23 @@ static int parse_host_port(struct ctx *c, const config_setting_t *s, const char 
     if (zero)
         *port = 0;
     if (!colon || hlen == 0 || hlen >= hostlen || (!zero && parse_port(colon + 1, port) != 0))
-        return fail(c, s, "%s '%s' is not an address; expected \"host:port\", e.g. \"%s\"", key, v,
-                    example);
+        return "is not an address";
     for (size_t i = 0; i < hlen; i++)
         if (!isalnum((unsigned char)v[i]) && !strchr("-._", v[i]))
-            return fail(c, s, "%s '%s' has a bad host name; expected \"host:port\"", key, v);
+            return "has a bad host name";
     memcpy(host, v, hlen);
     host[hlen] = '\0';
+    return NULL;
+}
+
+static int parse_host_port(struct ctx *c, const config_setting_t *s, const char *key, const char *v,
+                           bool any_port, const char *example, char *host, size_t hostlen,
+                           uint16_t *port)
+{
+    const char *problem = split_host_port(v, any_port, host, hostlen, port);
+    if (problem)
+        return fail(c, s, "%s '%s' %s; expected \"host:port\", e.g. \"%s\"", key, v, problem,
+                    example);
     return 0;
 }
 
@@ -1403,20 +1414,12 @@ int tgt_config_set_metrics(struct tgt_config *cfg, const char *spec, char *err, 
         cfg->metrics_enabled = false;
         return 0;
     }
-    const char *colon = strrchr(spec, ':');
-    size_t hlen = colon ? (size_t)(colon - spec) : 0;
-    uint16_t port = 0;
-    bool ok = colon && hlen > 0 && hlen < sizeof(cfg->metrics_host) &&
-              (strcmp(colon + 1, "0") == 0 || parse_port(colon + 1, &port) == 0);
-    for (size_t i = 0; ok && i < hlen; i++)
-        ok = isalnum((unsigned char)spec[i]) || strchr("-._", spec[i]);
-    if (!ok) {
-        snprintf(err, errlen, "'%s' is not an address; expected \"host:port\" or off", spec);
+    const char *problem = split_host_port(spec, true, cfg->metrics_host, sizeof(cfg->metrics_host),
+                                          &cfg->metrics_port);
+    if (problem) {
+        snprintf(err, errlen, "'%s' %s; expected \"host:port\" or off", spec, problem);
         return -EINVAL;
     }
-    memcpy(cfg->metrics_host, spec, hlen);
-    cfg->metrics_host[hlen] = '\0';
-    cfg->metrics_port = port;
     cfg->metrics_enabled = true;
     return 0;
 }

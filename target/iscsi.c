@@ -1213,9 +1213,7 @@ static const struct scsi_target_view *target_view(struct conn *c, struct tgt_lun
     v->lun_count = c->target->lun_count;
     v->groups = srv->groups;
     v->group_count = sizeof(srv->groups) / sizeof(srv->groups[0]);
-    int lu_state = lun ? atomic_load(&lun->lu.alua_state) : -1;
-    v->alua_state =
-        (enum scsi_alua_state)(lu_state >= 0 ? lu_state : atomic_load(&srv->alua_state));
+    v->alua_state = server_alua_state(srv, lun);
     v->pending_ua = pending_ua;
     return v;
 }

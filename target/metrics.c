@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -268,42 +267,12 @@ int metrics_start(struct tgt_server *srv, struct metrics **out)
         rc = -ENOMEM;
         goto err_free;
     }
-    char port[8];
-    snprintf(port, sizeof(port), "%u", cfg->metrics_port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE},
-                    *res = NULL;
-    int grc = getaddrinfo(cfg->metrics_host, port, &hints, &res);
-    if (grc) {
+    char why[128];
+    rc =
+        server_listen(cfg->metrics_host, cfg->metrics_port, 16, &m->fd, &m->port, why, sizeof(why));
+    if (rc) {
         TWL_ERROR(MPART, "metrics.listen %s:%u: %s; no metrics endpoint", cfg->metrics_host,
-                  cfg->metrics_port, gai_strerror(grc));
-        rc = -EINVAL;
-        goto err_body;
-    }
-    rc = -EADDRNOTAVAIL;
-    for (struct addrinfo *a = res; a && m->fd < 0; a = a->ai_next) {
-        int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd < 0)
-            continue;
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 16) == 0) {
-            struct sockaddr_storage ss;
-            socklen_t sl = sizeof(ss);
-            getsockname(fd, (struct sockaddr *)&ss, &sl);
-            m->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                     : ((struct sockaddr_in *)&ss)->sin_port);
-            m->fd = fd;
-        } else {
-            rc = -errno;
-            close(fd);
-        }
-    }
-    freeaddrinfo(res);
-    if (m->fd < 0) {
-        TWL_ERROR(MPART, "metrics.listen %s:%u: %s; no metrics endpoint", cfg->metrics_host,
-                  cfg->metrics_port, strerror(-rc));
+                  cfg->metrics_port, why);
         goto err_body;
     }
     if (pthread_create(&m->thread, NULL, metrics_main, m) != 0) {

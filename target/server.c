@@ -241,12 +241,13 @@ static void conn_adopt(struct net_thread *thr, int fd)
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     char host[64] = "?", serv[16] = "?";
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+    bool known = getpeername(fd, (struct sockaddr *)&ss, &sl) == 0;
+    if (known)
         getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
                     NI_NUMERICHOST | NI_NUMERICSERV);
     snprintf(c->peer, sizeof(c->peer), "%s:%s", host, serv);
     login_init(&c->login, thr->srv->cfg, PORTAL_GROUP);
-    if (sl <= sizeof(ss) && host[0] != '?')
+    if (known)
         login_set_peer(&c->login, (struct sockaddr *)&ss, sl);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -902,44 +903,63 @@ static void *thread_main(void *arg)
 
 /* ---------------- server ---------------- */
 
-static int bind_portal(struct tgt_server *srv)
+int server_listen(const char *host, uint16_t port, int backlog, int *fd_out, uint16_t *bound,
+                  char *why, size_t why_len)
 {
-    const struct tgt_config *cfg = srv->cfg;
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
-    char port[16];
-    snprintf(port, sizeof(port), "%u", cfg->listen_port);
-    int rc = getaddrinfo(cfg->listen_host[0] ? cfg->listen_host : NULL, port, &hints, &res);
+    char serv[8];
+    snprintf(serv, sizeof(serv), "%u", port);
+    int rc = getaddrinfo(host && host[0] ? host : NULL, serv, &hints, &res);
     if (rc != 0) {
-        TWL_ERROR(PART, "portal %s:%s: %s", cfg->listen_host, port, gai_strerror(rc));
+        snprintf(why, why_len, "%s", gai_strerror(rc));
         return -EINVAL;
     }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        rc = -errno;
-        goto out;
+    rc = -EADDRNOTAVAIL;
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+        int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            rc = -errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, a->ai_addr, a->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
+            rc = -errno;
+            close(fd);
+            continue;
+        }
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        getsockname(fd, (struct sockaddr *)&ss, &sl);
+        *bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                : ((struct sockaddr_in *)&ss)->sin_port);
+        *fd_out = fd;
+        rc = 0;
+        break;
     }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 128) < 0) {
-        rc = -errno;
-        close(fd);
-        goto out;
-    }
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                               : ((struct sockaddr_in *)&ss)->sin_port);
-    srv->listen_fd = fd;
-    rc = 0;
-out:
-    if (rc)
-        TWL_ERROR(PART, "cannot listen on %s:%u: %s", cfg->listen_host, cfg->listen_port,
-                  strerror(-rc));
     freeaddrinfo(res);
+    if (rc)
+        snprintf(why, why_len, "%s", strerror(-rc));
+    return rc;
+}
+
+enum scsi_alua_state server_alua_state(const struct tgt_server *srv, const struct tgt_lun *lun)
+{
+    int lu_state = lun ? atomic_load(&lun->lu.alua_state) : -1;
+    return (enum scsi_alua_state)(lu_state >= 0 ? lu_state : atomic_load(&srv->alua_state));
+}
+
+static int bind_portal(struct tgt_server *srv)
+{
+    const struct tgt_config *cfg = srv->cfg;
+    char why[128];
+    int rc = server_listen(cfg->listen_host, cfg->listen_port, 128, &srv->listen_fd, &srv->port,
+                           why, sizeof(why));
+    if (rc)
+        TWL_ERROR(PART, "cannot listen on %s:%u: %s", cfg->listen_host, cfg->listen_port, why);
     return rc;
 }
 

@@ -214,6 +214,14 @@ void conn_mark_dirty(struct conn *c);
 void conn_close(struct conn *c, const char *why);
 void conn_queue_tx(struct conn *c, struct tx_item *it);
 int conn_register_session(struct conn *c);
+/* A listening TCP socket (non-blocking) on host:port ("" = every address; port 0 = any free
+ * one, *bound says which), on the first of the host's addresses that binds. 0, or -errno with
+ * why (not logged). */
+int server_listen(const char *host, uint16_t port, int backlog, int *fd, uint16_t *bound, char *why,
+                  size_t why_len);
+/* This node's ALUA state for lun: the LU's own, or the port group's when it follows it (or
+ * lun is NULL). */
+enum scsi_alua_state server_alua_state(const struct tgt_server *srv, const struct tgt_lun *lun);
 /* Full-feature sessions now (the admin socket and the metrics count them). */
 unsigned server_session_count(struct tgt_server *srv);
 struct tgt_lun *target_find_lun(struct tgt_target *t, uint32_t id);

@@ -118,6 +118,7 @@ def main(args):
               (BLOCKS, t2 - t1, t1 - t0, LOGINS, t3 - t2, LOGINS / (t3 - t2), warm_heap >> 10,
                end_heap >> 10, 100.0 * (end_heap - warm_heap) / max(warm_heap, 1), warm, end,
                100.0 * (end - warm) / warm, idle_fds, end_fds))
+        check(warm_heap > 0, "status --json reports no heap in use: nothing to compare")
         check(end_heap <= warm_heap * 1.05, "heap in use grew from %d to %d bytes (more than "
               "5 %%)" % (warm_heap, end_heap))
         check(end_fds == idle_fds, "open fds %d at the end, %d when idle" % (end_fds, idle_fds))
