@@ -222,8 +222,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t pos = 1;
     struct login_ctx lc;
     login_init(&lc, cfg, 1);
-    bool chap_answered = false; /* a correct CHAP_R went in */
-    char *pending = NULL;       /* the request text so far (C bit), as the harness sees it */
+    bool chap_answered = false;  /* a correct CHAP_R went in */
+    bool sub_in_pending = false; /* the request being assembled (C bit) carries one */
+    char *pending = NULL;        /* the request text so far (C bit), as the harness sees it */
     size_t pending_len = 0;
 
     for (int n = 0; n < MAX_PDUS && size - pos >= 2; n++) {
@@ -250,8 +251,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         size_t len = dlen;
         char *sub = substitute_chap(&lc, seg, &len);
-        if (sub != NULL)
+        if (sub != NULL) {
             seg = sub;
+            sub_in_pending = true;
+        }
         /* exactly len bytes, so a read past the data segment is caught */
         uint8_t *pdu_data = malloc(len ? len : 1);
         if (pdu_data == NULL)
@@ -282,11 +285,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 check_mutual(&lc, qkv, qcount, rkv, rcount);
             free(req_copy);
             check_answers(&lc, rkv, rcount);
-            if (sub != NULL && lc.auth == LOGIN_AUTH_DONE)
+            /* the answer may have come in an earlier fragment of this request */
+            if (sub_in_pending && lc.auth == LOGIN_AUTH_DONE)
                 chap_answered = true;
         }
-        if (!cont || rsp.status != 0)
+        if (!cont || rsp.status != 0) {
             pending_len = 0;
+            sub_in_pending = false;
+        }
         free(sub);
         free(rsp_copy);
         if (rsp.complete) {
