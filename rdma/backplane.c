@@ -8,7 +8,9 @@
  * comes back as a write with immediate). Records the partner sends are applied here, in ring
  * order, through the caller's apply callback.
  *
- * Every connection starts with a HELLO record each way; no change moves before both sides
+ * Every connection starts with a HELLO record each way, its MAC last (twl_rdma_hello_mac: the
+ * pair's shared secret over both sides' nonces of this connection); a peer that sends none
+ * within HELLO_WAIT_MS is dropped. No change moves before both sides authenticated and
  * accepted the other's (a mismatch is logged by each side from its own point of view, and
  * the connection is retried after a pause, so fixing the config and restarting one node
  * heals the pair). When a connection drops, the records not yet acknowledged are kept, and
@@ -32,6 +34,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -46,7 +49,8 @@
 #define CONNECT_TRY_MS  1000 /* one connect or accept attempt; the loop retries */
 #define BACKOFF_MIN_MS  100  /* after a failed attempt (not a mere time-out), doubling */
 #define BACKOFF_MAX_MS  5000
-#define REFUSED_PAUSE_S 5 /* after a refused handshake */
+#define REFUSED_PAUSE_S 5     /* after a refused handshake */
+#define HELLO_WAIT_MS   10000 /* a peer that sends no handshake by then is dropped */
 #define EVENTS          64
 #define SPIN_NS         50000ull /* busy polling before sleeping on the channel */
 #define SETTLE_RETRY_MS 5000     /* a durable ring whose records cannot be applied: retry */
@@ -87,6 +91,7 @@ struct inflight {
 
 struct twl_rdma_backplane {
     struct twl_rdma_bp_opts o;
+    char *secret; /* o.secret points here */
     pthread_t thread;
     int wake_fd;
     atomic_bool stop;
@@ -630,10 +635,54 @@ static void applier_drain(struct twl_rdma_backplane *bp)
     bp->released_seq = 0;
 }
 
+/* Appends the MAC to the hello of hello_len bytes at the start of the staging area. Returns the
+ * signed length, or a negative errno. */
+static int sign_hello(struct twl_rdma_backplane *bp, int hello_len)
+{
+    uint8_t mine[TWL_RDMA_NONCE_LEN], theirs[TWL_RDMA_NONCE_LEN];
+    twl_rdma_conn_nonces(bp->conn, mine, theirs);
+    int rc = twl_rdma_hello_mac(bp->o.secret, bp->o.connect, mine, theirs, bp->stage,
+                                (size_t)hello_len, bp->stage + hello_len);
+    return rc ? rc : hello_len + (int)TWL_RDMA_MAC_LEN;
+}
+
+/* The partner's hello (len bytes, its MAC last) is authenticated with the shared secret and
+ * answers this connection's nonce. Returns 0 or -EPROTO (logged). */
+static int check_hello_mac(struct twl_rdma_backplane *bp, const uint8_t *hello, uint32_t len)
+{
+    uint8_t mine[TWL_RDMA_NONCE_LEN], theirs[TWL_RDMA_NONCE_LEN], mac[TWL_RDMA_MAC_LEN];
+    char peer[64];
+    twl_rdma_conn_peer_name(bp->conn, peer, sizeof(peer));
+    if (len < TWL_RDMA_MAC_LEN) {
+        TWL_ERROR(PART, "handshake from %s refused: %u bytes, too short to be authenticated", peer,
+                  len);
+        return -EPROTO;
+    }
+    twl_rdma_conn_nonces(bp->conn, mine, theirs);
+    int rc = twl_rdma_hello_mac(bp->o.secret, !bp->o.connect, theirs, mine, hello,
+                                len - TWL_RDMA_MAC_LEN, mac);
+    if (rc) {
+        TWL_ERROR(PART, "handshake from %s refused: cannot compute its MAC: %s", peer,
+                  strerror(-rc));
+        return -EPROTO;
+    }
+    if (CRYPTO_memcmp(mac, hello + len - TWL_RDMA_MAC_LEN, TWL_RDMA_MAC_LEN) != 0) {
+        TWL_ERROR(PART,
+                  "handshake from %s refused: not authenticated with this node's pair.secret "
+                  "(the two nodes' secrets differ, or only one of them has one)",
+                  peer);
+        return -EPROTO;
+    }
+    return 0;
+}
+
 static int handle_record(struct twl_rdma_backplane *bp, const struct twl_rdma_event *ev)
 {
     if (ev->flags & REC_HELLO) {
-        int rc = bp->o.check_hello(bp->o.ctx, ev->data, ev->len);
+        int rc = check_hello_mac(bp, ev->data, ev->len);
+        if (rc)
+            return rc;
+        rc = bp->o.check_hello(bp->o.ctx, ev->data, ev->len - TWL_RDMA_MAC_LEN);
         if (rc)
             return rc;
         bp->hello_ok = true;
@@ -681,12 +730,15 @@ static void run_connection(struct twl_rdma_backplane *bp)
             return;
         }
     }
-    int hello_len = bp->o.make_hello(bp->o.ctx, bp->stage, bp->o.ring_size);
+    int hello_len = bp->o.make_hello(bp->o.ctx, bp->stage, bp->o.ring_size - TWL_RDMA_MAC_LEN);
+    if (hello_len > 0)
+        hello_len = sign_hello(bp, hello_len);
     if (hello_len <= 0) {
         close_conn(bp, "no handshake to send", true);
         return;
     }
     bp->hello_len = (uint32_t)hello_len;
+    uint64_t hello_deadline = twl_now_ns() + HELLO_WAIT_MS * 1000000ull;
     int64_t seq = twl_rdma_send(bp->conn, bp->stage_mr, bp->stage, bp->hello_len, REC_HELLO);
     if (seq != 0) {
         close_conn(bp, "handshake not sent", true);
@@ -775,6 +827,13 @@ static void run_connection(struct twl_rdma_backplane *bp)
                 return;
             }
         }
+        if (!bp->hello_ok && twl_now_ns() > hello_deadline) {
+            char peer[64];
+            TWL_ERROR(PART, "%s sent no handshake within %d ms; dropping the connection",
+                      twl_rdma_conn_peer_name(bp->conn, peer, sizeof(peer)), HELLO_WAIT_MS);
+            close_conn(bp, "no handshake", true);
+            return;
+        }
         if (overdue(bp, twl_now_ns())) {
             TWL_ERROR(PART, "partner has not applied a record for %u ms", bp->o.timeout_ms);
             close_conn(bp, "replica timeout", true);
@@ -855,12 +914,14 @@ int twl_rdma_backplane_start(const struct twl_rdma_bp_opts *o, struct twl_rdma_b
     if (bp == NULL)
         return -ENOMEM;
     bp->o = *o;
+    bp->secret = strdup(o->secret ? o->secret : "");
+    bp->o.secret = bp->secret;
     bp->cap = 4096;
     bp->ring = calloc(bp->cap, sizeof(*bp->ring));
     bp->stage = aligned_alloc(4096, o->ring_size);
     bp->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     int rc = -ENOMEM;
-    if (bp->ring == NULL || bp->stage == NULL)
+    if (bp->ring == NULL || bp->stage == NULL || bp->secret == NULL)
         goto err_mem;
     if (bp->wake_fd < 0) {
         rc = -errno;
@@ -894,6 +955,7 @@ err_thread:
     pthread_mutex_destroy(&bp->lock);
     close(bp->wake_fd);
 err_mem:
+    free(bp->secret);
     free(bp->stage);
     free(bp->ring);
     free(bp);
@@ -914,6 +976,9 @@ void twl_rdma_backplane_stop(struct twl_rdma_backplane *bp)
     pthread_mutex_destroy(&bp->apply_lock);
     pthread_mutex_destroy(&bp->lock);
     close(bp->wake_fd);
+    if (bp->secret)
+        explicit_bzero(bp->secret, strlen(bp->secret));
+    free(bp->secret);
     free(bp->stage);
     free(bp->ring);
     free(bp);

@@ -10,8 +10,10 @@
 #include <netdb.h>
 #include <poll.h>
 #include <rdma/rdma_cma.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -79,6 +81,7 @@ struct twl_rdma_conn {
     unsigned cq_events_unacked;
 
     struct twl_rdma_info peer;
+    uint8_t nonce[TWL_RDMA_NONCE_LEN]; /* sent in this side's private data */
     bool established, dead, disconnected;
 
     /* sending */
@@ -267,8 +270,14 @@ err:
     return rc;
 }
 
-static void local_info(const struct twl_rdma_conn *c, uint8_t out[TWL_RDMA_INFO_LEN])
+/* This side's connection info, with a fresh nonce for the peer's handshake to answer. */
+static int local_info(struct twl_rdma_conn *c, uint8_t out[TWL_RDMA_INFO_LEN])
 {
+    if (getrandom(c->nonce, sizeof(c->nonce), 0) != (ssize_t)sizeof(c->nonce)) {
+        int rc = errno ? -errno : -EIO;
+        TWL_ERROR(PART, "getrandom (the handshake's nonce): %s", strerror(-rc));
+        return rc;
+    }
     struct twl_rdma_info info = {
         .flags = c->o.payload_crc ? TWL_RDMA_INFO_PAYLOAD_CRC : 0,
         .ring_addr = (uintptr_t)c->ring,
@@ -278,7 +287,9 @@ static void local_info(const struct twl_rdma_conn *c, uint8_t out[TWL_RDMA_INFO_
         .ctrl_rkey = c->ctrl_rx_mr->rkey,
         .recv_depth = RQ_DEPTH,
     };
+    memcpy(info.nonce, c->nonce, sizeof(info.nonce));
     twl_rdma_info_encode(out, &info);
+    return 0;
 }
 
 /* The transport's retransmission timer (4.096 us x 2^ACK_TIMEOUT): a lost packet is sent
@@ -393,7 +404,9 @@ static int connect_once(struct twl_rdma_conn *c, uint64_t deadline_ns)
     rc = verbs_setup(c);
     if (rc)
         goto out_id;
-    local_info(c, info);
+    rc = local_info(c, info);
+    if (rc)
+        goto out_verbs;
     conn_param(c, &p, info);
     if (rdma_connect(c->id, &p)) {
         rc = -errno;
@@ -488,7 +501,11 @@ static int do_listen(struct twl_rdma_conn *c)
         rdma_reject(c->id, NULL, 0);
         goto out_id;
     }
-    local_info(c, info);
+    rc = local_info(c, info);
+    if (rc) {
+        rdma_reject(c->id, NULL, 0);
+        goto out_verbs;
+    }
     conn_param(c, &p, info);
     if (rdma_accept(c->id, &p)) {
         rc = -errno;
@@ -568,10 +585,11 @@ int twl_rdma_conn_open(struct twl_rdma_conn **out, const struct twl_rdma_opts *o
     uint64_t now = twl_now_ns();
     c->hb_seen_ns = now;
     c->next_hb_ns = now;
+    char peer[INET6_ADDRSTRLEN + 8];
     TWL_INFO(PART,
              "connected to %s (peer ring %u bytes, retry_count %u, heartbeat %d ms, dead "
              "after %d ms)",
-             c->o.listen ? "peer" : c->o.addr, c->peer.ring_size, c->o.retry_count,
+             twl_rdma_conn_peer_name(c, peer, sizeof(peer)), c->peer.ring_size, c->o.retry_count,
              c->o.heartbeat_ms, c->o.dead_ms);
     *out = c;
     return 0;
@@ -596,6 +614,35 @@ void twl_rdma_conn_close(struct twl_rdma_conn *c)
         rdma_destroy_id(c->listen_id);
     rdma_destroy_event_channel(c->ech);
     free(c);
+}
+
+void twl_rdma_conn_nonces(const struct twl_rdma_conn *c, uint8_t mine[TWL_RDMA_NONCE_LEN],
+                          uint8_t theirs[TWL_RDMA_NONCE_LEN])
+{
+    memcpy(mine, c->nonce, TWL_RDMA_NONCE_LEN);
+    memcpy(theirs, c->peer.nonce, TWL_RDMA_NONCE_LEN);
+}
+
+const char *twl_rdma_conn_peer_name(const struct twl_rdma_conn *c, char *buf, size_t len)
+{
+    const struct sockaddr *sa = c->id ? rdma_get_peer_addr(c->id) : NULL;
+    char host[INET6_ADDRSTRLEN];
+    const void *addr = NULL;
+    uint16_t port = 0;
+    if (sa && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        addr = &in->sin_addr;
+        port = ntohs(in->sin_port);
+    } else if (sa && sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        addr = &in6->sin6_addr;
+        port = ntohs(in6->sin6_port);
+    }
+    if (addr && inet_ntop(sa->sa_family, addr, host, sizeof(host)))
+        snprintf(buf, len, "%s:%u", host, port);
+    else
+        snprintf(buf, len, "?");
+    return buf;
 }
 
 struct twl_rdma_buf *twl_rdma_buf_reg(struct twl_rdma_conn *c, void *addr, size_t len)

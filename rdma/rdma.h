@@ -31,7 +31,9 @@
 
 #define TWL_RDMA_REC_ALIGN   64u
 #define TWL_RDMA_REC_HDR_LEN 64u
-#define TWL_RDMA_INFO_LEN    40u /* fits rdma_cm's 56-byte connect private data */
+#define TWL_RDMA_INFO_LEN    56u /* all of rdma_cm's 56-byte connect private data */
+#define TWL_RDMA_NONCE_LEN   16u /* per connection and side, fresh from getrandom */
+#define TWL_RDMA_MAC_LEN     32u /* HMAC-SHA256 */
 
 #define TWL_RDMA_REC_END 0x1u /* record flag: last record of a stream (application-defined) */
 /* Record flag set by the connection, never seen by the application: payload_crc is valid.
@@ -112,11 +114,31 @@ struct twl_rdma_info {
     uint32_t ctrl_rkey;
     uint32_t recv_depth; /* receives kept posted: the peer's credit for records in flight */
     uint32_t flags;      /* TWL_RDMA_INFO_* */
+    /* this side's challenge: the peer's first record (its handshake) must carry a MAC over it,
+     * keyed with the pair's shared secret (twl_rdma_hello_mac) */
+    uint8_t nonce[TWL_RDMA_NONCE_LEN];
 };
 void twl_rdma_info_encode(uint8_t out[TWL_RDMA_INFO_LEN], const struct twl_rdma_info *info);
 /* -EPROTO when len is short, the magic or the version is wrong, or ring_size is not a power of
  * two. */
 int twl_rdma_info_decode(const uint8_t *in, size_t len, struct twl_rdma_info *info);
+
+/*
+ * The handshake's authentication. Each side's first record (its hello) ends with
+ *   HMAC-SHA256(key = the shared secret, "twinlun backplane hello 1" || role ||
+ *               sender's nonce || receiver's nonce || hello)
+ * where role is 'C' when the sender connected and 'L' when it listened, and the nonces are the
+ * ones both sides sent in the rdma_cm private data of this very connection. The receiver's
+ * nonce is fresh, so a recorded hello cannot be replayed, and the role and the order of the
+ * nonces keep a node's own hello from being reflected back at it. Without a secret the key is
+ * empty: a node with a secret then refuses one without. What follows the handshake is not
+ * authenticated record by record (RoCE's ICRC and the optional payload CRC guard against
+ * corruption, not against an attacker on the wire).
+ */
+int twl_rdma_hello_mac(const char *secret, bool sender_connected,
+                       const uint8_t sender_nonce[TWL_RDMA_NONCE_LEN],
+                       const uint8_t receiver_nonce[TWL_RDMA_NONCE_LEN], const void *hello,
+                       size_t len, uint8_t mac[TWL_RDMA_MAC_LEN]);
 
 /* ---- connection ---- */
 
@@ -146,6 +168,11 @@ struct twl_rdma_opts {
 int twl_rdma_conn_open(struct twl_rdma_conn **out, const struct twl_rdma_opts *opts);
 /* Disconnects (when still connected) and releases everything. NULL is fine. */
 void twl_rdma_conn_close(struct twl_rdma_conn *c);
+/* This connection's nonces: the one this side sent and the peer's. */
+void twl_rdma_conn_nonces(const struct twl_rdma_conn *c, uint8_t mine[TWL_RDMA_NONCE_LEN],
+                          uint8_t theirs[TWL_RDMA_NONCE_LEN]);
+/* The peer's address as "host:port" (for messages); "?" when unknown. */
+const char *twl_rdma_conn_peer_name(const struct twl_rdma_conn *c, char *buf, size_t len);
 
 /* Registers caller memory to send from; valid until conn_close. Returns a handle or NULL. */
 struct twl_rdma_buf *twl_rdma_buf_reg(struct twl_rdma_conn *c, void *addr, size_t len);
@@ -246,6 +273,10 @@ struct twl_rdma_bp_opts {
     int heartbeat_ms;
     int dead_ms;
     uint32_t timeout_ms; /* a record not applied by then drops the connection */
+    /* The pair's shared secret (twl_rdma_hello_mac): a peer whose handshake is not
+     * authenticated with it is refused. NULL or "": none (any peer that speaks the protocol
+     * may pair). The backplane keeps its own copy. */
+    const char *secret;
     /* Called on the backplane thread. make_hello: writes the handshake sent first on every
      * connection into buf (cap bytes) and returns its length, or -errno (the connection is
      * dropped and tried again later). check_hello: 0 to accept the partner's handshake, or

@@ -8,7 +8,7 @@
 
 #define REC_MAGIC   0x54574c72u /* "TWLr" */
 #define INFO_MAGIC  0x54574c49u /* "TWLI" */
-#define INFO_VER    2u
+#define INFO_VER    3u          /* 3: the nonce */
 #define DRING_MAGIC 0x54574c44u /* "TWLD" */
 #define DRING_VER   1u
 #define DRING_SLOT  64u
@@ -56,7 +56,7 @@ int twl_rdma_rec_hdr_decode(const uint8_t in[TWL_RDMA_REC_HDR_LEN], struct twl_r
 }
 
 /* Info layout: magic 0, version 4 (16 bits), flags 6 (16 bits), ring_addr 8, ring_rkey 16,
- * ring_size 20, ctrl_addr 24, ctrl_rkey 32, recv_depth 36. */
+ * ring_size 20, ctrl_addr 24, ctrl_rkey 32, recv_depth 36, nonce 40..55. */
 void twl_rdma_info_encode(uint8_t out[TWL_RDMA_INFO_LEN], const struct twl_rdma_info *info)
 {
     memset(out, 0, TWL_RDMA_INFO_LEN);
@@ -69,6 +69,7 @@ void twl_rdma_info_encode(uint8_t out[TWL_RDMA_INFO_LEN], const struct twl_rdma_
     twl_put_be64(out + 24, info->ctrl_addr);
     twl_put_be32(out + 32, info->ctrl_rkey);
     twl_put_be32(out + 36, info->recv_depth);
+    memcpy(out + 40, info->nonce, TWL_RDMA_NONCE_LEN);
 }
 
 int twl_rdma_info_decode(const uint8_t *in, size_t len, struct twl_rdma_info *info)
@@ -83,6 +84,7 @@ int twl_rdma_info_decode(const uint8_t *in, size_t len, struct twl_rdma_info *in
     info->ctrl_addr = twl_get_be64(in + 24);
     info->ctrl_rkey = twl_get_be32(in + 32);
     info->recv_depth = twl_get_be32(in + 36);
+    memcpy(info->nonce, in + 40, TWL_RDMA_NONCE_LEN);
     if (info->ring_size < 2 * TWL_RDMA_REC_ALIGN ||
         (info->ring_size & (info->ring_size - 1)) != 0 || info->recv_depth == 0)
         return -EPROTO;

@@ -56,9 +56,9 @@ struct ctx {
 static const char *const root_keys[] = {"node", "log",      "iscsi",   "targets",
                                         "pair", "throttle", "metrics", NULL};
 static const char *const pair_keys[] = {
-    "partner",      "listen",   "partner_address", "policy",         "ack",
-    "ring_file",    "data_crc", "region_size",     "timeout_ms",     "ring_size",
-    "heartbeat_ms", "dead_ms",  "buffer_pool",     "alone_after_ms", NULL};
+    "partner",     "listen",         "partner_address", "policy",    "ack",          "ring_file",
+    "data_crc",    "region_size",    "timeout_ms",      "ring_size", "heartbeat_ms", "dead_ms",
+    "buffer_pool", "alone_after_ms", "secret",          NULL};
 static const char *const throttle_keys[] = {"enabled", "burst",    "min_rate", "resync_share",
                                             "ewma_ms", "queue_ms", NULL};
 static const char *const node_keys[] = {"name", "state_dir", "admin_socket", NULL};
@@ -557,8 +557,8 @@ static int parse_listen(struct ctx *c, const config_setting_t *s, const char *v,
     return 0;
 }
 
-/* Copies a CHAP secret after checking its length; the message never echoes the secret, only
- * its length. */
+/* Copies a CHAP or pair secret after checking its length; the message never echoes the
+ * secret, only its length. */
 static int copy_secret(struct ctx *c, const config_setting_t *s, const char *where, const char *key,
                        const char *secret, char *dst, size_t dstlen)
 {
@@ -566,7 +566,7 @@ static int copy_secret(struct ctx *c, const config_setting_t *s, const char *whe
     if (len < SECRET_MIN || len >= dstlen)
         return fail(c, s,
                     "%s.%s is %zu bytes long; expected %d..%zu bytes (RFC 7143 requires CHAP "
-                    "secrets of at least 12 bytes, 96 bits)",
+                    "secrets of at least 12 bytes, 96 bits; the pair's secret likewise)",
                     where, key, len, SECRET_MIN, dstlen - 1);
     memcpy(dst, secret, len + 1);
     return 0;
@@ -1155,6 +1155,10 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
                     "(the partner's backplane address)");
     if ((rc = parse_host_port(c, s, "pair.partner_address", v, false, "10.0.0.2:7471",
                               p->partner_host, sizeof(p->partner_host), &p->partner_port)))
+        return rc;
+    if ((rc = get_string(c, g, "pair", "secret", &v, &s)))
+        return rc;
+    if (v && (rc = copy_secret(c, s, "pair", "secret", v, p->secret, sizeof(p->secret))))
         return rc;
     if ((rc = get_string(c, g, "pair", "policy", &v, &s)))
         return rc;

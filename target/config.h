@@ -118,6 +118,8 @@ struct tgt_pair_config {
     uint32_t dead_ms;        /* no heartbeat for this long: the partner is gone */
     uint64_t region_bytes;   /* the dirty region log's granularity */
     uint32_t alone_after_ms; /* a starting node serves its LUNs without the partner after this */
+    char secret[TGT_SECRET_MAX]; /* "" or 12..255 bytes: authenticates the backplane handshake;
+                                    never logged */
 };
 
 /* Write admission (throttle.h): client writes paced at what replication delivers. */

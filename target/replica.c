@@ -1535,7 +1535,14 @@ int replica_start(struct tgt_server *srv, struct replica **out)
         .persist = persist,
         .payload_crc = cfg->pair.data_crc,
         .meter_window_ms = cfg->throttle.ewma_ms,
+        .secret = cfg->pair.secret,
     };
+    if (!cfg->pair.secret[0])
+        TWL_WARN(RPART,
+                 "pair.secret is not set: any host that reaches %s:%u or answers at %s:%u "
+                 "can pair with this node as '%s'",
+                 cfg->pair.listen_host, cfg->pair.listen_port, cfg->pair.partner_host,
+                 cfg->pair.partner_port, cfg->pair.partner);
     struct throttle_opts to = {.enabled = cfg->throttle.enabled,
                                .burst_bytes = cfg->throttle.burst_bytes,
                                .min_rate = cfg->throttle.min_rate,

@@ -112,6 +112,8 @@ static void test_info_roundtrip(void **state)
                                .recv_depth = 128,
                                .flags = TWL_RDMA_INFO_PAYLOAD_CRC},
                          out;
+    for (unsigned i = 0; i < TWL_RDMA_NONCE_LEN; i++)
+        in.nonce[i] = (uint8_t)(0xa0 + i);
     twl_rdma_info_encode(buf, &in);
     assert_int_equal(twl_rdma_info_decode(buf, sizeof(buf), &out), 0);
     assert_int_equal(out.ring_addr, in.ring_addr);
@@ -121,6 +123,8 @@ static void test_info_roundtrip(void **state)
     assert_int_equal(out.ctrl_rkey, in.ctrl_rkey);
     assert_int_equal(out.recv_depth, in.recv_depth);
     assert_int_equal(out.flags, TWL_RDMA_INFO_PAYLOAD_CRC);
+    assert_memory_equal(out.nonce, in.nonce, TWL_RDMA_NONCE_LEN);
+    assert_int_equal(buf[55], 0xaf); /* the nonce fills the private data to its last byte */
     in.flags = 0;
     twl_rdma_info_encode(buf, &in);
     assert_int_equal(twl_rdma_info_decode(buf, sizeof(buf), &out), 0);

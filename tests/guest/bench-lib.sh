@@ -88,7 +88,7 @@ bench_config() {
     echo "node = { name = \"$name\"; state_dir = \"$store/$name\"; };"
     echo "iscsi = { listen = \"127.0.0.1:$port\"; threads = 1; };"
     if [ -n "$partner" ]; then
-        echo "pair = { partner = \"$partner\"; listen = \"$listen\"; partner_address = \"$paddr\"; };"
+        echo "pair = { partner = \"$partner\"; listen = \"$listen\"; partner_address = \"$paddr\"; secret = \"twinlun bench pair secret\"; };"
         owner="owner = \"a\";"
     fi
     echo "targets = ( { iqn = \"$bench_iqn\"; luns = ( { id = 0; path = \"$store/$name/lun0.img\";"

@@ -48,7 +48,8 @@ config() { # NAME PARTNER ISCSI_PORT LISTEN PARTNER_ADDRESS
     cat <<CONF
 node = { name = "$1"; state_dir = "$store/$1"; admin_socket = "/run/twinlun-$1.sock"; };
 iscsi = { listen = "127.0.0.1:$3"; threads = 1; };
-pair = { partner = "$2"; listen = "$4"; partner_address = "$5"; region_size = "64K"; timeout_ms = 2000; };
+pair = { partner = "$2"; listen = "$4"; partner_address = "$5"; region_size = "64K"; timeout_ms = 2000;
+  secret = "twinlun bench pair secret"; };
 targets = ( { iqn = "$iqn"; luns = ( { id = 0; path = "$store/$1/lun0.img"; size = "${lun_mib}M";
   create = true; owner = "a"; } ); } );
 CONF

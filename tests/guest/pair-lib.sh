@@ -5,13 +5,16 @@
 # pair_config NAME PARTNER ISCSI_PORT BP_PORT PARTNER_BP_PORT [SIZE] [EXTRA_PAIR_KEYS]
 # (pair.timeout_ms from $pair_timeout_ms, default 5000; the admin socket on the guest's tmpfs,
 # since Unix sockets cannot live on the 9p share: twinlunctl --socket /run/twinlun-NAME.sock;
-# $pair_extra_groups is added at the top level, e.g. a metrics group)
+# $pair_extra_groups is added at the top level, e.g. a metrics group; pair.secret from
+# $pair_secret, default the guest tests' secret, none when set empty)
 pair_config() {
+    local secret=${pair_secret-twinlun guest pair secret} secret_kv=
+    [ -n "$secret" ] && secret_kv="secret = \"$secret\";"
     cat <<CONF
 node = { name = "$1"; state_dir = "$dir/$1"; admin_socket = "/run/twinlun-$1.sock"; };
 log = { level = "info"; };
 iscsi = { listen = "127.0.0.1:$3"; threads = 2; };
-pair = { partner = "$2"; listen = "$ip:$4"; partner_address = "$ip:$5"; timeout_ms = ${pair_timeout_ms:-5000}; ${7:-} };
+pair = { partner = "$2"; listen = "$ip:$4"; partner_address = "$ip:$5"; timeout_ms = ${pair_timeout_ms:-5000}; $secret_kv ${7:-} };
 targets = ( { iqn = "$iqn"; luns = ( { id = 0; path = "$dir/$1/lun0.img"; size = "${6:-64M}";
   create = true; owner = "a"; } ); } );
 ${pair_extra_groups:-}

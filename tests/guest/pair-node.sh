@@ -23,7 +23,8 @@ mkdir -p "$state"
 cat >"$state/$me.conf" <<CONF
 node = { name = "$me"; state_dir = "$state"; };
 iscsi = { listen = "127.0.0.1:3261"; threads = 2; };
-pair = { partner = "$other"; listen = "$my_ip:7471"; partner_address = "$other_ip:7471"; };
+pair = { partner = "$other"; listen = "$my_ip:7471"; partner_address = "$other_ip:7471";
+  secret = "twinlun guest pair secret"; };
 targets = ( { iqn = "$iqn"; luns = ( { id = 0; path = "$state/lun0.img"; size = "64M";
   create = true; owner = "a"; } ); } );
 CONF

@@ -32,7 +32,8 @@ say() { echo "$2" >"$dir/$1.tmp" && mv "$dir/$1.tmp" "$dir/$1"; }
 cat >"$state/$node.conf" <<CONF
 node = { name = "$node"; state_dir = "$state"; admin_socket = "/run/twinlun-$node.sock"; };
 iscsi = { listen = "127.0.0.1:3261"; threads = 2; };
-pair = { partner = "$other"; listen = "$my_ip:7471"; partner_address = "$other_ip:7471"; };
+pair = { partner = "$other"; listen = "$my_ip:7471"; partner_address = "$other_ip:7471";
+  secret = "twinlun guest pair secret"; };
 targets = ( { iqn = "$iqn"; luns = ( { id = 0; path = "$state/lun0.img"; size = "64M";
   create = true; owner = "a"; } ); } );
 CONF

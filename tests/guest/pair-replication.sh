@@ -4,6 +4,12 @@
 # files):
 #   refused       node B started with its LUN of another size: each node refuses the other
 #                 at connect time with one sentence naming the LUN and both sizes
+#   stranger      node B started with another pair.secret, then with none: each time both
+#                 nodes refuse the other's handshake as not authenticated with their
+#                 pair.secret, node A never pairs, and no secret appears in either log
+#   silent-stranger  a program that accepts node A's connection at node B's backplane address
+#                 and then sends nothing (rdma_ring_smoke --silent) is dropped by node A
+#                 for want of a handshake within 10 s
 #   paired        node A and node B connect over the backplane and accept each other's
 #                 handshake (same target, LUN table and owners)
 #   workload      twl-workload writes to node A's LUN: random LBAs and sizes 512 B..1 MiB,
@@ -54,11 +60,66 @@ refused() {
         ! grep -q 'paired with' "$dir/a/a.log"
 }
 
+pair_secret="not the pair's secret" pair_config b a 3262 7472 7471 >"$dir/b-stranger.conf"
+pair_secret= pair_config b a 3262 7472 7471 >"$dir/b-nosecret.conf"
+mkdir -p "$dir/b-stranger" "$dir/b-nosecret"
+
+# stranger NAME: node B from b-NAME.conf (its log in b-NAME/) is refused for its secret, both
+# ways, and never pairs; no secret in the logs
+stranger() {
+    local la="$dir/a/a.log" lb="$dir/b-$1/b.log" before want rc=0
+    want="not authenticated with this node's pair.secret"
+    before=$(grep -c "$want" "$la")
+    rxe_node_start b "$dir/b-$1" 3262 -- "$build/target/twinlund" --config "$dir/b-$1.conf"
+    for _ in $(seq 1 100); do
+        [ "$(grep -c "$want" "$la")" -gt "$before" ] && grep -q "$want" "$lb" && break
+        sleep 0.2
+    done
+    rxe_node_kill b TERM
+    rxe_node_wait b
+    grep -h "$want" "$la" | tail -1
+    grep -h "$want" "$lb" | head -1
+    [ "$(grep -c "$want" "$la")" -gt "$before" ] && grep -q "$want" "$lb" || {
+        echo "no refusal for the secret within 20 s"
+        rc=1
+    }
+    ! grep -q 'paired with' "$la" "$lb" || {
+        echo "a node with the wrong secret paired"
+        rc=1
+    }
+    ! grep -qF -e "twinlun guest pair secret" -e "not the pair's secret" "$la" "$lb" || {
+        echo "a secret was logged"
+        rc=1
+    }
+    return $rc
+}
+
+silent_stranger() {
+    local la="$dir/a/a.log" rc out="$dir/silent.log"
+    # Set-up can fail at once (exit 1: rdma_create_qp EINVAL seen once, right after node B's
+    # process went away); the daemon's own listener retries such failures, so this does too.
+    for _ in 1 2 3; do
+        rc=0
+        timeout 60 "$build/rdma/rdma_ring_smoke" --server --silent --addr "$ip" --port 7472 \
+            --linger 40 >"$out" 2>&1 || rc=$?
+        tail -2 "$out"
+        [ $rc = 1 ] || break
+        sleep 1
+    done
+    grep -h 'sent no handshake' "$la" | tail -1
+    # exit 3: node A hung up on it, well before the linger ran out
+    [ $rc = 3 ] && grep -q "sent no handshake within 10000 ms" "$la" &&
+        ! grep -q 'paired with' "$la"
+}
+
 rxe_node_start a "$dir/a" 3261 -- "$build/target/twinlund" --config "$dir/a.conf"
 rxe_node_start b "$dir/b-wrong" 3262 -- "$build/target/twinlund" --config "$dir/b-wrong.conf"
 rxe_check refused refused
 rxe_node_kill b TERM
 rxe_node_wait b
+rxe_check stranger stranger stranger
+rxe_check stranger-without-secret stranger nosecret
+rxe_check silent-stranger silent_stranger
 rxe_node_start b "$dir/b" 3262 -- "$build/target/twinlund" --config "$dir/b.conf"
 
 run_workload() {

@@ -5,7 +5,8 @@
  * (twl_rdma); the server verifies each record's CRC32C and the CRC32C of the whole stream
  * against the END record. Both count their completions. With --linger both then keep
  * heartbeating until the peer dies (reported within 5 s: a failed work completion or the
- * heartbeat timeout) and exit with status 3.
+ * heartbeat timeout) and exit with status 3. With --silent it sends nothing at all after
+ * connecting (a stranger that never says hello) and only lingers.
  *
  * Exit status: 0 ok, 1 usage or setup error, 2 data verification failed, 3 peer dead or gone,
  * 4 no connection or overall timeout.
@@ -36,6 +37,7 @@ struct opts {
     uint32_t record;
     uint32_t ring;
     int linger_s; /* 0: no linger; otherwise keep heartbeating this long waiting for death */
+    bool silent;  /* no transfer: connect, then linger */
     const char *marker;
     int hb_ms, dead_ms, connect_ms, timeout_s;
 };
@@ -333,7 +335,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: rdma_ring_smoke --server|--client --addr ADDR [--port PORT] [--bytes N[kMG]]\n"
             "       [--record N] [--ring N] [--linger SEC] [--marker FILE] [--hb-ms MS]\n"
-            "       [--dead-ms MS] [--connect-ms MS] [--timeout SEC] [--verbose]\n"
+            "       [--dead-ms MS] [--connect-ms MS] [--timeout SEC] [--silent] [--verbose]\n"
             "exit: 0 ok, 1 usage/setup, 2 verification failed, 3 peer dead, 4 no connection\n");
 }
 
@@ -347,24 +349,18 @@ int main(int argc, char **argv)
                      .dead_ms = 2000,
                      .connect_ms = 60000,
                      .timeout_s = 240};
-    static const struct option lo[] = {{"server", no_argument, NULL, 's'},
-                                       {"client", no_argument, NULL, 'c'},
-                                       {"addr", required_argument, NULL, 'a'},
-                                       {"port", required_argument, NULL, 'p'},
-                                       {"bytes", required_argument, NULL, 'b'},
-                                       {"record", required_argument, NULL, 'r'},
-                                       {"ring", required_argument, NULL, 'R'},
-                                       {"linger", required_argument, NULL, 'l'},
-                                       {"marker", required_argument, NULL, 'm'},
-                                       {"hb-ms", required_argument, NULL, 'H'},
-                                       {"dead-ms", required_argument, NULL, 'D'},
-                                       {"connect-ms", required_argument, NULL, 'C'},
-                                       {"timeout", required_argument, NULL, 't'},
-                                       {"verbose", no_argument, NULL, 'v'},
-                                       {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {
+        {"server", no_argument, NULL, 's'},        {"client", no_argument, NULL, 'c'},
+        {"addr", required_argument, NULL, 'a'},    {"port", required_argument, NULL, 'p'},
+        {"bytes", required_argument, NULL, 'b'},   {"record", required_argument, NULL, 'r'},
+        {"ring", required_argument, NULL, 'R'},    {"linger", required_argument, NULL, 'l'},
+        {"marker", required_argument, NULL, 'm'},  {"hb-ms", required_argument, NULL, 'H'},
+        {"dead-ms", required_argument, NULL, 'D'}, {"connect-ms", required_argument, NULL, 'C'},
+        {"timeout", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
+        {"silent", no_argument, NULL, 'S'},        {NULL, 0, NULL, 0}};
     int role_set = 0, ch;
 
-    while ((ch = getopt_long(argc, argv, "sca:p:b:r:R:l:m:H:D:C:t:v", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "sca:p:b:r:R:l:m:H:D:C:t:vS", lo, NULL)) != -1) {
         switch (ch) {
         case 's':
             o.server = true;
@@ -410,12 +406,15 @@ int main(int argc, char **argv)
         case 'v':
             twl_log_set_level(TWL_LOG_DEBUG);
             break;
+        case 'S':
+            o.silent = true;
+            break;
         default:
             usage();
             return EXIT_USAGE;
         }
     }
-    if (role_set != 1 || !o.addr || o.record < 16 || o.record % 8) {
+    if (role_set != 1 || !o.addr || o.record < 16 || o.record % 8 || (o.silent && !o.linger_s)) {
         usage();
         return EXIT_USAGE;
     }
@@ -438,7 +437,10 @@ int main(int argc, char **argv)
         return rc == -EINVAL ? EXIT_USAGE : EXIT_CONNECT;
     }
     printf("%s: connected in %.2f s\n", role, secs_since(t0));
-    rc = o.server ? run_server(c, &o) : run_client(c, &o);
+    if (o.silent)
+        rc = linger(c, &o);
+    else
+        rc = o.server ? run_server(c, &o) : run_client(c, &o);
     twl_rdma_conn_close(c);
     printf("%s: exit %d\n", role, rc);
     return rc;

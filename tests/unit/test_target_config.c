@@ -113,6 +113,8 @@ static void example_pair_confs_load(void **state)
     assert_int_equal(b.pair.ack, TGT_PAIR_ACK_APPLIED);
     assert_string_equal(a.pair.ring_file, "/var/lib/twinlun/inflight-ring");
     assert_false(a.pair.data_crc);
+    assert_true(strlen(a.pair.secret) >= 12);
+    assert_string_equal(a.pair.secret, b.pair.secret);
     assert_int_equal(a.pair.region_bytes, 64u << 10);
     assert_true(a.throttle.enabled);
     assert_int_equal(a.throttle.resync_share, 50);
@@ -455,6 +457,14 @@ static const struct bad_case bad_cases[] = {
      "node = { name = \"a\"; };\npair = { partner = \"b\";\n  listen = \"1.2.3.4\";\n"
      "  partner_address = \"1.2.3.5:7471\"; };\n" TARGETS,
      3, "pair.listen '1.2.3.4' is not an address; expected \"host:port\""},
+    {"short pair secret",
+     "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
+     "  partner_address = \"h:2\";\n  secret = \"hunter2\"; };\n" TARGETS,
+     4, "pair.secret is 7 bytes long; expected 12..255 bytes"},
+    {"pair secret not a string",
+     "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
+     "  partner_address = \"h:2\";\n  secret = 1234; };\n" TARGETS,
+     4, "pair.secret"},
     {"bad policy",
      "node = { name = \"a\"; };\npair = { partner = \"b\"; listen = \"h:1\";\n"
      "  partner_address = \"h:2\";\n  policy = \"maybe\"; };\n" TARGETS,
@@ -572,7 +582,8 @@ static void broken_configs_are_refused(void **state)
         int rc = tgt_config_load_string(bc->text, "bad.conf", &cfg, err, sizeof(err));
         snprintf(where, sizeof(where), "bad.conf:%u: ", bc->line);
         bool ok = rc == -EINVAL && strncmp(err, where, strlen(where)) == 0 &&
-                  strstr(err, bc->phrase) != NULL && memcmp(&cfg, &zero_cfg, sizeof(cfg)) == 0;
+                  strstr(err, bc->phrase) != NULL && memcmp(&cfg, &zero_cfg, sizeof(cfg)) == 0 &&
+                  strstr(err, "hunter2") == NULL; /* a secret is never echoed */
         if (!ok) {
             print_error("case '%s': rc %d, message \"%s\"; expected \"%s...%s\"\n", bc->what, rc,
                         err, where, bc->phrase);
