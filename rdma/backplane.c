@@ -58,6 +58,9 @@
     256                /* records acknowledged, waiting for the applier (more than the             \
                           receive credit the partner gets, so it never fills) */
 #define APPLY_BATCH 32 /* records applied between two ring header updates */
+/* The durable ring header's seq between connections, and until the partner's hello is
+ * accepted: no record has it, so nothing in the ring is replayed */
+#define DRING_UNARMED UINT64_MAX
 
 struct submission {
     struct submission *next;
@@ -478,7 +481,8 @@ static int replay_one(void *ctx, const struct twl_rdma_rec_hdr *h, const void *p
  * Applies the records the ring header says may not be applied yet, then empties the ring for
  * the next connection: header first (so a crash while zeroing finds nothing to replay), then
  * zeros (so no record of this connection can pass for one of the next), then the header of the
- * empty ring. On an apply error the ring is left as it is and the error returned.
+ * empty ring, unarmed (DRING_UNARMED) until the next partner's hello is accepted. On an apply error
+ * the ring is left as it is and the error returned.
  */
 static int dring_settle(struct twl_rdma_backplane *bp)
 {
@@ -506,7 +510,7 @@ static int dring_settle(struct twl_rdma_backplane *bp)
     memset(bp->dring, 0, rs);
     bp->o.persist(bp->o.ctx, bp->dring, rs);
     bp->dstate.ring_size = bp->o.ring_size;
-    dring_set(bp, 0, 0);
+    dring_set(bp, 0, DRING_UNARMED);
     return 0;
 }
 
@@ -676,19 +680,43 @@ static int check_hello_mac(struct twl_rdma_backplane *bp, const uint8_t *hello, 
     return 0;
 }
 
+/* Authenticates and checks the partner's hello. With a durable ring it then arms the ring's
+ * header for this connection: until then nothing in the ring may be replayed, so records a
+ * refused peer placed there are never applied. 0 or -EPROTO (logged). */
+static int accept_hello(struct twl_rdma_backplane *bp, const struct twl_rdma_event *ev)
+{
+    int rc = check_hello_mac(bp, ev->data, ev->len);
+    if (rc)
+        return rc;
+    rc = bp->o.check_hello(bp->o.ctx, ev->data, ev->len - TWL_RDMA_MAC_LEN);
+    if (rc)
+        return rc;
+    if (bp->dring)
+        dring_set(bp, 0, 0);
+    bp->hello_ok = true;
+    atomic_store(&bp->connected, true);
+    atomic_store(&bp->accepting, true);
+    TWL_INFO(PART, "partner accepted: replicating");
+    return 0;
+}
+
+/* With a durable ring, records are persisted and acknowledged before they are handled: the
+ * hello among the first ones is accepted (and the header armed) before that, so that no
+ * record is acknowledged that a crash right after would not replay. */
+static int accept_hello_first(struct twl_rdma_backplane *bp, const struct twl_rdma_event *ev, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (ev[i].type == TWL_RDMA_EV_REC)
+            return ev[i].flags & REC_HELLO ? accept_hello(bp, &ev[i]) : 0;
+    return 0;
+}
+
 static int handle_record(struct twl_rdma_backplane *bp, const struct twl_rdma_event *ev)
 {
     if (ev->flags & REC_HELLO) {
-        int rc = check_hello_mac(bp, ev->data, ev->len);
+        int rc = bp->hello_ok ? 0 : accept_hello(bp, ev);
         if (rc)
             return rc;
-        rc = bp->o.check_hello(bp->o.ctx, ev->data, ev->len - TWL_RDMA_MAC_LEN);
-        if (rc)
-            return rc;
-        bp->hello_ok = true;
-        atomic_store(&bp->connected, true);
-        atomic_store(&bp->accepting, true);
-        TWL_INFO(PART, "partner accepted: replicating");
         return bp->dring ? apply_later(bp, ev, true) : 0;
     }
     if (!bp->hello_ok) {
@@ -709,6 +737,13 @@ static void pause_ms(struct twl_rdma_backplane *bp, int ms)
     struct pollfd pfd = {.fd = bp->wake_fd, .events = POLLIN};
     if (poll(&pfd, 1, ms) > 0)
         take_wake(bp);
+}
+
+/* The partner's handshake was refused: drop the connection, and wait before the next one. */
+static void refused(struct twl_rdma_backplane *bp)
+{
+    close_conn(bp, "handshake refused", false);
+    pause_ms(bp, REFUSED_PAUSE_S * 1000);
 }
 
 /* One connected session until it ends or the backplane stops. */
@@ -766,6 +801,10 @@ static void run_connection(struct twl_rdma_backplane *bp)
         }
         bool received = false;
         recent_rx = false;
+        if (bp->dring && !bp->hello_ok && accept_hello_first(bp, ev, n)) {
+            refused(bp);
+            return;
+        }
         if (bp->dring) {
             int rc = dring_ack(bp, ev, n);
             if (rc) {
@@ -777,11 +816,12 @@ static void run_connection(struct twl_rdma_backplane *bp)
             switch (ev[i].type) {
             case TWL_RDMA_EV_REC: {
                 int rc = handle_record(bp, &ev[i]);
+                if (rc == -EPROTO) {
+                    refused(bp);
+                    return;
+                }
                 if (rc) {
-                    close_conn(bp, rc == -EPROTO ? "handshake refused" : "apply failed",
-                               rc != -EPROTO);
-                    if (rc == -EPROTO)
-                        pause_ms(bp, REFUSED_PAUSE_S * 1000);
+                    close_conn(bp, "apply failed", true);
                     return;
                 }
                 received = true;

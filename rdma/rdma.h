@@ -81,7 +81,10 @@ int twl_rdma_rec_hdr_decode(const uint8_t in[TWL_RDMA_REC_HDR_LEN], struct twl_r
  * All big-endian. Records are as in the volatile ring (header with magic and CRC, payload CRC).
  * Every record from (pos, seq) on is intact in the ring until it has been applied and a newer
  * header says so; the ring is zeroed between connections, so a record that decodes with the
- * expected sequence number at the expected place is one this connection wrote.
+ * expected sequence number at the expected place is one this connection wrote. Between
+ * connections, and until the partner's handshake has been authenticated and accepted, seq is
+ * 2^64 - 1, which no record carries: nothing is replayed, so records a refused peer wrote into
+ * the ring are never applied.
  */
 #define TWL_RDMA_DRING_HDR_LEN 4096u
 struct twl_rdma_dring_state {

@@ -131,6 +131,25 @@ static void test_replay_from_header_position(void **state)
     free(im);
 }
 
+/* An unarmed header (seq 2^64 - 1: between connections, and before the partner's hello was
+ * accepted) replays nothing, whatever intact records a peer placed in the ring. */
+static void test_replay_unarmed_header(void **state)
+{
+    (void)state;
+    struct image *im = calloc(1, sizeof(*im));
+    for (int i = 0; i < 3; i++)
+        put(im, 500, (uint8_t)(0x20 + i));
+    struct seen s = {.fail_at = -1};
+    uint64_t pos = 0, seq = UINT64_MAX;
+    assert_int_equal(twl_rdma_ring_replay(im->ring, RS, &pos, &seq, collect, &s), 0);
+    assert_int_equal(s.n, 0);
+    assert_int_equal(pos, 0);
+    /* armed, the same image replays all three */
+    seq = 0;
+    assert_int_equal(twl_rdma_ring_replay(im->ring, RS, &pos, &seq, collect, &s), 3);
+    free(im);
+}
+
 /* A record whose header wrapped to the ring's start is found there. */
 static void test_replay_finds_wrapped_record(void **state)
 {
@@ -217,6 +236,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_header_slots),
         cmocka_unit_test(test_replay_from_header_position),
+        cmocka_unit_test(test_replay_unarmed_header),
         cmocka_unit_test(test_replay_finds_wrapped_record),
         cmocka_unit_test(test_replay_stops_at_torn_record),
         cmocka_unit_test(test_replay_needs_payload_crc),

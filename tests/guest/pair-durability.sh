@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # The partner's durability point and the strict policy, run INSIDE one guest by tools/test-guest
 # (shape a of ../shared/RXE.md):
+#   stranger-not-applied  node B alone: a host without the pair's secret (rdma_stranger)
+#                  connects, sends a hello with a wrong MAC and a change record right behind
+#                  it: node B refuses and drops it, and neither settling its ring after that
+#                  connection nor its next start (replay) writes the stranger's block
 #   paired         node A and node B pair; node B acknowledges at ack = "received" (its
 #                  inflight ring in a file mapped through libpmem2) and, by fault injection,
 #                  applies each change 20 ms late
@@ -35,6 +39,34 @@ rm -f "$ring"
 pair_config a b 3261 7471 7472 >"$dir/a.conf"
 pair_config a b 3261 7471 7472 64M 'policy = "strict";' >"$dir/a-strict.conf"
 pair_config b a 3262 7472 7471 64M "ack = \"received\"; ring_file = \"$ring\";" >"$dir/b.conf"
+
+# stranger_not_applied: the stranger's block (LBA 2048) never reaches node B's copy
+stranger_not_applied() {
+    local sd=$dir/b-stranger rc=0 src=0 lba=2048 hits
+    mkdir -p "$sd/1" "$sd/2"
+    rxe_node_start b "$sd/1" 3262 -- "$build/target/twinlund" --config "$dir/b.conf"
+    timeout 60 "$build/rdma/rdma_stranger" --addr "$ip" --port 7472 --lun 0 --lba $lba \
+        --linger 30 || src=$?
+    grep -h "not authenticated" "$sd/1/b.log" | head -1
+    [ $src = 3 ] || { echo "the stranger was not dropped (exit $src)"; rc=1; }
+    sleep 1 # the ring settled after the refused connection
+    rxe_node_kill b KILL
+    rxe_node_wait b
+    # the next start replays what the ring's header says was acknowledged and not applied
+    rxe_node_start b "$sd/2" 3262 -- "$build/target/twinlund" --config "$dir/b.conf"
+    rxe_wait_grep 'ready' "$sd/2/b.log" 20
+    rxe_node_kill b TERM
+    rxe_node_wait b
+    grep -q "not authenticated with this node's pair.secret" "$sd/1/b.log" ||
+        { echo "node b did not say why it refused"; rc=1; }
+    ! grep -h 'durable ring: applied' "$sd/1/b.log" "$sd/2/b.log" ||
+        { echo "node b replayed records of the stranger"; rc=1; }
+    hits=$(dd if="$dir/b/lun0.img" bs=512 skip=$lba count=1 2>/dev/null | grep -c STRANGER)
+    echo "stranger's bytes in node b's block $lba: $hits"
+    [ "$hits" = 0 ] || rc=1
+    return $rc
+}
+rxe_check stranger-not-applied stranger_not_applied
 
 rxe_node_start a "$dir/a" 3261 -- "$build/target/twinlund" --config "$dir/a.conf"
 rxe_node_start b "$dir/b" 3262 -- env TWINLUN_FAULT_APPLY_DELAY_MS=20 \
