@@ -12,8 +12,7 @@ One line per fault, fields separated by spaces, every value an integer:
              dead before its restart (the owner is restarted as soon as it is dead: HOLD_MS 0)
     QD       the workload's queue depth (8..32); MAX_KIB its largest write (64..256 KiB)
     WSEED    the workload's own seed
-    P1 P2    per kind: link-down  P1 = 0 (vA down) or 1 (vB down)
-                       netem      P1 = loss in tenths of a percent, P2 = delay in ms (either
+    P1 P2    per kind: netem      P1 = loss in tenths of a percent, P2 = delay in ms (either
                                   may be 0, not both); on vA (A->B), vB (B->A) or both:
                                   P1 += 10000 * (0 vA, 1 vB, 2 both)
                        disk-slow  P1 = write delay in ms
@@ -49,7 +48,6 @@ def main():
             hold = rng.randint(500, 4000)
         elif kind == "link-down":
             hold = rng.randint(2000, 5000)  # the partner is given up for after 2 s of silence
-            p1 = rng.randint(0, 1)
         elif kind == "netem":
             hold = rng.randint(1500, 4000)
             shape = rng.choice(["loss", "delay", "both"])
