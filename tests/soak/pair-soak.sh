@@ -135,15 +135,6 @@ disk_fill() {
 
 disk_free() { rm -f "$mnt"/filler*; }
 
-# After a veth end was down, the kernel has dropped the routes through it and its neighbour
-# entries: put back what rxe_veth_pair set up.
-veth_restore() {
-    ip route replace "$rxe_veth_b/32" dev vA src "$rxe_veth_a" table 100
-    ip route replace "$rxe_veth_a/32" dev vB src "$rxe_veth_b" table 101
-    ip neigh replace "$rxe_veth_b" lladdr "$(cat /sys/class/net/vB/address)" dev vA nud permanent
-    ip neigh replace "$rxe_veth_a" lladdr "$(cat /sys/class/net/vA/address)" dev vB nud permanent
-}
-
 # netem_on DEV LOSS_TENTHS DELAY_MS: netem on DEV's RoCE packets (UDP 4791)
 netem_on() {
     local args=()
@@ -323,12 +314,19 @@ run_fault() {
         restart_node b "$k"
         ;;
     link-down)
-        dev=vA
-        ip link set "$dev" down
+        # The backplane cut both ways: every RoCE packet dropped on both veth ends. Taking a
+        # veth end down and up instead left the one-guest veth/rxe routing broken for good
+        # (fresh daemons could not pair either); a real carrier loss is the two-guest
+        # link-faults stage's (QEMU set_link).
+        local n_sent n_dropped
+        dropped=0
+        netem_on vA 1000 0 && netem_on vB 1000 0 || echo "$tag: the cut failed"
         ms_sleep "$hold_ms"
-        ip link set "$dev" up
-        veth_restore
-        params="$dev down ${hold_ms} ms"
+        for dev in vA vB; do
+            read -r n_sent n_dropped <<<"$(netem_off "$dev")"
+            dropped=$((dropped + ${n_dropped:-0}))
+        done
+        params="backplane cut both ways for ${hold_ms} ms: $dropped RoCE packets dropped"
         ;;
     netem)
         local where=$((p1 / 10000)) loss=$((p1 % 10000)) devs=()
