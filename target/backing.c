@@ -125,50 +125,43 @@ static bool needs_bounce(const struct backing *b, const void *buf)
     return b->direct && (uintptr_t)buf % DIRECT_ALIGN != 0;
 }
 
-static uint8_t *bounce_alloc(size_t len, size_t *chunk)
-{
-    *chunk = len < BOUNCE_MAX ? len : BOUNCE_MAX;
-    return aligned_alloc(DIRECT_ALIGN, (*chunk + DIRECT_ALIGN - 1) & ~(size_t)(DIRECT_ALIGN - 1));
-}
-
 static int read_raw(struct backing *b, uint8_t *buf, size_t len, uint64_t offset);
 static int write_raw(struct backing *b, const uint8_t *buf, size_t len, uint64_t offset, bool fua);
 
-int backing_read_at(struct backing *b, uint8_t *buf, size_t len, uint64_t offset)
+/* Through an aligned buffer, at most BOUNCE_MAX bytes at a time: writes from `from` when it is
+ * not NULL, else reads into `into`. */
+static int bounce_io(struct backing *b, uint8_t *into, const uint8_t *from, size_t len,
+                     uint64_t offset, bool fua)
 {
-    if (!needs_bounce(b, buf))
-        return read_raw(b, buf, len, offset);
-    size_t chunk;
-    uint8_t *bounce = bounce_alloc(len, &chunk);
+    size_t chunk = len < BOUNCE_MAX ? len : BOUNCE_MAX;
+    uint8_t *bounce =
+        aligned_alloc(DIRECT_ALIGN, (chunk + DIRECT_ALIGN - 1) & ~(size_t)(DIRECT_ALIGN - 1));
     if (bounce == NULL)
         return -ENOMEM;
     int rc = 0;
     for (size_t done = 0; done < len && rc == 0; done += chunk) {
         size_t n = len - done < chunk ? len - done : chunk;
-        rc = read_raw(b, bounce, n, offset + done);
-        if (rc == 0)
-            memcpy(buf + done, bounce, n);
+        if (from) {
+            memcpy(bounce, from + done, n);
+            rc = write_raw(b, bounce, n, offset + done, fua);
+        } else if ((rc = read_raw(b, bounce, n, offset + done)) == 0) {
+            memcpy(into + done, bounce, n);
+        }
     }
     free(bounce);
     return rc;
+}
+
+int backing_read_at(struct backing *b, uint8_t *buf, size_t len, uint64_t offset)
+{
+    return needs_bounce(b, buf) ? bounce_io(b, buf, NULL, len, offset, false)
+                                : read_raw(b, buf, len, offset);
 }
 
 int backing_write_at(struct backing *b, const uint8_t *buf, size_t len, uint64_t offset, bool fua)
 {
-    if (!needs_bounce(b, buf))
-        return write_raw(b, buf, len, offset, fua);
-    size_t chunk;
-    uint8_t *bounce = bounce_alloc(len, &chunk);
-    if (bounce == NULL)
-        return -ENOMEM;
-    int rc = 0;
-    for (size_t done = 0; done < len && rc == 0; done += chunk) {
-        size_t n = len - done < chunk ? len - done : chunk;
-        memcpy(bounce, buf + done, n);
-        rc = write_raw(b, bounce, n, offset + done, fua);
-    }
-    free(bounce);
-    return rc;
+    return needs_bounce(b, buf) ? bounce_io(b, NULL, buf, len, offset, fua)
+                                : write_raw(b, buf, len, offset, fua);
 }
 
 static int read_raw(struct backing *b, uint8_t *buf, size_t len, uint64_t offset)

@@ -725,26 +725,33 @@ static void io_errors_carry_the_lba(void **state)
     assert_int_equal(f->plan.data_len, 0);
 }
 
-/* thin = false: the file gets all its space at open, so a full filesystem shows at start, not
- * in the middle of an initiator's write; a thin one stays sparse. */
-static void thick_lu_is_allocated_at_open(void **state)
+/* Opens a new 4 MiB store NAME in the fixture's directory (its path into path). */
+static int open_store(const char *name, bool thin, bool direct, char path[160], struct backing *b)
 {
-    (void)state;
-    char path[160];
-    snprintf(path, sizeof(path), "%s/thick.img", f->dir);
+    snprintf(path, 160, "%s/%s", f->dir, name);
     struct tgt_lun_config cfg;
     memset(&cfg, 0, sizeof(cfg));
     snprintf(cfg.path, sizeof(cfg.path), "%s", path);
     cfg.size_bytes = 4u << 20;
     cfg.block_size = BS;
     cfg.create = true;
-    cfg.thin = false;
+    cfg.thin = thin;
+    cfg.direct = direct;
+    return backing_open(&cfg, b);
+}
+
+/* thin = false: the file gets all its space at open, so a full filesystem shows at start, not
+ * in the middle of an initiator's write; a thin one stays sparse. */
+static void thick_lu_is_allocated_at_open(void **state)
+{
+    (void)state;
+    char path[160];
     struct backing thick;
-    assert_int_equal(backing_open(&cfg, &thick), 0);
+    assert_int_equal(open_store("thick.img", false, false, path, &thick), 0);
     assert_false(thick.thin);
     struct stat st;
     assert_int_equal(fstat(thick.fd, &st), 0);
-    assert_true((uint64_t)st.st_blocks * 512 >= cfg.size_bytes);
+    assert_true((uint64_t)st.st_blocks * 512 >= 4u << 20);
     backing_close(&thick);
     unlink(path);
 
@@ -759,17 +766,8 @@ static void direct_store_takes_unaligned_buffers(void **state)
 {
     (void)state;
     char path[160];
-    snprintf(path, sizeof(path), "%s/direct.img", f->dir);
-    struct tgt_lun_config cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    snprintf(cfg.path, sizeof(cfg.path), "%s", path);
-    cfg.size_bytes = 4u << 20;
-    cfg.block_size = BS;
-    cfg.create = true;
-    cfg.thin = true;
-    cfg.direct = true;
     struct backing d;
-    int rc = backing_open(&cfg, &d);
+    int rc = open_store("direct.img", true, true, path, &d);
     if (rc == -EINVAL) {
         unlink(path);
         skip(); /* this file system has no O_DIRECT */
