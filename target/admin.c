@@ -468,8 +468,45 @@ static long lun_word(struct textbuf *o, const char *cmd, char **words, int n, in
 }
 
 #define USAGE                                                                                      \
-    "expected status, sessions, luns, promote [LUN], resolve --discard NODE, "                     \
-    "resync start|pause|resume [LUN] or log [level L | debug PARTS]"
+    "expected status, sessions, luns, promote [LUN], takeover [LUN] [--force], "                   \
+    "giveback [LUN|all] [--force], resolve --discard NODE, resync start|pause|resume [LUN] or "    \
+    "log [level L | debug PARTS]"
+
+/* takeover [LUN] [--force] / giveback [LUN|all] [--force] */
+static int move_request(struct tgt_server *srv, char **words, int n, bool json, struct textbuf *o)
+{
+    const char *cmd = words[0];
+    bool takeover = strcmp(cmd, "takeover") == 0, force = false, all = false;
+    if (n > 1 && strcmp(words[n - 1], "--force") == 0) {
+        force = true;
+        n--;
+    }
+    if (n > 2) {
+        textbuf_put(o, "%s: expected [LUN%s] [--force]\n", cmd, takeover ? "" : "|all");
+        return 2;
+    }
+    if (!takeover && n == 2 && strcmp(words[1], "all") == 0) {
+        all = true;
+        n--;
+    }
+    long id = lun_word(o, cmd, words, n, 1);
+    if (id == -2)
+        return 2;
+    char msg[1024];
+    int rc = -EINVAL;
+    if (srv->pair == NULL)
+        snprintf(msg, sizeof(msg), "no pair: there is no partner to move LUNs to or from");
+    else if (takeover)
+        rc = replica_takeover(srv->pair, id, force, msg, sizeof(msg));
+    else
+        rc = replica_giveback(srv->pair, id, all, force, msg, sizeof(msg));
+    TWL_WARN(APART, "%s %s%s: %s", cmd,
+             n == 2 ? words[1]
+             : all  ? "all"
+                    : "default",
+             force ? " --force" : "", msg);
+    return reply_msg(o, json, rc, msg);
+}
 
 int admin_handle(struct tgt_server *srv, const char *line, char *outbuf, size_t out_len)
 {
@@ -515,6 +552,8 @@ int admin_handle(struct tgt_server *srv, const char *line, char *outbuf, size_t 
         TWL_WARN(APART, "promote %s: %s", n == 2 ? words[1] : "all", msg);
         return reply_msg(&o, json, rc, msg);
     }
+    if (strcmp(cmd, "takeover") == 0 || strcmp(cmd, "giveback") == 0)
+        return move_request(srv, words, n, json, &o);
     if (strcmp(cmd, "resolve") == 0 && n == 3 && strcmp(words[1], "--discard") == 0) {
         int rc = -EINVAL;
         if (srv->pair == NULL)

@@ -12,6 +12,8 @@
  *   sessions                     every session: initiator, ISID, TSIH, peer, negotiated keys
  *   luns                         every LUN: size, owner, role, ALUA state, sync, I/O figures
  *   promote [LUN]                serve LUN (or all) here while the partner is unreachable
+ *   takeover [LUN] [--force]     serve LUN (or all the partner serves) here: a planned move
+ *   giveback [LUN|all] [--force] hand LUN (default: the partner's own LUNs) to the partner
  *   resolve --discard NODE       end a split brain: NODE's writes since the split are dropped
  *   resync start|pause|resume [LUN]   on the node that serves the LUN (replica.h)
  *   log                          the level and the parts with debug lines

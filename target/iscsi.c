@@ -71,6 +71,7 @@ struct tgt_task {
     uint16_t fail_asc;
     bool aborted;
     bool aborted_by_other; /* task management of another I_T nexus: answer TASK ABORTED */
+    bool change_entered;   /* counted in the LUN's changes_active (task_enter_change) */
     struct tmf_wait *tmf;
     int pending; /* local write + replica */
     int first_error;
@@ -234,12 +235,21 @@ static void task_unhash(struct tgt_task *t)
 
 static void tmf_task_gone(struct tmf_wait *w);
 
+static void task_leave_change(struct tgt_task *t)
+{
+    if (t->change_entered) {
+        t->change_entered = false;
+        atomic_fetch_sub(&t->lun->changes_active, 1);
+    }
+}
+
 void iscsi_task_put(struct tgt_task *t)
 {
     if (--t->refs > 0)
         return;
     struct conn *c = t->conn;
     task_unhash(t);
+    task_leave_change(t);
     if (t->admission.bytes)
         throttle_release(c->thr->srv->replicator.throttle, t->admission.bytes);
     if (t->counts_slot) {
@@ -626,6 +636,7 @@ static void task_respond(struct tgt_task *t)
     bool miscompare = t->plan.status == SCSI_STATUS_CHECK_CONDITION && t->plan.sense_len > 2 &&
                       (t->plan.sense[2] & 0x0f) == SCSI_SENSE_MISCOMPARE;
     task_untrack(t, !miscompare);
+    task_leave_change(t);
     if (t->range.held)
         lu_range_unlock(&t->lun->lu, &t->range);
     if (t->copy) {
@@ -1084,6 +1095,24 @@ static bool task_admit(struct tgt_task *t)
     return throttle_admit(thr, &t->admission, twl_now_ns());
 }
 
+/* A change to the medium starts: the ALUA state is checked again, since the command may have
+ * waited for its Data-Out while a handover began (which then waits for it to answer). Counted
+ * first and checked after, so that a handover that sees no change in flight is not passed by
+ * one that saw the LUN active. False (answered NOT READY) when the port no longer serves. */
+static bool task_enter_change(struct tgt_task *t)
+{
+    struct tgt_lun *lun = t->lun;
+    atomic_fetch_add(&lun->changes_active, 1);
+    t->change_entered = true;
+    uint16_t asc = scsi_alua_denies(server_alua_state(t->conn->thr->srv, lun), t->cdb);
+    if (asc == 0)
+        return true;
+    task_leave_change(t);
+    scsi_plan_check_condition(&t->plan, SCSI_SENSE_NOT_READY, asc);
+    task_respond(t);
+    return false;
+}
+
 /* All Data-Out of the command is in (or it needs none): carry it out. */
 static void task_execute(struct tgt_task *t)
 {
@@ -1099,7 +1128,7 @@ static void task_execute(struct tgt_task *t)
     case SCSI_ACTION_ORWRITE:
     case SCSI_ACTION_WRITE_SAME:
     case SCSI_ACTION_UNMAP:
-        if (task_admit(t))
+        if (task_enter_change(t) && task_admit(t))
             task_lock_range(t);
         return;
     case SCSI_ACTION_VERIFY:
@@ -1120,7 +1149,8 @@ static void task_execute(struct tgt_task *t)
         return;
     }
     case SCSI_ACTION_EXTENDED_COPY:
-        copy_start(t);
+        if (task_enter_change(t))
+            copy_start(t);
         return;
     default:
         task_start_io(t);
@@ -1212,7 +1242,7 @@ static const struct scsi_target_view *target_view(struct conn *c, struct tgt_lun
     v->lun_ids = c->target->lun_ids;
     v->lun_count = c->target->lun_count;
     v->groups = srv->groups;
-    v->group_count = sizeof(srv->groups) / sizeof(srv->groups[0]);
+    v->group_count = srv->group_count;
     v->alua_state = server_alua_state(srv, lun);
     v->pending_ua = pending_ua;
     return v;
@@ -1600,9 +1630,9 @@ static void format_portal(struct conn *c, char *out, size_t len)
     if (getsockname(c->fd, (struct sockaddr *)&ss, &sl) == 0)
         getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST);
     if (strchr(host, ':'))
-        snprintf(out, len, "[%s]:%u,1", host, c->thr->srv->port);
+        snprintf(out, len, "[%s]:%u,%u", host, c->thr->srv->port, c->thr->srv->groups[0].id);
     else
-        snprintf(out, len, "%s:%u,1", host, c->thr->srv->port);
+        snprintf(out, len, "%s:%u,%u", host, c->thr->srv->port, c->thr->srv->groups[0].id);
 }
 
 static void handle_text(struct conn *c)

@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "bufpool.h"
+#include "handover.h"
 #include "media.h"
 #include "proto.h"
 #include "rdma.h"
@@ -86,6 +87,10 @@ struct lun_copy {
     bool peer_listed;  /* source: the target's dirty regions arrived on this connection */
     bool refusal_said; /* the refusal of this LUN was logged (once per episode) */
     uint64_t peer_dirty;
+    /* the partner asked to serve this LUN (takeover); under replica.handover_lock */
+    bool ask_pending;
+    uint32_t ask_flags;
+    uint64_t ask_token;
     /* resync progress, for status */
     atomic_bool resyncing;
     atomic_bool resync_paused; /* by the admin: no copying until resumed (not persisted) */
@@ -121,6 +126,17 @@ struct replica {
     bool resync_stop;
     atomic_uint_fast64_t client_changes; /* tracked by commands: the resync yields to them */
     struct throttle *throttle;           /* write admission; paces the resync too when enabled */
+    /* handovers (takeover, giveback): one at a time on this node (move_lock); the handover
+     * thread answers the partner's asks */
+    pthread_mutex_t move_lock;
+    pthread_t handover;
+    bool handover_started;
+    pthread_mutex_t handover_lock;
+    pthread_cond_t handover_cond; /* an ask came, a LUN was given here, an ask was refused */
+    bool handover_stop;
+    uint64_t ask_tokens;                          /* under handover_lock: the last ask's token */
+    uint64_t refused_token;                       /* under handover_lock: the last refused ask */
+    char refused_reason[HANDOVER_REASON_MAX + 1]; /* its reason */
 };
 
 /* Tests make this node slow to apply what it received, so that with ack = "received" a crash
@@ -141,6 +157,13 @@ static struct lun_copy *copy_find(struct replica *r, uint32_t id)
     return NULL;
 }
 
+/* The LUN's ALUA state here changes (-1: the port group's, active): every nexus hears of it. */
+static void announce_alua(struct lun_copy *c, int state)
+{
+    atomic_store(&c->lun->lu.alua_state, state);
+    lu_ua_all(&c->lun->lu, SCSI_ASC_ALUA_STATE_CHANGED, NULL);
+}
+
 /* This node starts or stops writing a LUN: its ALUA state here follows (standby rejects media
  * access), and every nexus hears of the change. */
 static void set_primary(struct replica *r, struct lun_copy *c, bool primary, const char *why)
@@ -148,8 +171,7 @@ static void set_primary(struct replica *r, struct lun_copy *c, bool primary, con
     bool was_held = atomic_exchange(&c->held, false);
     if (atomic_exchange(&c->primary, primary) == primary && !was_held)
         return;
-    atomic_store(&c->lun->lu.alua_state, primary ? -1 : SCSI_ALUA_STANDBY);
-    lu_ua_all(&c->lun->lu, SCSI_ASC_ALUA_STATE_CHANGED, NULL);
+    announce_alua(c, primary ? -1 : SCSI_ALUA_STANDBY);
     TWL_WARN(RPART, "LUN %u: %s here (%s)", c->lun->info.id,
              primary ? "served (active)" : "standby", why);
     (void)r;
@@ -465,11 +487,15 @@ static int apply_gens(struct replica *r, const uint8_t *rec, uint32_t len)
     return rc;
 }
 
+static int apply_handover(struct replica *r, const uint8_t *rec, uint32_t len);
+
 static int apply(void *ctx, const void *rec, uint32_t len)
 {
     struct replica *r = ctx;
     static struct twl_rdma_change ch; /* the backplane thread only */
     const uint8_t *data;
+    if (len >= 4 && twl_get_be32(rec) == HANDOVER_MAGIC)
+        return apply_handover(r, rec, len);
     if (len >= 8 && twl_get_be32(rec) == META_MAGIC) {
         uint32_t id = twl_get_be32((const uint8_t *)rec + 4);
         struct lun_copy *c = copy_find(r, id);
@@ -1455,6 +1481,328 @@ int replica_resync_control(struct replica *r, long id, enum replica_resync_cmd c
     return 0;
 }
 
+/* ---- handover: takeover and giveback (handover.h) ---- */
+
+#define DRAIN_MS      10000u /* writes in flight on a LUN being handed over end within this */
+#define CONVERGE_MS   60000u /* a forced handover waits this long for the copies to converge */
+#define ASK_WAIT_MS   15000u /* an ask is answered within this (plus CONVERGE_MS if forced) */
+#define HANDOVER_POLL 1000u  /* us between looks at a drain or a convergence */
+#define WHY_LEN       512u   /* a handover's outcome, per LUN (a refusal sent is cut shorter) */
+
+static void handover_copies_of(struct replica *r, struct lun_copy *c, struct handover_copies *s)
+{
+    pthread_mutex_lock(&r->state_lock);
+    *s = (struct handover_copies){.connected = partner_connected(r),
+                                  .paired = c->paired,
+                                  .degraded = atomic_load(&r->degraded),
+                                  .resyncing = atomic_load(&c->resyncing),
+                                  .resync_paused = atomic_load(&c->resync_paused),
+                                  .peer_listed = c->peer_listed,
+                                  .need_gens = c->need_gens || c->full,
+                                  .dirty_bytes =
+                                      trk_log_dirty_count(c->log) * trk_log_region_size(c->log)};
+    pthread_mutex_unlock(&r->state_lock);
+}
+
+static int send_handover(struct replica *r, const struct handover_record *h)
+{
+    uint8_t rec[HANDOVER_MAX_LEN];
+    uint32_t len = handover_encode(h, rec);
+    return send_meta_wait(r, rec, len, NULL, 0);
+}
+
+/* Waits up to ms for the LUN's changes in flight to end (new ones are refused meanwhile). */
+static bool drained(struct lun_copy *c, unsigned ms)
+{
+    uint64_t end = twl_now_ns() + ms * 1000000ull;
+    while (atomic_load(&c->lun->changes_active) != 0) {
+        if (twl_now_ns() >= end)
+            return false;
+        usleep(HANDOVER_POLL);
+    }
+    return true;
+}
+
+/* This node hands LUN c over to the partner (under move_lock): new commands see ALUA
+ * transitioning here, the changes in flight end, the give record follows them through the
+ * ring, and this node's port turns standby. Refused (why says it) when the copies differ,
+ * unless forced: then the LUN stays transitioning while the resync converges them. */
+static int hand_over(struct replica *r, struct lun_copy *c, bool force, uint64_t token, char *why,
+                     size_t why_len)
+{
+    uint32_t id = c->lun->info.id;
+    const char *partner = r->cfg->pair.partner;
+    char gap[160];
+    if (!atomic_load(&c->primary) || atomic_load(&c->held)) {
+        snprintf(why, why_len, "LUN %u: not handed over: %s does not serve it", id,
+                 r->cfg->node_name);
+        return -EPERM;
+    }
+    struct handover_copies s;
+    handover_copies_of(r, c, &s);
+    int rc = handover_blocker(&s, gap, sizeof(gap));
+    if (rc == -ENOTCONN || (rc && !force)) {
+        snprintf(why, why_len, "LUN %u: not handed over to %s: %s%s", id, partner, gap,
+                 rc == -ENOTCONN ? " (while it is away, 'twinlunctl promote' on it moves the LUN)"
+                                 : "; its copy would lack writes. Wait for in-sync, or add "
+                                   "--force to hold I/O while the copies converge");
+        return rc == -ENOTCONN ? -ENOTCONN : -EBUSY;
+    }
+    uint64_t t0 = twl_now_ns();
+    atomic_store(&c->lun->lu.alua_state, SCSI_ALUA_TRANSITIONING);
+    TWL_INFO(RPART, "LUN %u: handing over to %s: transitioning here, draining writes%s", id,
+             partner, rc ? " and waiting for the copies to converge (forced)" : "");
+    if (!drained(c, DRAIN_MS)) {
+        snprintf(why, why_len, "LUN %u: not handed over: writes in flight did not end in %u ms", id,
+                 DRAIN_MS);
+        rc = -ETIMEDOUT;
+    } else if (rc) {
+        uint64_t end = twl_now_ns() + CONVERGE_MS * 1000000ull;
+        while ((rc = handover_blocker(&s, gap, sizeof(gap))) == -EAGAIN && twl_now_ns() < end) {
+            usleep(10 * HANDOVER_POLL);
+            handover_copies_of(r, c, &s);
+        }
+        if (rc)
+            snprintf(why, why_len,
+                     "LUN %u: not handed over: the copies did not converge in %u ms (%s)", id,
+                     CONVERGE_MS, gap);
+    }
+    if (rc) {
+        announce_alua(c, -1);
+        return rc;
+    }
+    uint64_t drain_ns = twl_now_ns() - t0;
+    /* not primary before the give: the partner's first writes after it are applied here */
+    pthread_mutex_lock(&r->state_lock);
+    atomic_store(&c->primary, false);
+    c->source = false;
+    c->list_sent = true;
+    pthread_mutex_unlock(&r->state_lock);
+    struct handover_record h = {.lun = id, .kind = HANDOVER_GIVE, .token = token};
+    rc = send_handover(r, &h);
+    announce_alua(c, SCSI_ALUA_STANDBY);
+    if (rc) {
+        snprintf(why, why_len,
+                 "LUN %u: %s did not confirm the handover (%s): this node no longer serves it; the "
+                 "next handshake decides which node does",
+                 id, partner, strerror(-rc));
+        return rc;
+    }
+    snprintf(why, why_len, "LUN %u: handed over to %s in %.3f s (drained in %.3f s)", id, partner,
+             (twl_now_ns() - t0) / 1e9, drain_ns / 1e9);
+    return 0;
+}
+
+/* The partner's handover record, on the backplane thread: asks go to the handover thread. */
+static int apply_handover(struct replica *r, const uint8_t *rec, uint32_t len)
+{
+    struct handover_record h;
+    if (handover_decode(rec, len, &h) != 0) {
+        TWL_ERROR(RPART, "handover record from %s refused: malformed", r->cfg->pair.partner);
+        return -EBADMSG;
+    }
+    struct lun_copy *c = copy_find(r, h.lun);
+    if (c == NULL && h.kind != HANDOVER_REFUSED) {
+        TWL_ERROR(RPART, "handover of LUN %u from %s refused: no such LUN here", h.lun,
+                  r->cfg->pair.partner);
+        return -ENOENT;
+    }
+    pthread_mutex_lock(&r->handover_lock);
+    switch (h.kind) {
+    case HANDOVER_ASK:
+        c->ask_pending = true;
+        c->ask_flags = h.flags;
+        c->ask_token = h.token;
+        TWL_INFO(RPART, "LUN %u: %s asks to serve it%s", h.lun, r->cfg->pair.partner,
+                 h.flags & HANDOVER_FORCE ? " (forced)" : "");
+        break;
+    case HANDOVER_GIVE: {
+        char why[96];
+        snprintf(why, sizeof(why), "handed over by %s", r->cfg->pair.partner);
+        pthread_mutex_lock(&r->state_lock);
+        /* the copies were equal when the give left; this one leads the pair from now on */
+        c->source = true;
+        c->peer_listed = true;
+        c->list_sent = false;
+        c->need_gens = false;
+        c->full = false;
+        set_primary(r, c, true, why);
+        pthread_mutex_unlock(&r->state_lock);
+        break;
+    }
+    case HANDOVER_REFUSED:
+        r->refused_token = h.token;
+        snprintf(r->refused_reason, sizeof(r->refused_reason), "%s", h.reason);
+        break;
+    }
+    pthread_cond_broadcast(&r->handover_cond);
+    pthread_mutex_unlock(&r->handover_lock);
+    return 0;
+}
+
+/* Answers one ask of the partner: a give (hand_over) or a refusal with the reason. */
+static void answer_ask(struct replica *r, struct lun_copy *c, uint32_t flags, uint64_t token)
+{
+    char why[WHY_LEN];
+    pthread_mutex_lock(&r->move_lock);
+    int rc = hand_over(r, c, flags & HANDOVER_FORCE, token, why, sizeof(why));
+    pthread_mutex_unlock(&r->move_lock);
+    if (rc == 0) {
+        TWL_WARN(RPART, "%s (asked by %s)", why, r->cfg->pair.partner);
+        return;
+    }
+    TWL_WARN(RPART, "%s's ask refused: %s", r->cfg->pair.partner, why);
+    if (rc == -EPERM || rc == -ENOTCONN || rc == -EBUSY || rc == -ETIMEDOUT) {
+        struct handover_record h = {
+            .lun = c->lun->info.id, .kind = HANDOVER_REFUSED, .token = token};
+        size_t n = strnlen(why, HANDOVER_REASON_MAX);
+        memcpy(h.reason, why, n);
+        h.reason[n] = '\0';
+        int src = send_handover(r, &h);
+        if (src)
+            TWL_ERROR(RPART, "LUN %u: cannot tell %s its ask was refused: %s", c->lun->info.id,
+                      r->cfg->pair.partner, strerror(-src));
+    }
+}
+
+static void *handover_main(void *arg)
+{
+    struct replica *r = arg;
+    pthread_mutex_lock(&r->handover_lock);
+    for (;;) {
+        struct lun_copy *c = NULL;
+        for (size_t i = 0; i < r->copy_count && c == NULL; i++)
+            if (r->copies[i].ask_pending)
+                c = &r->copies[i];
+        if (r->handover_stop)
+            break;
+        if (c == NULL) {
+            pthread_cond_wait(&r->handover_cond, &r->handover_lock);
+            continue;
+        }
+        c->ask_pending = false;
+        uint32_t flags = c->ask_flags;
+        uint64_t token = c->ask_token;
+        pthread_mutex_unlock(&r->handover_lock);
+        answer_ask(r, c, flags, token);
+        pthread_mutex_lock(&r->handover_lock);
+    }
+    pthread_mutex_unlock(&r->handover_lock);
+    return NULL;
+}
+
+/* Asks the partner for LUN c and waits for its answer: 0 when the LUN is served here. */
+static int ask_for(struct replica *r, struct lun_copy *c, bool force, char *why, size_t why_len)
+{
+    uint32_t id = c->lun->info.id;
+    const char *partner = r->cfg->pair.partner;
+    if (!partner_connected(r)) {
+        snprintf(why, why_len,
+                 "LUN %u: not taken over: %s is not connected (an unplanned move is 'twinlunctl "
+                 "promote')",
+                 id, partner);
+        return -ENOTCONN;
+    }
+    pthread_mutex_lock(&r->handover_lock);
+    struct handover_record h = {.lun = id,
+                                .kind = HANDOVER_ASK,
+                                .flags = force ? HANDOVER_FORCE : 0,
+                                .token = ++r->ask_tokens};
+    pthread_mutex_unlock(&r->handover_lock);
+    uint64_t t0 = twl_now_ns();
+    int rc = send_handover(r, &h);
+    if (rc) {
+        snprintf(why, why_len, "LUN %u: the ask did not reach %s: %s", id, partner, strerror(-rc));
+        return rc;
+    }
+    uint64_t end = t0 + (ASK_WAIT_MS + (force ? CONVERGE_MS : 0)) * 1000000ull;
+    pthread_mutex_lock(&r->handover_lock);
+    while (!atomic_load(&c->primary) && r->refused_token != h.token && twl_now_ns() < end &&
+           !r->handover_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&r->handover_cond, &r->handover_lock, &ts);
+    }
+    if (atomic_load(&c->primary)) {
+        rc = 0;
+        snprintf(why, why_len, "LUN %u: taken over from %s in %.3f s", id, partner,
+                 (twl_now_ns() - t0) / 1e9);
+    } else if (r->refused_token == h.token) {
+        rc = -EBUSY;
+        snprintf(why, why_len, "%s refused: %s", partner, r->refused_reason);
+    } else {
+        rc = -ETIMEDOUT;
+        snprintf(why, why_len, "LUN %u: %s did not answer in %.0f s; it may still hand it over", id,
+                 partner, (twl_now_ns() - t0) / 1e9);
+    }
+    pthread_mutex_unlock(&r->handover_lock);
+    return rc;
+}
+
+/* Runs move on each selected LUN, one at a time, gathering their messages; the first
+ * failure's code is returned. */
+static int move_luns(struct replica *r, long id, bool to_here, bool all, bool force, char *msg,
+                     size_t msg_len)
+{
+    size_t off = 0, n = 0, moved = 0;
+    int first = 0;
+    msg[0] = '\0';
+    for (size_t i = 0; i < r->copy_count; i++) {
+        struct lun_copy *c = &r->copies[i];
+        bool owner_here = strcmp(c->lun->cfg->owner, r->cfg->node_name) == 0;
+        bool here = atomic_load(&c->primary) && !atomic_load(&c->held);
+        if (id >= 0 ? c->lun->info.id != (uint32_t)id
+                    : (to_here ? here : !here || (!all && owner_here)))
+            continue;
+        n++;
+        char why[WHY_LEN];
+        int rc;
+        if (to_here && here) {
+            rc = 0;
+            snprintf(why, sizeof(why), "LUN %u: served here already", c->lun->info.id);
+        } else if (to_here) {
+            rc = ask_for(r, c, force, why, sizeof(why));
+        } else {
+            pthread_mutex_lock(&r->move_lock);
+            rc = hand_over(r, c, force, 0, why, sizeof(why));
+            pthread_mutex_unlock(&r->move_lock);
+        }
+        TWL_WARN(RPART, "%s: %s", to_here ? "takeover" : "giveback", why);
+        if (rc == 0)
+            moved++;
+        else if (first == 0)
+            first = rc;
+        if (off < msg_len)
+            off += (size_t)snprintf(msg + off, msg_len - off, "%s%s", off ? "; " : "", why);
+    }
+    if (n == 0) {
+        if (id >= 0)
+            snprintf(msg, msg_len, "no LUN %ld here", id);
+        else
+            snprintf(msg, msg_len, "no LUN to move: %s",
+                     to_here ? "this node serves every LUN already"
+                     : all   ? "this node serves none"
+                             : "this node serves none of the partner's LUNs");
+        return id >= 0 ? -ENOENT : -EALREADY;
+    }
+    return first;
+}
+
+int replica_takeover(struct replica *r, long id, bool force, char *msg, size_t msg_len)
+{
+    return move_luns(r, id, true, false, force, msg, msg_len);
+}
+
+int replica_giveback(struct replica *r, long id, bool all, bool force, char *msg, size_t msg_len)
+{
+    return move_luns(r, id, false, all, force, msg, msg_len);
+}
+
 /* The throttle's view of the backplane, every few milliseconds. */
 static void throttle_sample(void *ctx, struct throttle_sample *s)
 {
@@ -1480,6 +1828,9 @@ int replica_start(struct tgt_server *srv, struct replica **out)
     pthread_mutex_init(&r->state_lock, NULL);
     pthread_mutex_init(&r->resync_lock, NULL);
     pthread_cond_init(&r->resync_cond, NULL);
+    pthread_mutex_init(&r->move_lock, NULL);
+    pthread_mutex_init(&r->handover_lock, NULL);
+    pthread_cond_init(&r->handover_cond, NULL);
     r->target = &srv->targets[0];
     twl_rdma_hello_init(&r->mine);
     snprintf(r->mine.node, sizeof(r->mine.node), "%s", cfg->node_name);
@@ -1570,6 +1921,10 @@ int replica_start(struct tgt_server *srv, struct replica **out)
         twl_rdma_backplane_stop(r->bp);
         goto err;
     }
+    r->handover_started = pthread_create(&r->handover, NULL, handover_main, r) == 0;
+    if (!r->handover_started)
+        TWL_ERROR(RPART, "cannot start the handover thread: the partner's takeovers are not "
+                         "answered");
     struct tgt_replicator rep = {.ctx = r,
                                  .replicate = replicate,
                                  .track = track,
@@ -1589,6 +1944,9 @@ err:
     throttle_destroy(r->throttle);
     close_logs(r);
     trk_pmem_close(r->ring_map);
+    pthread_cond_destroy(&r->handover_cond);
+    pthread_mutex_destroy(&r->handover_lock);
+    pthread_mutex_destroy(&r->move_lock);
     pthread_cond_destroy(&r->resync_cond);
     pthread_mutex_destroy(&r->resync_lock);
     pthread_mutex_destroy(&r->state_lock);
@@ -1610,7 +1968,13 @@ void replica_stop(struct replica *r)
              st.acked, st.acked_bytes, r->cfg->pair.partner, st.failed,
              (uint64_t)atomic_load(&r->unreplicated), st.applied, st.rate_bytes_s / 1e6,
              st.capacity_bytes_s / 1e6);
-    /* the resync thread first: a region it is copying completes through the backplane */
+    /* the handover and resync threads first: what they send completes through the backplane */
+    pthread_mutex_lock(&r->handover_lock);
+    r->handover_stop = true;
+    pthread_cond_broadcast(&r->handover_cond);
+    pthread_mutex_unlock(&r->handover_lock);
+    if (r->handover_started)
+        pthread_join(r->handover, NULL);
     pthread_mutex_lock(&r->resync_lock);
     r->resync_stop = true;
     pthread_cond_broadcast(&r->resync_cond);
@@ -1633,6 +1997,9 @@ void replica_stop(struct replica *r)
                      r->copies[i].lun->info.id, trk_log_dirty_count(r->copies[i].log));
     close_logs(r);
     trk_pmem_close(r->ring_map);
+    pthread_cond_destroy(&r->handover_cond);
+    pthread_mutex_destroy(&r->handover_lock);
+    pthread_mutex_destroy(&r->move_lock);
     pthread_cond_destroy(&r->resync_cond);
     pthread_mutex_destroy(&r->resync_lock);
     pthread_mutex_destroy(&r->state_lock);

@@ -51,6 +51,20 @@ void replica_status(struct replica *r, struct replica_status *st);
  * unplanned failover decided by the admin or a cluster manager. Refused (-EBUSY, msg says why)
  * while the partner is connected. */
 int replica_promote(struct replica *r, long id, char *msg, size_t msg_len);
+/* Planned moves while the partner is connected (DESIGN.md section 7). The node that serves a LUN
+ * hands it over: new commands see ALUA transitioning there, its writes in flight end, a
+ * handover record follows them to the partner, which serves the LUN from then on, and the old
+ * port turns standby; both ports queue the unit attention "asymmetric access state changed".
+ * Refused while the copies differ (degraded, resyncing), unless force: then the LUN stays
+ * transitioning while the resync converges them (up to a minute).
+ * takeover: this node asks the partner for LUN id (all it serves when id < 0) and waits.
+ * giveback: this node hands LUN id to the partner; id < 0: the LUNs here the partner owns by
+ * the config, or every LUN served here with all.
+ * 0 when every LUN moved; else the first failure (-ENOTCONN, -EBUSY refused, -ETIMEDOUT,
+ * -EPERM not served by the node asked, -ENOENT no such LUN, -EALREADY nothing to move); msg
+ * has a line per LUN. */
+int replica_takeover(struct replica *r, long id, bool force, char *msg, size_t msg_len);
+int replica_giveback(struct replica *r, long id, bool all, bool force, char *msg, size_t msg_len);
 /* Resolves a split brain: the writes the named node's copies took apart are dropped (this
  * node's, or the partner's at the next handshake), and the other copy becomes the sync
  * source. -EINVAL when node is neither; -EALREADY when there is no split brain to resolve. */

@@ -98,7 +98,6 @@
 #define STD_INQUIRY_LEN 66
 
 /* A single portal group per node for now; its tag names the target port in VPD 0x83. */
-#define TARGET_PORTAL_GROUP_TAG 1
 
 /* Locally chosen IEEE company ID (CID form: second hex digit A) for NAA 6 designators; not a
  * registered OUI, so it cannot collide with a vendor's assigned space. */
@@ -274,7 +273,7 @@ static size_t vpd_device_id(const struct scsi_lun *lun, const struct scsi_target
          * bytes, which an iSCSI name (at most 223 bytes) never reaches. */
         char name[256];
         int n =
-            snprintf(name, sizeof(name), "%s,t,0x%04x", view->target_name, TARGET_PORTAL_GROUP_TAG);
+            snprintf(name, sizeof(name), "%s,t,0x%04x", view->target_name, view->relative_port_id);
         size_t len = n < 0 ? 0 : (size_t)n;
         if (len > 251)
             len = 251;
@@ -1147,6 +1146,15 @@ static void cmd_receive_copy_results(const struct cmd *c, struct scsi_plan *plan
     plan->alloc_len = twl_get_be32(c->cdb + 10);
 }
 
+/* The partner's port for a LUN, seen from this port's state: standby while this one serves,
+ * active/optimized while this one stands by or is unavailable, and standby while this one is
+ * transitioning (the partner takes over only when the handover reaches it). */
+static enum scsi_alua_state partner_state(enum scsi_alua_state mine)
+{
+    return mine == SCSI_ALUA_STANDBY || mine == SCSI_ALUA_UNAVAILABLE ? SCSI_ALUA_ACTIVE_OPTIMIZED
+                                                                      : SCSI_ALUA_STANDBY;
+}
+
 static void report_target_port_groups(const struct cmd *c, struct scsi_plan *plan)
 {
     uint8_t format = c->cdb[1] >> 5;
@@ -1163,9 +1171,11 @@ static void report_target_port_groups(const struct cmd *c, struct scsi_plan *pla
         const struct scsi_port_group *g = &c->view->groups[i];
         uint8_t *p = d + off;
         memset(p, 0, 12);
-        /* this port's group reports the state that gates its commands */
-        enum scsi_alua_state state =
-            g->id == c->view->target_port_group ? c->view->alua_state : g->state;
+        /* this port's group reports the state that gates its commands; the partner's the
+         * other side of it: one node serves a LUN, the other stands by */
+        enum scsi_alua_state state = g->id == c->view->target_port_group
+                                         ? c->view->alua_state
+                                         : partner_state(c->view->alua_state);
         p[0] = 0x80 | (uint8_t)state;            /* PREF: each node prefers its own port */
         p[1] = 0x80 | 0x08 | 0x04 | 0x02 | 0x01; /* T_SUP U_SUP S_SUP AN_SUP AO_SUP */
         twl_put_be16(p + 2, g->id);

@@ -97,14 +97,14 @@ enum scsi_alua_state {
 /* One target port group as REPORT TARGET PORT GROUPS lists it. */
 struct scsi_port_group {
     uint16_t id;
-    enum scsi_alua_state state; /* for the partner's group; this port's is view->alua_state */
-    uint16_t rel_port;          /* the one target port of the group (one per node) */
+    uint16_t rel_port; /* the one target port of the group (one per node) */
 };
 
 /* What the SCSI layer knows about the target and the nexus the command came in on. */
 struct scsi_target_view {
     const char *target_name;    /* iSCSI target name (VPD 0x83 SCSI name string) */
-    uint16_t relative_port_id;  /* VPD 0x83 relative target port identifier */
+    uint16_t relative_port_id;  /* VPD 0x83 relative target port identifier; also the iSCSI
+                                   portal group tag of the target port's name */
     uint16_t target_port_group; /* VPD 0x83 target port group */
     const uint32_t *lun_ids;    /* all LUNs of the target, for REPORT LUNS */
     size_t lun_count;

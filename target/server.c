@@ -32,7 +32,6 @@
 #define BIG_SEGMENT     16384
 #define SMALL_READAHEAD 1024
 #define DRAIN_SECONDS   3
-#define PORTAL_GROUP    1
 
 struct tgt_lun *target_find_lun(struct tgt_target *t, uint32_t id)
 {
@@ -246,7 +245,7 @@ static void conn_adopt(struct net_thread *thr, int fd)
         getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
                     NI_NUMERICHOST | NI_NUMERICSERV);
     snprintf(c->peer, sizeof(c->peer), "%s:%s", host, serv);
-    login_init(&c->login, thr->srv->cfg, PORTAL_GROUP);
+    login_init(&c->login, thr->srv->cfg, thr->srv->groups[0].id);
     if (known)
         login_set_peer(&c->login, (struct sockaddr *)&ss, sl);
     int one = 1;
@@ -1131,9 +1130,12 @@ int tgt_server_create(const struct tgt_config *cfg, struct tgt_server **out)
     pthread_mutex_init(&srv->sessions_lock, NULL);
     pthread_mutex_init(&srv->job_lock, NULL);
     pthread_cond_init(&srv->job_cond, NULL);
-    srv->groups[0].id = 1;
-    srv->groups[0].rel_port = 1;
-    srv->groups[0].state = SCSI_ALUA_ACTIVE_OPTIMIZED;
+    uint16_t mine = cfg->pair.enabled && strcmp(cfg->node_name, cfg->pair.partner) > 0 ? 2 : 1;
+    srv->groups[0] = (struct scsi_port_group){.id = mine, .rel_port = mine};
+    srv->group_count = 1;
+    if (cfg->pair.enabled)
+        srv->groups[srv->group_count++] =
+            (struct scsi_port_group){.id = (uint16_t)(3 - mine), .rel_port = (uint16_t)(3 - mine)};
     atomic_store(&srv->alua_state, SCSI_ALUA_ACTIVE_OPTIMIZED);
     int rc = open_targets(srv);
     if (rc)

@@ -37,6 +37,9 @@ struct tgt_lun {
     struct lu lu;
     bool lu_ready;
     struct iostat stats; /* commands, bytes, latency (admin and metrics read them) */
+    /* commands changing the medium that passed the ALUA gate at execution and have not
+     * answered yet: a handover waits for none (iscsi.c task_enter_change) */
+    atomic_uint changes_active;
 };
 
 struct tgt_target {
@@ -114,8 +117,12 @@ struct tgt_server {
     pthread_mutex_t sessions_lock;
     struct conn *sessions; /* full-feature connections, by (initiator, ISID, target) */
     uint16_t next_tsih;
-    /* ALUA: one target port group per node; this node's port is relative port 1. */
-    struct scsi_port_group groups[1];
+    /* ALUA: one target port group per node, with one target port each. groups[0] is this
+     * node's; with a pair groups[1] is the partner's. Ids (group, relative port, and the iSCSI
+     * portal group tag, all equal) are 1 for the node whose name sorts first, 2 for the other,
+     * so that both nodes present the same two groups. */
+    struct scsi_port_group groups[2];
+    size_t group_count;
     atomic_int alua_state;
     /* worker threads */
     pthread_t workers[WORKER_THREADS];

@@ -318,8 +318,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         lun = NULL;
 
     static const uint32_t lun_ids[] = {0, 3, 255, 256, 16383, 16384};
-    static const struct scsi_port_group groups[2] = {{1, SCSI_ALUA_ACTIVE_OPTIMIZED, 1},
-                                                     {2, SCSI_ALUA_STANDBY, 2}};
+    static const struct scsi_port_group groups[2] = {{1, 1}, {2, 2}};
     static const enum scsi_alua_state alua[8] = {
         SCSI_ALUA_ACTIVE_OPTIMIZED, SCSI_ALUA_ACTIVE_OPTIMIZED,     SCSI_ALUA_ACTIVE_OPTIMIZED,
         SCSI_ALUA_ACTIVE_OPTIMIZED, SCSI_ALUA_ACTIVE_NON_OPTIMIZED, SCSI_ALUA_STANDBY,

@@ -3,7 +3,9 @@
  * server configured as one half of a pair whose partner never answers (on a host without an
  * RDMA device the backplane cannot even start a connection, which is the same to a write):
  * "available" completes writes GOOD (the pair runs degraded), "strict" fails them, and reads
- * are served either way.
+ * are served either way. Also ALUA across the pair as one node presents it (a target port
+ * group per node, the serving one active, the other standby), and takeover and giveback
+ * refused while the partner is away.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -20,8 +22,10 @@
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
 
+#include "admin.h"
 #include "iscsi_session.h"
 #include "target.h"
+#include "twl_common.h"
 
 struct fixture {
     char dir[64];
@@ -38,8 +42,9 @@ static void *run_server(void *arg)
     return NULL;
 }
 
-/* A node whose partner never answers; alone_after_ms as in pair.alone_after_ms. */
-static struct fixture *start_held(const char *policy, unsigned alone_after_ms)
+/* Node `node` of the pair (a or b; LUN 0 is a's) whose partner never answers; alone_after_ms
+ * as in pair.alone_after_ms. */
+static struct fixture *start_node(const char *node, const char *policy, unsigned alone_after_ms)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
@@ -47,13 +52,13 @@ static struct fixture *start_held(const char *policy, unsigned alone_after_ms)
     assert_non_null(mkdtemp(f->dir));
     char text[1024], err[512];
     snprintf(text, sizeof(text),
-             "node = { name = \"a\"; state_dir = \"%s\"; };\n"
+             "node = { name = \"%s\"; state_dir = \"%s\"; };\n"
              "iscsi = { listen = \"127.0.0.1:3260\"; threads = 1; };\n"
-             "pair = { partner = \"b\"; listen = \"127.0.0.1:7491\"; partner_address = "
+             "pair = { partner = \"%s\"; listen = \"127.0.0.1:7491\"; partner_address = "
              "\"127.0.0.1:7492\"; policy = \"%s\"; alone_after_ms = %u; };\n"
              "targets = ( { iqn = \"iqn.2026-11.io.twinlun:pair\"; luns = ( { id = 0; path = "
              "\"lun0.img\"; size = \"16M\"; create = true; owner = \"a\"; } ); } );\n",
-             f->dir, policy, alone_after_ms);
+             node, f->dir, strcmp(node, "a") == 0 ? "b" : "a", policy, alone_after_ms);
     assert_int_equal(tgt_config_load_string(text, "test", &f->cfg, err, sizeof(err)), 0);
     f->cfg.listen_port = 0;
     assert_int_equal(tgt_server_create(&f->cfg, &f->srv), 0);
@@ -61,10 +66,10 @@ static struct fixture *start_held(const char *policy, unsigned alone_after_ms)
     char url[256];
     snprintf(url, sizeof(url), "iscsi://127.0.0.1:%u/iqn.2026-11.io.twinlun:pair/0",
              tgt_server_port(f->srv));
-    if (alone_after_ms == 0) {
+    if (alone_after_ms == 0 && strcmp(node, "a") == 0) {
         f->iscsi = test_session_open(url, "iqn.2026-11.io.twinlun:replica-test", &f->lun);
     } else {
-        /* a login without libiscsi's TEST UNIT READY, which a held LUN refuses */
+        /* a login without libiscsi's TEST UNIT READY, which a held or standby LUN refuses */
         f->iscsi = iscsi_create_context("iqn.2026-11.io.twinlun:replica-test");
         assert_non_null(f->iscsi);
         struct iscsi_url *u = iscsi_parse_full_url(f->iscsi, url);
@@ -78,6 +83,11 @@ static struct fixture *start_held(const char *policy, unsigned alone_after_ms)
     }
     assert_non_null(f->iscsi);
     return f;
+}
+
+static struct fixture *start_held(const char *policy, unsigned alone_after_ms)
+{
+    return start_node("a", policy, alone_after_ms);
 }
 
 static struct fixture *start(const char *policy)
@@ -177,12 +187,114 @@ static void owner_holds_its_lun_until_served_alone(void **state)
     stop(f);
 }
 
+/* REPORT TARGET PORT GROUPS (with a UNIT ATTENTION retried): each group's id, state byte
+ * and relative port, in the order reported. */
+static void report_groups(struct fixture *f, uint16_t id[2], uint8_t state[2], uint16_t port[2])
+{
+    struct scsi_task *t = NULL;
+    for (int i = 0; i < 3; i++) {
+        unsigned char cdb[12] = {0xa3, 0x0a, 0, 0, 0, 0, 0, 0, 0x01, 0, 0, 0};
+        t = scsi_create_task(sizeof(cdb), cdb, SCSI_XFER_READ, 256);
+        assert_non_null(t);
+        assert_non_null(iscsi_scsi_command_sync(f->iscsi, f->lun, t, NULL));
+        if (t->status == SCSI_STATUS_GOOD)
+            break;
+        assert_int_equal(t->sense.key, SCSI_SENSE_UNIT_ATTENTION);
+        scsi_free_scsi_task(t);
+        t = NULL;
+    }
+    assert_non_null(t);
+    assert_int_equal(t->datain.size, 4 + 2 * 12);
+    const uint8_t *d = t->datain.data;
+    assert_int_equal(twl_get_be32(d), 2 * 12);
+    for (int g = 0; g < 2; g++) {
+        const uint8_t *p = d + 4 + 12 * g;
+        state[g] = p[0];
+        id[g] = twl_get_be16(p + 2);
+        assert_int_equal(p[7], 1); /* one port per group */
+        port[g] = twl_get_be16(p + 10);
+    }
+    scsi_free_scsi_task(t);
+}
+
+/* Node a (name sorts first) is group 1 with relative port 1 and serves its LUN; node b's
+ * group 2 stands by. */
+static void owner_reports_both_groups(void **state)
+{
+    (void)state;
+    struct fixture *f = start("available");
+    uint16_t id[2], port[2];
+    uint8_t st[2];
+    report_groups(f, id, st, port);
+    assert_int_equal(id[0], 1);
+    assert_int_equal(port[0], 1);
+    assert_int_equal(st[0], 0x80 | 0x00); /* PREF, active/optimized */
+    assert_int_equal(id[1], 2);
+    assert_int_equal(port[1], 2);
+    assert_int_equal(st[1], 0x80 | 0x02); /* standby */
+    stop(f);
+}
+
+/* Node b presents the same two groups, its own (2) standby for a's LUN: media access is
+ * refused with the standby sense, and a takeover needs the partner. */
+static void standby_node_reports_partner_active(void **state)
+{
+    (void)state;
+    struct fixture *f = start_node("b", "available", 0);
+    uint16_t id[2], port[2];
+    uint8_t st[2];
+    report_groups(f, id, st, port);
+    assert_int_equal(id[0], 2); /* this port's group first */
+    assert_int_equal(st[0], 0x80 | 0x02);
+    assert_int_equal(id[1], 1);
+    assert_int_equal(port[1], 1);
+    assert_int_equal(st[1], 0x80 | 0x00);
+    int key;
+    assert_int_equal(write_status(f, 0x11, &key), SCSI_STATUS_CHECK_CONDITION);
+    assert_int_equal(key, SCSI_SENSE_NOT_READY);
+
+    char out[2048];
+    assert_int_equal(admin_handle(f->srv, "takeover", out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "LUN 0: not taken over: a is not connected"));
+    assert_non_null(strstr(out, "promote"));
+    assert_int_equal(admin_handle(f->srv, "giveback 0", out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "LUN 0: not handed over: b does not serve it"));
+    stop(f);
+}
+
+/* The owner refuses to hand its LUN to an absent partner and goes on serving it. */
+static void moves_refused_while_partner_away(void **state)
+{
+    (void)state;
+    struct fixture *f = start("available");
+    char out[2048];
+    assert_int_equal(admin_handle(f->srv, "giveback all", out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "LUN 0: not handed over to b: the partner is not connected"));
+    /* without a LUN, giveback hands over the partner's own LUNs: there are none here */
+    assert_int_equal(admin_handle(f->srv, "giveback", out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "no LUN to move"));
+    assert_int_equal(admin_handle(f->srv, "takeover 0", out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "served here already"));
+    assert_int_equal(admin_handle(f->srv, "takeover 9", out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "no LUN 9 here"));
+    assert_int_equal(admin_handle(f->srv, "giveback 0 1", out, sizeof(out)), 2);
+    assert_int_equal(admin_handle(f->srv, "takeover x --force", out, sizeof(out)), 2);
+    /* still served: the refused giveback left nothing transitioning */
+    int key;
+    assert_int_equal(write_status(f, 0x77, &key), SCSI_STATUS_GOOD);
+    read_back(f, 0x77);
+    stop(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(owner_holds_its_lun_until_served_alone),
         cmocka_unit_test(available_completes_writes_without_the_partner),
         cmocka_unit_test(strict_fails_writes_without_the_partner),
+        cmocka_unit_test(owner_reports_both_groups),
+        cmocka_unit_test(standby_node_reports_partner_active),
+        cmocka_unit_test(moves_refused_while_partner_away),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -264,7 +264,7 @@ static void vpd_device_identification(void **state)
     d += 4 + 16;
 
     /* SCSI name string of the target port */
-    const char name[] = TARGET_NAME ",t,0x0001";
+    const char name[] = TARGET_NAME ",t,0x0002";
     size_t padded = (sizeof(name) + 3) & ~(size_t)3; /* sizeof counts the NUL */
     assert_int_equal(d[0], 0x53);
     assert_int_equal(d[1], 0x98);
@@ -291,7 +291,7 @@ static void vpd_device_identification_name_needs_extra_padding(void **state)
     (void)state;
     /* 40 characters: the terminating NUL forces a whole extra group of 4 bytes. */
     view.target_name = "iqn.2024-01.org.twinlun:disk123";
-    const char name[] = "iqn.2024-01.org.twinlun:disk123,t,0x0001";
+    const char name[] = "iqn.2024-01.org.twinlun:disk123,t,0x0002";
     assert_int_equal(strlen(name), 40);
     const uint8_t cdb[6] = {0x12, 0x01, 0x83, 0x01, 0x00, 0};
     run(cdb, sizeof(cdb));
@@ -2392,8 +2392,8 @@ static void report_supported_tmfs(void **state)
 /* ---- REPORT TARGET PORT GROUPS and ALUA ---- */
 
 static const struct scsi_port_group port_groups[] = {
-    {.id = 1, .state = SCSI_ALUA_ACTIVE_OPTIMIZED, .rel_port = 1},
-    {.id = 2, .state = SCSI_ALUA_STANDBY, .rel_port = 2},
+    {.id = 1, .rel_port = 1},
+    {.id = 2, .rel_port = 2},
 };
 
 static void report_target_port_groups(void **state)
@@ -2401,6 +2401,7 @@ static void report_target_port_groups(void **state)
     (void)state;
     view.groups = port_groups;
     view.group_count = 2;
+    view.target_port_group = 1; /* this port serves: the partner's group stands by */
     uint8_t cdb[12] = {0xa3, 0x0a, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0};
     run(cdb, sizeof(cdb));
     assert_good();
@@ -2419,6 +2420,7 @@ static void report_target_port_groups_extended(void **state)
     (void)state;
     view.groups = port_groups;
     view.group_count = 2;
+    view.target_port_group = 1; /* this port serves: the partner's group stands by */
     uint8_t cdb[12] = {0xa3, 0x2a, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0}; /* format 001b */
     run(cdb, sizeof(cdb));
     assert_good();
@@ -2447,8 +2449,8 @@ static void report_target_port_groups_extended(void **state)
 static void report_target_port_groups_own_group_live_state(void **state)
 {
     (void)state;
-    /* this port's group (target_port_group) reports the state that gates its commands, not
-     * the one in the table; the partner's group keeps the table's */
+    /* this port's group (target_port_group) reports the state that gates its commands; the
+     * partner's stays standby until the handover reaches it */
     view.groups = port_groups;
     view.group_count = 2;
     view.target_port_group = 1;
@@ -2461,6 +2463,27 @@ static void report_target_port_groups_own_group_live_state(void **state)
     assert_int_equal(twl_get_be16(buf + 4 + 2), 1);
     assert_int_equal(buf[16], 0x82);
     assert_int_equal(twl_get_be16(buf + 16 + 2), 2);
+}
+
+static void report_target_port_groups_partner_serves(void **state)
+{
+    (void)state;
+    /* port 2 stands by: the LUN is served through group 1, which it reports active */
+    view.groups = port_groups;
+    view.group_count = 2;
+    view.target_port_group = 2;
+    view.relative_port_id = 2;
+    const uint8_t cdb[12] = {0xa3, 0x0a, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0};
+    for (int i = 0; i < 2; i++) {
+        view.alua_state = i ? SCSI_ALUA_UNAVAILABLE : SCSI_ALUA_STANDBY;
+        run(cdb, sizeof(cdb));
+        assert_good();
+        assert_int_equal(plan.data_len, 28);
+        assert_int_equal(twl_get_be16(buf + 4 + 2), 1);
+        assert_int_equal(buf[4], 0x80); /* group 1: active/optimized */
+        assert_int_equal(twl_get_be16(buf + 16 + 2), 2);
+        assert_int_equal(buf[16], 0x80 | (i ? 0x03 : 0x02));
+    }
 }
 
 static void report_target_port_groups_none(void **state)
@@ -2813,6 +2836,7 @@ int main(void)
         T(report_target_port_groups),
         T(report_target_port_groups_extended),
         T(report_target_port_groups_own_group_live_state),
+        T(report_target_port_groups_partner_serves),
         T(report_target_port_groups_none),
         T(alua_standby_gates_medium_access),
         T(alua_unavailable_and_transitioning),
