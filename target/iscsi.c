@@ -16,6 +16,7 @@
 
 #include "bufpool.h"
 #include "media.h"
+#include "replica.h"
 #include "server_internal.h"
 #include "throttle.h"
 
@@ -72,6 +73,7 @@ struct tgt_task {
     bool aborted;
     bool aborted_by_other; /* task management of another I_T nexus: answer TASK ABORTED */
     bool change_entered;   /* counted in the LUN's changes_active (task_enter_change) */
+    int move_err;          /* SET TARGET PORT GROUPS: how the pair's move ended */
     struct tmf_wait *tmf;
     int pending; /* local write + replica */
     int first_error;
@@ -1113,6 +1115,57 @@ static bool task_enter_change(struct tgt_task *t)
     return false;
 }
 
+/* ---- SET TARGET PORT GROUPS: an initiator moves the LU between the nodes ---- */
+
+static void port_groups_set_on_thread(struct remote_done *d)
+{
+    struct tgt_task *t = TASK_OF(d, wake);
+    if (t->move_err)
+        scsi_plan_check_condition(&t->plan, SCSI_SENSE_HARDWARE_ERROR, SCSI_ASC_SET_TPGS_FAILED);
+    task_respond(t);
+    iscsi_task_put(t); /* the move's reference */
+}
+
+/* On the pair's handover thread. */
+static void port_groups_set(void *cookie, int rc)
+{
+    struct tgt_task *t = cookie;
+    t->move_err = rc;
+    t->wake.fn = port_groups_set_on_thread;
+    thread_post_done(t->conn->thr, &t->wake);
+}
+
+static void task_set_port_groups(struct tgt_task *t)
+{
+    struct tgt_server *srv = t->conn->thr->srv;
+    uint16_t active;
+    uint16_t asc =
+        scsi_stpg_parse(t->buf, t->plan.data_out, srv->groups, srv->group_count, &active);
+    if (asc) {
+        scsi_plan_check_condition(&t->plan, SCSI_SENSE_ILLEGAL_REQUEST, asc);
+        task_respond(t);
+        return;
+    }
+    uint32_t id = t->lun->info.id;
+    bool here = srv->pair == NULL || replica_serves(srv->pair, id);
+    bool want_here = active == srv->groups[0].id;
+    if (active == 0 || here == want_here) {
+        task_respond(t); /* the groups are as asked */
+        return;
+    }
+    TWL_INFO(PART, "%s: SET TARGET PORT GROUPS: LUN %u to be served by group %u", t->conn->peer, id,
+             active);
+    t->refs++;
+    int rc = replica_move_async(srv->pair, id, want_here, port_groups_set, t);
+    if (rc) {
+        t->refs--;
+        TWL_ERROR(PART, "%s: SET TARGET PORT GROUPS for LUN %u: %s", t->conn->peer, id,
+                  strerror(-rc));
+        scsi_plan_check_condition(&t->plan, SCSI_SENSE_HARDWARE_ERROR, SCSI_ASC_SET_TPGS_FAILED);
+        task_respond(t);
+    }
+}
+
 /* All Data-Out of the command is in (or it needs none): carry it out. */
 static void task_execute(struct tgt_task *t)
 {
@@ -1151,6 +1204,9 @@ static void task_execute(struct tgt_task *t)
     case SCSI_ACTION_EXTENDED_COPY:
         if (task_enter_change(t))
             copy_start(t);
+        return;
+    case SCSI_ACTION_SET_TPGS:
+        task_set_port_groups(t);
         return;
     default:
         task_start_io(t);

@@ -137,6 +137,16 @@ struct replica {
     uint64_t ask_tokens;                          /* under handover_lock: the last ask's token */
     uint64_t refused_token;                       /* under handover_lock: the last refused ask */
     char refused_reason[HANDOVER_REASON_MAX + 1]; /* its reason */
+    struct move_request *moves; /* under handover_lock: SET TARGET PORT GROUPS, in order */
+};
+
+/* A move an initiator asked for (replica_move_async), for the handover thread. */
+struct move_request {
+    struct move_request *next;
+    uint32_t id;
+    bool to_here;
+    replica_move_done_fn done;
+    void *cookie;
 };
 
 /* Tests make this node slow to apply what it received, so that with ack = "received" a crash
@@ -1665,6 +1675,35 @@ static void answer_ask(struct replica *r, struct lun_copy *c, uint32_t flags, ui
     }
 }
 
+static int ask_for(struct replica *r, struct lun_copy *c, bool force, char *why, size_t why_len);
+
+/* An initiator's SET TARGET PORT GROUPS, on the handover thread. */
+static void run_move(struct replica *r, struct move_request *m)
+{
+    struct lun_copy *c = copy_find(r, m->id);
+    char why[WHY_LEN];
+    int rc = 0;
+    if (c == NULL) {
+        rc = -ENOENT;
+        snprintf(why, sizeof(why), "no LUN %u here", m->id);
+    } else if (m->to_here) {
+        if (!atomic_load(&c->primary) || atomic_load(&c->held))
+            rc = ask_for(r, c, false, why, sizeof(why));
+        else
+            snprintf(why, sizeof(why), "LUN %u: served here already", m->id);
+    } else {
+        pthread_mutex_lock(&r->move_lock);
+        if (atomic_load(&c->primary) && !atomic_load(&c->held))
+            rc = hand_over(r, c, false, 0, why, sizeof(why));
+        else
+            snprintf(why, sizeof(why), "LUN %u: served by %s already", m->id, r->cfg->pair.partner);
+        pthread_mutex_unlock(&r->move_lock);
+    }
+    TWL_WARN(RPART, "SET TARGET PORT GROUPS (%s): %s", m->to_here ? "takeover" : "giveback", why);
+    m->done(m->cookie, rc);
+    free(m);
+}
+
 static void *handover_main(void *arg)
 {
     struct replica *r = arg;
@@ -1676,19 +1715,63 @@ static void *handover_main(void *arg)
                 c = &r->copies[i];
         if (r->handover_stop)
             break;
-        if (c == NULL) {
+        struct move_request *m = r->moves;
+        if (c == NULL && m == NULL) {
             pthread_cond_wait(&r->handover_cond, &r->handover_lock);
             continue;
         }
-        c->ask_pending = false;
-        uint32_t flags = c->ask_flags;
-        uint64_t token = c->ask_token;
-        pthread_mutex_unlock(&r->handover_lock);
-        answer_ask(r, c, flags, token);
+        if (c) {
+            c->ask_pending = false;
+            uint32_t flags = c->ask_flags;
+            uint64_t token = c->ask_token;
+            pthread_mutex_unlock(&r->handover_lock);
+            answer_ask(r, c, flags, token);
+        } else {
+            r->moves = m->next;
+            pthread_mutex_unlock(&r->handover_lock);
+            run_move(r, m);
+        }
         pthread_mutex_lock(&r->handover_lock);
     }
+    /* moves asked for and not run: their commands end */
+    struct move_request *left = r->moves;
+    r->moves = NULL;
     pthread_mutex_unlock(&r->handover_lock);
+    while (left) {
+        struct move_request *next = left->next;
+        left->done(left->cookie, -ECANCELED);
+        free(left);
+        left = next;
+    }
     return NULL;
+}
+
+int replica_move_async(struct replica *r, uint32_t id, bool to_here, replica_move_done_fn done,
+                       void *cookie)
+{
+    struct move_request *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return -ENOMEM;
+    *m = (struct move_request){.id = id, .to_here = to_here, .done = done, .cookie = cookie};
+    pthread_mutex_lock(&r->handover_lock);
+    if (!r->handover_started || r->handover_stop) {
+        pthread_mutex_unlock(&r->handover_lock);
+        free(m);
+        return -ECANCELED;
+    }
+    struct move_request **tail = &r->moves;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = m;
+    pthread_cond_broadcast(&r->handover_cond);
+    pthread_mutex_unlock(&r->handover_lock);
+    return 0;
+}
+
+bool replica_serves(struct replica *r, uint32_t id)
+{
+    struct lun_copy *c = copy_find(r, id);
+    return c && atomic_load(&c->primary) && !atomic_load(&c->held);
 }
 
 /* Asks the partner for LUN c and waits for its answer: 0 when the LUN is served here. */

@@ -65,6 +65,15 @@ int replica_promote(struct replica *r, long id, char *msg, size_t msg_len);
  * has a line per LUN. */
 int replica_takeover(struct replica *r, long id, bool force, char *msg, size_t msg_len);
 int replica_giveback(struct replica *r, long id, bool all, bool force, char *msg, size_t msg_len);
+/* Explicit ALUA (SET TARGET PORT GROUPS): the move of LUN id here (to_here: a takeover) or to
+ * the partner (a giveback), without force, queued for the pair's handover thread, which calls
+ * done(cookie, 0 or -errno) when it is over (-ECANCELED when the pair stops first). -ENOMEM
+ * when it cannot be queued. */
+typedef void (*replica_move_done_fn)(void *cookie, int rc);
+int replica_move_async(struct replica *r, uint32_t id, bool to_here, replica_move_done_fn done,
+                       void *cookie);
+/* Whether this node serves LUN id (writes it; its port is active for it). */
+bool replica_serves(struct replica *r, uint32_t id);
 /* Resolves a split brain: the writes the named node's copies took apart are dropped (this
  * node's, or the partner's at the next handshake), and the other copy becomes the sync
  * source. -EINVAL when node is neither; -EALREADY when there is no split brain to resolve. */

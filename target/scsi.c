@@ -54,6 +54,7 @@
 #define OP_PREFETCH_16     0x90
 #define OP_WRITE_SAME_16   0x93
 #define OP_MAINT_IN        0xa3
+#define OP_MAINT_OUT       0xa4
 #define OP_WRITE_VERIFY_12 0xae
 #define OP_VERIFY_12       0xaf
 #define OP_READ_DEFECT_12  0xb7
@@ -63,6 +64,7 @@
 #define SAI_READ_CAPACITY_16 0x10
 #define SAI_GET_LBA_STATUS   0x12
 #define MI_REPORT_TPGS       0x0a
+#define MO_SET_TPGS          0x0a
 #define MI_REPORT_OPCODES    0x0c
 #define MI_REPORT_TMFS       0x0d
 
@@ -213,8 +215,8 @@ static size_t inquiry_standard(const struct scsi_lun *lun, uint8_t *d)
     d[2] = 0x06;              /* SPC-4 */
     d[3] = 0x10 | 0x02;       /* HISUP, response data format 2 */
     d[4] = STD_INQUIRY_LEN - 5;
-    d[5] = 0x10 | 0x08; /* TPGS 01b: implicit ALUA, the nodes change port states themselves;
-                           3PC: EXTENDED COPY */
+    d[5] = 0x30 | 0x08; /* TPGS 11b: implicit ALUA (the nodes move LUs themselves: takeover,
+                           giveback) and explicit (SET TARGET PORT GROUPS); 3PC: EXTENDED COPY */
     d[7] = 0x02;        /* CMDQUE */
     copy_padded(d + 8, "TWINLUN", 8);
     copy_padded(d + 16, "twinlun disk", 16);
@@ -1313,6 +1315,50 @@ static void cmd_maintenance_in(const struct cmd *c, struct scsi_plan *plan)
     }
 }
 
+/* SET TARGET PORT GROUPS: the parameter list is judged once it is in (scsi_stpg_parse). */
+static void cmd_set_target_port_groups(const struct cmd *c, struct scsi_plan *plan)
+{
+    uint32_t len = twl_get_be32(c->cdb + 6);
+    if (len > MAX_PARAM_LIST) {
+        scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST,
+                                  SCSI_ASC_PARAM_LIST_LENGTH_ERROR);
+        return;
+    }
+    if (len == 0)
+        return; /* no descriptor: nothing to change */
+    plan->action = SCSI_ACTION_SET_TPGS;
+    plan->data_out = len;
+}
+
+uint16_t scsi_stpg_parse(const uint8_t *param, uint32_t len, const struct scsi_port_group *groups,
+                         size_t group_count, uint16_t *active_group)
+{
+    *active_group = 0;
+    /* 4 reserved bytes, then descriptors of 4: state (bits 3:0), reserved, group id */
+    if (len < 4 || (len - 4) % 4)
+        return SCSI_ASC_PARAM_LIST_LENGTH_ERROR;
+    for (uint32_t off = 4; off < len; off += 4) {
+        uint8_t state = param[off] & 0x0f;
+        uint16_t id = twl_get_be16(param + off + 2);
+        size_t g = 0;
+        while (g < group_count && groups[g].id != id)
+            g++;
+        if (g == group_count || group_count == 0 ||
+            (state != SCSI_ALUA_ACTIVE_OPTIMIZED && state != SCSI_ALUA_STANDBY))
+            return SCSI_ASC_INVALID_FIELD_IN_PARAM;
+        uint16_t want = id;
+        if (state == SCSI_ALUA_STANDBY) {
+            if (group_count < 2)
+                return SCSI_ASC_INVALID_FIELD_IN_PARAM; /* one group cannot stand by */
+            want = groups[g == 0 ? 1 : 0].id;
+        }
+        if (*active_group && *active_group != want)
+            return SCSI_ASC_INVALID_FIELD_IN_PARAM;
+        *active_group = want;
+    }
+    return 0;
+}
+
 static const struct opcode_info opcodes[] = {
     {OP_TEST_UNIT_READY, NO_SA, 6, true, cmd_test_unit_ready},
     {OP_REQUEST_SENSE, NO_SA, 6, false, cmd_request_sense},
@@ -1367,6 +1413,7 @@ static const struct opcode_info opcodes[] = {
     {OP_MAINT_IN, MI_REPORT_TPGS, 12, false, cmd_maintenance_in},
     {OP_MAINT_IN, MI_REPORT_OPCODES, 12, false, cmd_maintenance_in},
     {OP_MAINT_IN, MI_REPORT_TMFS, 12, false, cmd_maintenance_in},
+    {OP_MAINT_OUT, MO_SET_TPGS, 12, true, cmd_set_target_port_groups},
     {OP_READ_12, NO_SA, 12, true, cmd_read},
     {OP_WRITE_12, NO_SA, 12, true, cmd_write},
     {OP_WRITE_VERIFY_12, NO_SA, 12, true, cmd_write_verify},
@@ -1408,6 +1455,7 @@ bool scsi_data_out_exact(const uint8_t *cdb)
     case OP_MODE_SELECT_10:
     case OP_PR_OUT:
     case OP_EXTENDED_COPY:
+    case OP_MAINT_OUT:
         return true;
     default:
         return false;
@@ -1446,6 +1494,7 @@ uint16_t scsi_alua_denies(enum scsi_alua_state state, const uint8_t *cdb)
     case OP_REPORT_LUNS:
     case OP_REQUEST_SENSE:
     case OP_MAINT_IN:
+    case OP_MAINT_OUT: /* SET TARGET PORT GROUPS: how an initiator makes a standby port serve */
         return 0;
     case OP_MODE_SENSE_6:
     case OP_MODE_SENSE_10:

@@ -63,6 +63,7 @@
 #define SCSI_ASC_ALUA_TRANSITIONING        0x040a
 #define SCSI_ASC_ALUA_STANDBY              0x040b
 #define SCSI_ASC_ALUA_UNAVAILABLE          0x040c
+#define SCSI_ASC_SET_TPGS_FAILED           0x670a
 #define SCSI_ASC_DEFECT_LIST_NOT_FOUND     0x1c00
 
 #define SCSI_SENSE_FIXED_LEN 18
@@ -115,6 +116,14 @@ struct scsi_target_view {
     uint16_t pending_ua;             /* a unit attention REQUEST SENSE reports (0 none) */
 };
 
+/* SET TARGET PORT GROUPS (explicit ALUA): which of the two groups (view->groups, this port's
+ * and the partner's) an initiator wants to serve the LU. Each descriptor asks a group to be
+ * active/optimized, or standby (the other group then serves); descriptors that disagree, other
+ * states and unknown groups are refused. Returns 0 with *active_group set (0 when the list
+ * holds no descriptor: nothing to change), or the ASC to report with ILLEGAL REQUEST. */
+uint16_t scsi_stpg_parse(const uint8_t *param, uint32_t len, const struct scsi_port_group *groups,
+                         size_t group_count, uint16_t *active_group);
+
 enum scsi_action {
     SCSI_ACTION_COMPLETE = 0, /* status/sense/data are final */
     SCSI_ACTION_READ,         /* read blocks [lba, lba+blocks) and return them as Data-In */
@@ -131,6 +140,8 @@ enum scsi_action {
     SCSI_ACTION_LU,                /* PR IN/OUT, RESERVE/RELEASE(6), MODE SELECT, RECEIVE COPY
                                       RESULTS (COPY STATUS): LU state */
     SCSI_ACTION_EXTENDED_COPY,     /* data: EXTENDED COPY parameter list (xcopy.h) */
+    SCSI_ACTION_SET_TPGS,          /* data: SET TARGET PORT GROUPS parameter list
+                                      (scsi_stpg_parse); the pair moves the LU */
 };
 
 struct scsi_plan {

@@ -286,6 +286,53 @@ static void moves_refused_while_partner_away(void **state)
     stop(f);
 }
 
+/* SET TARGET PORT GROUPS asking group `active` to be active/optimized: the status, and the
+ * sense key and ASC/ASCQ when not GOOD. */
+static int set_groups(struct fixture *f, uint16_t active, int *key, int *ascq)
+{
+    unsigned char cdb[12] = {0xa4, 0x0a, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0};
+    unsigned char list[8] = {
+        0, 0, 0, 0, 0x00, 0, (unsigned char)(active >> 8), (unsigned char)active};
+    struct scsi_task *t = NULL;
+    for (int i = 0; i < 3 && (t == NULL || t->sense.key == SCSI_SENSE_UNIT_ATTENTION); i++) {
+        if (t)
+            scsi_free_scsi_task(t);
+        t = scsi_create_task(sizeof(cdb), cdb, SCSI_XFER_WRITE, sizeof(list));
+        assert_non_null(t);
+        struct iscsi_data d = {.size = sizeof(list), .data = list};
+        assert_non_null(iscsi_scsi_command_sync(f->iscsi, f->lun, t, &d));
+    }
+    int status = t->status;
+    *key = t->sense.key;
+    *ascq = t->sense.ascq;
+    scsi_free_scsi_task(t);
+    return status;
+}
+
+/* Explicit ALUA: asking for the state the groups are in is done at once; asking for a move
+ * needs the partner, and fails as SPC-4 says when it cannot happen. */
+static void explicit_alua_needs_the_partner(void **state)
+{
+    (void)state;
+    struct fixture *f = start("available");
+    int key, ascq;
+    assert_int_equal(set_groups(f, 1, &key, &ascq), SCSI_STATUS_GOOD);
+    assert_int_equal(set_groups(f, 2, &key, &ascq), SCSI_STATUS_CHECK_CONDITION);
+    assert_int_equal(key, SCSI_SENSE_HARDWARE_ERROR);
+    assert_int_equal(ascq, 0x670a); /* SET TARGET PORT GROUPS command failed */
+    assert_int_equal(set_groups(f, 3, &key, &ascq), SCSI_STATUS_CHECK_CONDITION);
+    assert_int_equal(key, SCSI_SENSE_ILLEGAL_REQUEST);
+    assert_int_equal(ascq, 0x2600);
+    assert_int_equal(write_status(f, 0x42, &key), SCSI_STATUS_GOOD); /* still served here */
+    stop(f);
+
+    f = start_node("b", "available", 0);
+    assert_int_equal(set_groups(f, 1, &key, &ascq), SCSI_STATUS_GOOD); /* a serves: as asked */
+    assert_int_equal(set_groups(f, 2, &key, &ascq), SCSI_STATUS_CHECK_CONDITION);
+    assert_int_equal(key, SCSI_SENSE_HARDWARE_ERROR);
+    stop(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -295,6 +342,7 @@ int main(void)
         cmocka_unit_test(owner_reports_both_groups),
         cmocka_unit_test(standby_node_reports_partner_active),
         cmocka_unit_test(moves_refused_while_partner_away),
+        cmocka_unit_test(explicit_alua_needs_the_partner),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

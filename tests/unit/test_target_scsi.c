@@ -131,7 +131,7 @@ static void inquiry_standard(void **state)
     assert_int_equal(buf[2], 0x06);
     assert_int_equal(buf[3], 0x12); /* HiSup, format 2 */
     assert_int_equal(buf[4], 66 - 5);
-    assert_int_equal(buf[5] & 0x30, 0x10); /* TPGS implicit */
+    assert_int_equal(buf[5] & 0x30, 0x30); /* TPGS: implicit and explicit ALUA */
     assert_int_equal(buf[7] & 0x02, 0x02); /* CmdQue */
     assert_memory_equal(buf + 8, "TWINLUN ", 8);
     assert_memory_equal(buf + 16, "twinlun disk    ", 16);
@@ -2196,11 +2196,12 @@ static uint16_t group_cdb_len(uint8_t op)
 }
 
 /* Opcode and service action pairs REPORT SUPPORTED OPERATION CODES lists for a thin LU. */
-#define OPCODE_ENTRIES 58
+#define OPCODE_ENTRIES 59
 
 static bool has_service_actions(uint8_t op)
 {
-    return op == 0x5e || op == 0x5f || op == 0x9e || op == 0xa3 || op == 0x83 || op == 0x84;
+    return op == 0x5e || op == 0x5f || op == 0x9e || op == 0xa3 || op == 0xa4 || op == 0x83 ||
+           op == 0x84;
 }
 
 static void rsoc_all_commands(void **state)
@@ -2214,7 +2215,8 @@ static void rsoc_all_commands(void **state)
     assert_int_equal(n, OPCODE_ENTRIES * 8);
     assert_int_equal(plan.data_len, 4 + n);
 
-    bool caw = false, unmap = false, glbas = false, rc16 = false, rtpg = false, xcopy = false;
+    bool caw = false, unmap = false, glbas = false, rc16 = false, rtpg = false, xcopy = false,
+         stpg = false;
     unsigned pr_in = 0, pr_out = 0;
     for (uint32_t off = 4; off < 4 + n; off += 8) {
         const uint8_t *d = buf + off;
@@ -2229,11 +2231,12 @@ static void rsoc_all_commands(void **state)
         glbas |= d[0] == 0x9e && twl_get_be16(d + 2) == 0x12;
         rc16 |= d[0] == 0x9e && twl_get_be16(d + 2) == 0x10;
         rtpg |= d[0] == 0xa3 && twl_get_be16(d + 2) == 0x0a;
+        stpg |= d[0] == 0xa4 && twl_get_be16(d + 2) == 0x0a;
         xcopy |= d[0] == 0x83 && twl_get_be16(d + 2) == 0x00;
         pr_in += d[0] == 0x5e;
         pr_out += d[0] == 0x5f;
     }
-    assert_true(caw && unmap && glbas && rc16 && rtpg && xcopy);
+    assert_true(caw && unmap && glbas && rc16 && rtpg && xcopy && stpg);
     assert_int_equal(pr_in, 4);
     assert_int_equal(pr_out, 8);
 }
@@ -2484,6 +2487,76 @@ static void report_target_port_groups_partner_serves(void **state)
         assert_int_equal(twl_get_be16(buf + 16 + 2), 2);
         assert_int_equal(buf[16], 0x80 | (i ? 0x03 : 0x02));
     }
+}
+
+/* SET TARGET PORT GROUPS is planned for the transport with its parameter list, also on a
+ * standby port (it is how an initiator makes that port serve). */
+static void set_target_port_groups_planned(void **state)
+{
+    (void)state;
+    uint8_t cdb[12] = {0xa4, 0x0a, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0};
+    view.alua_state = SCSI_ALUA_STANDBY;
+    run(cdb, sizeof(cdb));
+    assert_int_equal(plan.status, SCSI_STATUS_GOOD);
+    assert_int_equal(plan.action, SCSI_ACTION_SET_TPGS);
+    assert_int_equal(plan.data_out, 8);
+    assert_true(scsi_data_out_exact(cdb));
+
+    cdb[9] = 0; /* no list: nothing to change */
+    run(cdb, sizeof(cdb));
+    assert_good();
+    assert_int_equal(plan.action, SCSI_ACTION_COMPLETE);
+
+    twl_put_be32(cdb + 6, 65537);
+    run(cdb, sizeof(cdb));
+    assert_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_PARAM_LIST_LENGTH_ERROR);
+}
+
+static void stpg_list(uint8_t *p, uint8_t state0, uint16_t id0, uint8_t state1, uint16_t id1)
+{
+    memset(p, 0, 12);
+    p[4] = state0;
+    twl_put_be16(p + 6, id0);
+    p[8] = state1;
+    twl_put_be16(p + 10, id1);
+}
+
+static void set_target_port_groups_parsed(void **state)
+{
+    (void)state;
+    uint8_t p[12];
+    uint16_t active = 99;
+    /* group 2 active/optimized, or group 1 standby: group 2 serves */
+    stpg_list(p, SCSI_ALUA_ACTIVE_OPTIMIZED, 2, SCSI_ALUA_STANDBY, 1);
+    assert_int_equal(scsi_stpg_parse(p, 12, port_groups, 2, &active), 0);
+    assert_int_equal(active, 2);
+    stpg_list(p, SCSI_ALUA_STANDBY, 2, 0, 0);
+    assert_int_equal(scsi_stpg_parse(p, 8, port_groups, 2, &active), 0);
+    assert_int_equal(active, 1);
+    /* only the header: nothing asked */
+    assert_int_equal(scsi_stpg_parse(p, 4, port_groups, 2, &active), 0);
+    assert_int_equal(active, 0);
+    /* both groups active at once, an unknown group, another state, a cut descriptor */
+    stpg_list(p, SCSI_ALUA_ACTIVE_OPTIMIZED, 1, SCSI_ALUA_ACTIVE_OPTIMIZED, 2);
+    assert_int_equal(scsi_stpg_parse(p, 12, port_groups, 2, &active),
+                     SCSI_ASC_INVALID_FIELD_IN_PARAM);
+    stpg_list(p, SCSI_ALUA_ACTIVE_OPTIMIZED, 3, 0, 0);
+    assert_int_equal(scsi_stpg_parse(p, 8, port_groups, 2, &active),
+                     SCSI_ASC_INVALID_FIELD_IN_PARAM);
+    stpg_list(p, SCSI_ALUA_ACTIVE_NON_OPTIMIZED, 1, 0, 0);
+    assert_int_equal(scsi_stpg_parse(p, 8, port_groups, 2, &active),
+                     SCSI_ASC_INVALID_FIELD_IN_PARAM);
+    assert_int_equal(scsi_stpg_parse(p, 6, port_groups, 2, &active),
+                     SCSI_ASC_PARAM_LIST_LENGTH_ERROR);
+    assert_int_equal(scsi_stpg_parse(p, 2, port_groups, 2, &active),
+                     SCSI_ASC_PARAM_LIST_LENGTH_ERROR);
+    /* a single node's one group cannot stand by */
+    stpg_list(p, SCSI_ALUA_STANDBY, 1, 0, 0);
+    assert_int_equal(scsi_stpg_parse(p, 8, port_groups, 1, &active),
+                     SCSI_ASC_INVALID_FIELD_IN_PARAM);
+    stpg_list(p, SCSI_ALUA_ACTIVE_OPTIMIZED, 1, 0, 0);
+    assert_int_equal(scsi_stpg_parse(p, 8, port_groups, 1, &active), 0);
+    assert_int_equal(active, 1);
 }
 
 static void report_target_port_groups_none(void **state)
@@ -2837,6 +2910,8 @@ int main(void)
         T(report_target_port_groups_extended),
         T(report_target_port_groups_own_group_live_state),
         T(report_target_port_groups_partner_serves),
+        T(set_target_port_groups_planned),
+        T(set_target_port_groups_parsed),
         T(report_target_port_groups_none),
         T(alua_standby_gates_medium_access),
         T(alua_unavailable_and_transitioning),
