@@ -776,6 +776,67 @@ static void metadata_image_makes_the_partner_equal(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* Whether the partner's LU admits cdb from n, once the nexus's first unit attention (power
+ * on) is taken. */
+static bool partner_admits(struct lu *lu, struct lu_nexus *n, const uint8_t *cdb)
+{
+    struct scsi_plan plan;
+    uint16_t ua = 0;
+    if (!lu_admit(lu, n, TUR, &plan, &ua))
+        assert_int_equal(plan.sense[2] & 0x0f, SCSI_SENSE_UNIT_ATTENTION);
+    memset(&plan, 0, sizeof(plan));
+    bool ok = lu_admit(lu, n, cdb, &plan, &ua);
+    if (!ok)
+        assert_int_equal(plan.status, SCSI_STATUS_RESERVATION_CONFLICT);
+    return ok;
+}
+
+/* A takeover moves initiators to the partner's target port (relative port 2): there, the image
+ * the owner replicated gives a registration made with ALL_TG_PT through port 1 to the same
+ * initiator port through port 2; one made without it stays with port 1's nexus, as SPC-4 has
+ * it; the Write Exclusive - Registrants Only reservation fences the others. */
+static void registrations_hold_through_the_partner_port(void **state)
+{
+    (void)state;
+    struct lu_nexus *a = nexus_a(), *b = nexus_b();
+    clear_power_on(a);
+    clear_power_on(b);
+    prout(a, 0x00, 0, 0, KEY_A, 0x04); /* REGISTER, ALL_TG_PT */
+    assert_lu_good();
+    prout(b, 0x00, 0, 0, KEY_B, 0x00); /* REGISTER through port 1 only */
+    assert_lu_good();
+    prout(a, 0x01, 0x05, KEY_A, 0, 0); /* RESERVE Write Exclusive - Registrants Only */
+    assert_lu_good();
+    static uint8_t image[LU_META_MAX];
+    size_t len = lu_meta_encode(&f->lu, image, sizeof(image));
+
+    char dir[64], base[128];
+    snprintf(dir, sizeof(dir), "/var/tmp/twl-lu-port2-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(base, sizeof(base), "%s/iqn.2026-01.test:disk.lun0", dir);
+    struct scsi_lun info;
+    info_defaults(&info);
+    struct lu partner;
+    assert_int_equal(lu_init(&partner, &info, base), 0);
+    assert_int_equal(lu_meta_apply(&partner, image, len), 0);
+
+    struct lu_nexus *a2 = lu_nexus_get(&partner, NAME_A, ISID_A, 2);
+    struct lu_nexus *b2 = lu_nexus_get(&partner, NAME_B, ISID_B, 2);
+    struct lu_nexus *b1 = lu_nexus_get(&partner, NAME_B, ISID_B, 1);
+    assert_true(partner_admits(&partner, a2, WRITE_10));
+    assert_false(partner_admits(&partner, b2, WRITE_10));
+    assert_true(partner_admits(&partner, b2, READ_10));
+    assert_true(partner_admits(&partner, b1, WRITE_10));
+
+    lu_nexus_put(&partner, a2);
+    lu_nexus_put(&partner, b2);
+    lu_nexus_put(&partner, b1);
+    lu_destroy(&partner);
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void without_aptpl_nothing_survives(void **state)
 {
     (void)state;
@@ -822,6 +883,7 @@ int main(void)
         T(aptpl_registration_survives_lu_init),
         T(aptpl_reservation_survives_lu_init),
         T(metadata_image_makes_the_partner_equal),
+        T(registrations_hold_through_the_partner_port),
         T(without_aptpl_nothing_survives),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
