@@ -17,6 +17,31 @@
  *   24  length n of the reason (at most HANDOVER_REASON_MAX; 0 except in refused)
  *   28  n bytes of reason, UTF-8, no NUL
  */
+/*
+ * Forwarded commands: on a node that stands by for a LU, a command that changes the LU's
+ * reservations or mode parameters (PERSISTENT RESERVE OUT, MODE SELECT) is carried out by the
+ * node that serves it, so that one node decides every change; that node's metadata image
+ * (lu.h) comes back as for any change, before the answer.
+ * Command (all big-endian):
+ *   0   magic "TWLP"
+ *   4   LUN id
+ *   8   token: echoed by the answer
+ *   16  relative target port the command came in on
+ *   18  ISID (6 bytes)
+ *   24  CDB (16 bytes, zero-padded)
+ *   40  parameter list length p (at most FORWARD_PARAM_MAX)
+ *   44  initiator name length n (1..FORWARD_NAME_MAX)
+ *   46  n bytes of initiator name, no NUL; then p bytes of parameter list
+ * Answer:
+ *   0   magic "TWLA"
+ *   4   LUN id
+ *   8   token
+ *   16  error: 0, or a negative errno when the command was not carried out (the node does not
+ *       serve the LUN, out of memory, the image did not reach the partner)
+ *   20  SCSI status
+ *   21  sense length s (at most FORWARD_SENSE_MAX)
+ *   22  s bytes of sense data
+ */
 #ifndef TGT_HANDOVER_H
 #define TGT_HANDOVER_H
 
@@ -46,6 +71,44 @@ uint32_t handover_encode(const struct handover_record *h, uint8_t *buf);
 /* -EBADMSG when buf is not a well-formed record (unknown kind or flags, lengths that
  * disagree, a NUL in the reason). */
 int handover_decode(const uint8_t *buf, uint32_t len, struct handover_record *h);
+
+#define FORWARD_MAGIC     0x54574c50u /* "TWLP" */
+#define FORWARD_HDR_LEN   46u
+#define FORWARD_NAME_MAX  223u        /* an iSCSI name's longest */
+#define FORWARD_PARAM_MAX 65536u      /* PR OUT and MODE SELECT parameter lists */
+#define ANSWER_MAGIC      0x54574c41u /* "TWLA" */
+#define ANSWER_HDR_LEN    22u
+#define FORWARD_SENSE_MAX 32u
+#define ANSWER_MAX_LEN    (ANSWER_HDR_LEN + FORWARD_SENSE_MAX)
+
+struct forward_cmd {
+    uint32_t lun;
+    uint64_t token;
+    uint16_t rel_port;
+    uint8_t isid[6];
+    uint8_t cdb[16];
+    char initiator[FORWARD_NAME_MAX + 1];
+    uint32_t param_len;
+    const uint8_t *param; /* decode: points into the record */
+};
+
+/* The command's header (without the parameter list, which follows it) into buf (at least
+ * FORWARD_HDR_LEN + FORWARD_NAME_MAX bytes). Returns its length, or -EINVAL when the name or
+ * the parameter list is too long or the name empty. */
+int forward_encode(const struct forward_cmd *f, uint8_t *buf);
+int forward_decode(const uint8_t *buf, uint32_t len, struct forward_cmd *f);
+
+struct forward_answer {
+    uint32_t lun;
+    uint64_t token;
+    int32_t err;
+    uint8_t status;
+    uint8_t sense_len;
+    uint8_t sense[FORWARD_SENSE_MAX];
+};
+
+uint32_t answer_encode(const struct forward_answer *a, uint8_t *buf);
+int answer_decode(const uint8_t *buf, uint32_t len, struct forward_answer *a);
 
 /* What the serving node knows of one LUN's copies when asked to hand it over. */
 struct handover_copies {

@@ -1115,6 +1115,58 @@ static bool task_enter_change(struct tgt_task *t)
     return false;
 }
 
+/* ---- reservations and mode parameters of a LU the partner serves ---- */
+
+static void forwarded_on_thread(struct remote_done *d)
+{
+    struct tgt_task *t = TASK_OF(d, wake);
+    task_respond(t);
+    iscsi_task_put(t); /* the forward's reference */
+}
+
+/* On a pair thread: the partner's outcome becomes the command's. */
+static void forwarded(void *cookie, const struct replica_lu_outcome *o)
+{
+    struct tgt_task *t = cookie;
+    if (o->err) {
+        TWL_WARN(PART, "%s: LUN %u opcode 0x%02x: the partner did not carry it out: %s",
+                 t->conn->peer, t->lun_id, t->cdb[0], strerror(-o->err));
+        /* retried by the initiator, maybe through the other port */
+        scsi_plan_check_condition(&t->plan, SCSI_SENSE_NOT_READY, SCSI_ASC_ALUA_TRANSITIONING);
+    } else {
+        t->plan.status = o->status;
+        t->plan.sense_len =
+            o->sense_len < sizeof(t->plan.sense) ? o->sense_len : sizeof(t->plan.sense);
+        memcpy(t->plan.sense, o->sense, t->plan.sense_len);
+        t->plan.data_len = 0;
+    }
+    t->wake.fn = forwarded_on_thread;
+    thread_post_done(t->conn->thr, &t->wake);
+}
+
+/* On a node that stands by for the LU, a change of its reservations or mode parameters is made
+ * by the node that serves it (replica_forward_lu): one node decides them all. True when the
+ * command went (or was answered). */
+static bool task_forward_lu(struct tgt_task *t)
+{
+    struct tgt_server *srv = t->conn->thr->srv;
+    if (srv->pair == NULL || !scsi_changes_lu_metadata(t->cdb) ||
+        replica_serves(srv->pair, t->lun->info.id))
+        return false;
+    t->refs++;
+    int rc =
+        replica_forward_lu(srv->pair, t->lun->info.id, t->conn->initiator, t->conn->isid,
+                           srv->groups[0].rel_port, t->cdb, t->buf, t->plan.data_out, forwarded, t);
+    if (rc) {
+        t->refs--;
+        TWL_WARN(PART, "%s: LUN %u opcode 0x%02x not forwarded to the serving node: %s",
+                 t->conn->peer, t->lun_id, t->cdb[0], strerror(-rc));
+        scsi_plan_check_condition(&t->plan, SCSI_SENSE_NOT_READY, SCSI_ASC_ALUA_TRANSITIONING);
+        task_respond(t);
+    }
+    return true;
+}
+
 /* ---- SET TARGET PORT GROUPS: an initiator moves the LU between the nodes ---- */
 
 static void port_groups_set_on_thread(struct remote_done *d)
@@ -1189,6 +1241,8 @@ static void task_execute(struct tgt_task *t)
         task_submit_job(t);
         return;
     case SCSI_ACTION_LU: {
+        if (task_forward_lu(t))
+            return;
         struct lu_effects effects;
         lu_execute(&lun->lu, t->nexus, t->cdb, t->buf, t->plan.data_out, t->buf, t->buf_len,
                    &t->plan, &effects);

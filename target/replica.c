@@ -86,6 +86,7 @@ struct lun_copy {
     bool list_sent;    /* target: its dirty regions went to the source on this connection */
     bool peer_listed;  /* source: the target's dirty regions arrived on this connection */
     bool refusal_said; /* the refusal of this LUN was logged (once per episode) */
+    bool meta_sent;    /* source: the LU's metadata image went to the partner on this connection */
     uint64_t peer_dirty;
     /* the partner asked to serve this LUN (takeover); under replica.handover_lock */
     bool ask_pending;
@@ -138,7 +139,30 @@ struct replica {
     uint64_t refused_token;                       /* under handover_lock: the last refused ask */
     char refused_reason[HANDOVER_REASON_MAX + 1]; /* its reason */
     struct move_request *moves; /* under handover_lock: SET TARGET PORT GROUPS, in order */
+    struct forward_run *fwd_in; /* under handover_lock: the partner's commands to run here */
+    /* this node's commands forwarded to the partner, waiting for their answers */
+    pthread_mutex_t fwd_lock;
+    struct forward_wait *forwards; /* under fwd_lock */
+    uint64_t fwd_tokens;           /* under fwd_lock */
 };
+
+/* A command forwarded to the partner (replica_forward_lu), until its answer. */
+struct forward_wait {
+    struct forward_wait *next;
+    uint64_t token, sent_ns;
+    uint32_t lun;
+    replica_forward_done_fn done;
+    void *cookie;
+};
+
+/* A command of the partner's to carry out here (the record, copied), for the handover thread. */
+struct forward_run {
+    struct forward_run *next;
+    uint32_t len;
+    uint8_t rec[];
+};
+
+#define FORWARD_WAIT_MS 10000u /* a forwarded command's answer comes within this */
 
 /* A move an initiator asked for (replica_move_async), for the handover thread. */
 struct move_request {
@@ -498,6 +522,9 @@ static int apply_gens(struct replica *r, const uint8_t *rec, uint32_t len)
 }
 
 static int apply_handover(struct replica *r, const uint8_t *rec, uint32_t len);
+static int queue_forwarded(struct replica *r, const uint8_t *rec, uint32_t len);
+static int apply_answer(struct replica *r, const uint8_t *rec, uint32_t len);
+static void forward_expire(struct replica *r, bool every);
 
 static int apply(void *ctx, const void *rec, uint32_t len)
 {
@@ -506,6 +533,10 @@ static int apply(void *ctx, const void *rec, uint32_t len)
     const uint8_t *data;
     if (len >= 4 && twl_get_be32(rec) == HANDOVER_MAGIC)
         return apply_handover(r, rec, len);
+    if (len >= 4 && twl_get_be32(rec) == FORWARD_MAGIC)
+        return queue_forwarded(r, rec, len);
+    if (len >= 4 && twl_get_be32(rec) == ANSWER_MAGIC)
+        return apply_answer(r, rec, len);
     if (len >= 8 && twl_get_be32(rec) == META_MAGIC) {
         uint32_t id = twl_get_be32((const uint8_t *)rec + 4);
         struct lun_copy *c = copy_find(r, id);
@@ -698,6 +729,7 @@ static int check_hello(void *ctx, const void *theirs, uint32_t len)
         c->need_gens = v[i].d != TRK_IN_SYNC || tl->dirty_regions > 0;
         c->list_sent = c->peer_listed = false;
         c->refusal_said = false;
+        c->meta_sent = false;
         c->peer_dirty = tl->dirty_regions;
         if (v[i].source) {
             atomic_store(&c->peer_discarded, false); /* the partner has heard it */
@@ -864,6 +896,26 @@ static int send_meta_wait(struct replica *r, const uint8_t *hdr, uint32_t hdr_le
         return rc;
     resync_wait_for(r, &w.done);
     return w.err;
+}
+
+/* The LU's metadata image (reservations, mode parameters) to the partner, applied there before
+ * this returns: a partner that was away while they changed has them again. */
+static int send_lu_meta(struct replica *r, struct lun_copy *c)
+{
+    uint8_t *image = malloc(LU_META_MAX);
+    if (image == NULL)
+        return -ENOMEM;
+    size_t len = lu_meta_encode(&c->lun->lu, image, LU_META_MAX);
+    uint8_t hdr[8];
+    twl_put_be32(hdr, META_MAGIC);
+    twl_put_be32(hdr + 4, c->lun->info.id);
+    int rc = len && len <= LU_META_MAX ? send_meta_wait(r, hdr, sizeof(hdr), image, (uint32_t)len)
+                                       : -ENOMEM;
+    free(image);
+    if (rc)
+        TWL_ERROR(RPART, "LUN %u: reservations and mode parameters not sent to %s: %s",
+                  c->lun->info.id, r->cfg->pair.partner, strerror(-rc));
+    return rc;
 }
 
 /* The sync target tells the source which regions it holds dirty (written here apart, to be
@@ -1253,6 +1305,15 @@ static void resync_step(struct replica *r, struct lun_copy *c)
         pthread_mutex_unlock(&r->state_lock);
         return;
     }
+    pthread_mutex_lock(&r->state_lock);
+    bool meta_sent = c->meta_sent;
+    pthread_mutex_unlock(&r->state_lock);
+    if (!meta_sent && atomic_load(&c->primary) && send_lu_meta(r, c) == 0) {
+        pthread_mutex_lock(&r->state_lock);
+        if (r->handshakes == handshakes)
+            c->meta_sent = true;
+        pthread_mutex_unlock(&r->state_lock);
+    }
     if (full) {
         uint64_t bytes = c->lun->info.block_count * c->lun->info.block_size;
         if (trk_log_mark(c->log, 0, bytes) != 0)
@@ -1317,6 +1378,7 @@ static void *resync_main(void *arg)
                                     "served alone");
                     pthread_mutex_unlock(&r->state_lock);
                 }
+        forward_expire(r, false);
         if (!partner_connected(r))
             continue;
         for (size_t i = 0; i < r->copy_count; i++)
@@ -1582,6 +1644,13 @@ static int hand_over(struct replica *r, struct lun_copy *c, bool force, uint64_t
         return rc;
     }
     uint64_t drain_ns = twl_now_ns() - t0;
+    /* the partner's reservations and mode parameters are this node's when it takes over */
+    if (rc == 0 && (rc = send_lu_meta(r, c)) != 0) {
+        snprintf(why, why_len, "LUN %u: not handed over: its metadata did not reach %s: %s", id,
+                 partner, strerror(-rc));
+        announce_alua(c, -1);
+        return rc;
+    }
     /* not primary before the give: the partner's first writes after it are applied here */
     pthread_mutex_lock(&r->state_lock);
     atomic_store(&c->primary, false);
@@ -1675,6 +1744,188 @@ static void answer_ask(struct replica *r, struct lun_copy *c, uint32_t flags, ui
     }
 }
 
+/* ---- forwarded metadata commands (handover.h) ---- */
+
+/* The partner's forwarded command, on the backplane thread: the handover thread runs it. */
+static int queue_forwarded(struct replica *r, const uint8_t *rec, uint32_t len)
+{
+    struct forward_cmd f;
+    if (forward_decode(rec, len, &f) != 0) {
+        TWL_ERROR(RPART, "forwarded command from %s refused: malformed", r->cfg->pair.partner);
+        return -EBADMSG;
+    }
+    struct forward_run *run = malloc(sizeof(*run) + len);
+    if (run == NULL)
+        return -ENOMEM;
+    run->next = NULL;
+    run->len = len;
+    memcpy(run->rec, rec, len);
+    pthread_mutex_lock(&r->handover_lock);
+    struct forward_run **tail = &r->fwd_in;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = run;
+    pthread_cond_broadcast(&r->handover_cond);
+    pthread_mutex_unlock(&r->handover_lock);
+    return 0;
+}
+
+/* Carries out the partner's command on this node's LU, as if it came in on the partner's port,
+ * sends the changed image, then the answer. */
+static void run_forwarded(struct replica *r, const struct forward_run *run)
+{
+    struct forward_cmd f;
+    forward_decode(run->rec, run->len, &f); /* checked when queued */
+    struct forward_answer a = {.lun = f.lun, .token = f.token};
+    struct lun_copy *c = copy_find(r, f.lun);
+    pthread_mutex_lock(&r->move_lock); /* the LUN is not handed over meanwhile */
+    if (c == NULL || !atomic_load(&c->primary) || atomic_load(&c->held)) {
+        a.err = c ? -EPERM : -ENOENT;
+    } else {
+        struct lu *lu = &c->lun->lu;
+        struct lu_nexus *n = lu_nexus_get(lu, f.initiator, f.isid, f.rel_port);
+        if (n == NULL) {
+            a.err = -ENOMEM;
+        } else {
+            struct scsi_plan plan;
+            struct lu_effects effects;
+            uint8_t out[64];
+            memset(&plan, 0, sizeof(plan));
+            lu_execute(lu, n, f.cdb, f.param, f.param_len, out, sizeof(out), &plan, &effects);
+            lu_nexus_put(lu, n);
+            for (unsigned i = 0; i < effects.count; i++)
+                server_abort_nexuses(r->srv, r->target, NULL, f.lun, &effects.sel[i]);
+            if (effects.meta_changed)
+                a.err = send_lu_meta(r, c);
+            a.status = plan.status;
+            a.sense_len = plan.sense_len < FORWARD_SENSE_MAX ? plan.sense_len : FORWARD_SENSE_MAX;
+            memcpy(a.sense, plan.sense, a.sense_len);
+            TWL_INFO(RPART,
+                     "LUN %u: opcode 0x%02x of %s through %s's port %u carried out here: status "
+                     "0x%02x",
+                     f.lun, f.cdb[0], f.initiator, r->cfg->pair.partner, f.rel_port, a.status);
+        }
+    }
+    pthread_mutex_unlock(&r->move_lock);
+    uint8_t rec[ANSWER_MAX_LEN];
+    uint32_t len = answer_encode(&a, rec);
+    int rc = send_meta_wait(r, rec, len, NULL, 0);
+    if (rc)
+        TWL_ERROR(RPART, "LUN %u: the answer to %s's forwarded command was not sent: %s", f.lun,
+                  r->cfg->pair.partner, strerror(-rc));
+}
+
+static struct forward_wait *forward_take(struct replica *r, uint64_t token)
+{
+    pthread_mutex_lock(&r->fwd_lock);
+    struct forward_wait *w = NULL;
+    for (struct forward_wait **pp = &r->forwards; *pp; pp = &(*pp)->next) {
+        if ((*pp)->token == token) {
+            w = *pp;
+            *pp = w->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->fwd_lock);
+    return w;
+}
+
+static void forward_finish(struct forward_wait *w, const struct forward_answer *a)
+{
+    struct replica_lu_outcome o = {.err = a->err, .status = a->status, .sense_len = a->sense_len};
+    memcpy(o.sense, a->sense, a->sense_len);
+    w->done(w->cookie, &o);
+    free(w);
+}
+
+/* The answer to one of this node's forwarded commands, on the backplane thread. */
+static int apply_answer(struct replica *r, const uint8_t *rec, uint32_t len)
+{
+    struct forward_answer a;
+    if (answer_decode(rec, len, &a) != 0) {
+        TWL_ERROR(RPART, "answer from %s refused: malformed", r->cfg->pair.partner);
+        return -EBADMSG;
+    }
+    struct forward_wait *w = forward_take(r, a.token);
+    if (w == NULL) {
+        TWL_WARN(RPART, "LUN %u: an answer from %s came after its command gave up", a.lun,
+                 r->cfg->pair.partner);
+        return 0;
+    }
+    forward_finish(w, &a);
+    return 0;
+}
+
+/* A lost record shows as a missing answer: forward_expire ends its command. */
+static void forward_sent(void *cookie, int err)
+{
+    (void)cookie;
+    (void)err;
+}
+
+/* Ends the forwarded commands whose answers did not come in time (all when every is true). */
+static void forward_expire(struct replica *r, bool every)
+{
+    uint64_t now = twl_now_ns();
+    struct forward_wait *gone = NULL;
+    pthread_mutex_lock(&r->fwd_lock);
+    for (struct forward_wait **pp = &r->forwards; *pp;) {
+        struct forward_wait *w = *pp;
+        if (every || now - w->sent_ns > FORWARD_WAIT_MS * 1000000ull) {
+            *pp = w->next;
+            w->next = gone;
+            gone = w;
+        } else {
+            pp = &w->next;
+        }
+    }
+    pthread_mutex_unlock(&r->fwd_lock);
+    while (gone) {
+        struct forward_wait *next = gone->next;
+        TWL_WARN(RPART, "LUN %u: %s did not answer a forwarded command within %u ms", gone->lun,
+                 r->cfg->pair.partner, FORWARD_WAIT_MS);
+        struct forward_answer a = {.lun = gone->lun, .err = every ? -ECANCELED : -ETIMEDOUT};
+        forward_finish(gone, &a);
+        gone = next;
+    }
+}
+
+int replica_forward_lu(struct replica *r, uint32_t lun, const char *initiator,
+                       const uint8_t isid[6], uint16_t rel_port, const uint8_t *cdb,
+                       const uint8_t *param, uint32_t param_len, replica_forward_done_fn done,
+                       void *cookie)
+{
+    struct forward_wait *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return -ENOMEM;
+    struct forward_cmd f = {.lun = lun, .rel_port = rel_port, .param_len = param_len};
+    memcpy(f.isid, isid, 6);
+    memcpy(f.cdb, cdb, 16);
+    snprintf(f.initiator, sizeof(f.initiator), "%s", initiator);
+    uint8_t hdr[FORWARD_HDR_LEN + FORWARD_NAME_MAX];
+    pthread_mutex_lock(&r->fwd_lock);
+    f.token = ++r->fwd_tokens;
+    *w = (struct forward_wait){
+        .token = f.token, .sent_ns = twl_now_ns(), .lun = lun, .done = done, .cookie = cookie};
+    w->next = r->forwards;
+    r->forwards = w;
+    pthread_mutex_unlock(&r->fwd_lock);
+    int len = forward_encode(&f, hdr);
+    int rc = len < 0 ? len : 0;
+    if (rc == 0) {
+        pthread_mutex_lock(&r->order);
+        rc = twl_rdma_backplane_submit(r->bp, hdr, (uint32_t)len, param, param_len, forward_sent,
+                                       NULL);
+        pthread_mutex_unlock(&r->order);
+    }
+    if (rc) {
+        /* not sent: the caller answers the command; the waiter goes */
+        struct forward_wait *taken = forward_take(r, f.token);
+        free(taken);
+    }
+    return rc;
+}
+
 static int ask_for(struct replica *r, struct lun_copy *c, bool force, char *why, size_t why_len);
 
 /* An initiator's SET TARGET PORT GROUPS, on the handover thread. */
@@ -1716,11 +1967,17 @@ static void *handover_main(void *arg)
         if (r->handover_stop)
             break;
         struct move_request *m = r->moves;
-        if (c == NULL && m == NULL) {
+        struct forward_run *run = r->fwd_in;
+        if (c == NULL && m == NULL && run == NULL) {
             pthread_cond_wait(&r->handover_cond, &r->handover_lock);
             continue;
         }
-        if (c) {
+        if (run) {
+            r->fwd_in = run->next;
+            pthread_mutex_unlock(&r->handover_lock);
+            run_forwarded(r, run);
+            free(run);
+        } else if (c) {
             c->ask_pending = false;
             uint32_t flags = c->ask_flags;
             uint64_t token = c->ask_token;
@@ -1733,9 +1990,15 @@ static void *handover_main(void *arg)
         }
         pthread_mutex_lock(&r->handover_lock);
     }
-    /* moves asked for and not run: their commands end */
+    /* moves asked for and not run: their commands end; the partner's commands are dropped (it
+     * stops waiting for them) */
     struct move_request *left = r->moves;
     r->moves = NULL;
+    while (r->fwd_in) {
+        struct forward_run *next = r->fwd_in->next;
+        free(r->fwd_in);
+        r->fwd_in = next;
+    }
     pthread_mutex_unlock(&r->handover_lock);
     while (left) {
         struct move_request *next = left->next;
@@ -1912,6 +2175,7 @@ int replica_start(struct tgt_server *srv, struct replica **out)
     pthread_mutex_init(&r->resync_lock, NULL);
     pthread_cond_init(&r->resync_cond, NULL);
     pthread_mutex_init(&r->move_lock, NULL);
+    pthread_mutex_init(&r->fwd_lock, NULL);
     pthread_mutex_init(&r->handover_lock, NULL);
     pthread_cond_init(&r->handover_cond, NULL);
     r->target = &srv->targets[0];
@@ -2029,6 +2293,7 @@ err:
     trk_pmem_close(r->ring_map);
     pthread_cond_destroy(&r->handover_cond);
     pthread_mutex_destroy(&r->handover_lock);
+    pthread_mutex_destroy(&r->fwd_lock);
     pthread_mutex_destroy(&r->move_lock);
     pthread_cond_destroy(&r->resync_cond);
     pthread_mutex_destroy(&r->resync_lock);
@@ -2074,6 +2339,7 @@ void replica_stop(struct replica *r)
              ts.wait_max_us, ts.ring_peak_bytes >> 10, ts.ring_limit_bytes >> 10, st.ring_full);
     throttle_destroy(r->throttle); /* anything still waiting goes on */
     twl_rdma_backplane_stop(r->bp);
+    forward_expire(r, true); /* no answer comes any more */
     for (size_t i = 0; i < r->copy_count; i++)
         if (trk_log_dirty_count(r->copies[i].log))
             TWL_WARN(RPART, "LUN %u: %" PRIu64 " dirty regions left for a resync at the next start",
@@ -2082,6 +2348,7 @@ void replica_stop(struct replica *r)
     trk_pmem_close(r->ring_map);
     pthread_cond_destroy(&r->handover_cond);
     pthread_mutex_destroy(&r->handover_lock);
+    pthread_mutex_destroy(&r->fwd_lock);
     pthread_mutex_destroy(&r->move_lock);
     pthread_cond_destroy(&r->resync_cond);
     pthread_mutex_destroy(&r->resync_lock);

@@ -74,6 +74,24 @@ int replica_move_async(struct replica *r, uint32_t id, bool to_here, replica_mov
                        void *cookie);
 /* Whether this node serves LUN id (writes it; its port is active for it). */
 bool replica_serves(struct replica *r, uint32_t id);
+/* A command that changes a LU's reservations or mode parameters (PERSISTENT RESERVE OUT, MODE
+ * SELECT) that came in on this node while the partner serves the LU: the partner carries it
+ * out, as from this node's port, so that one node decides every change; its image comes back
+ * before the answer. done is called once, on a pair thread: with the partner's status and
+ * sense, or with err set (-ETIMEDOUT no answer in 10 s, -EPERM the partner does not serve the
+ * LUN either, -ECANCELED the pair stopped). 0, or -errno when it could not be sent (done is
+ * not called then). */
+struct replica_lu_outcome {
+    int err;
+    uint8_t status;
+    uint8_t sense_len;
+    uint8_t sense[32];
+};
+typedef void (*replica_forward_done_fn)(void *cookie, const struct replica_lu_outcome *o);
+int replica_forward_lu(struct replica *r, uint32_t lun, const char *initiator,
+                       const uint8_t isid[6], uint16_t rel_port, const uint8_t *cdb,
+                       const uint8_t *param, uint32_t param_len, replica_forward_done_fn done,
+                       void *cookie);
 /* Resolves a split brain: the writes the named node's copies took apart are dropped (this
  * node's, or the partner's at the next handshake), and the other copy becomes the sync
  * source. -EINVAL when node is neither; -EALREADY when there is no split brain to resolve. */

@@ -1440,6 +1440,11 @@ bool scsi_ua_passes(const uint8_t *cdb)
     return cdb[0] == OP_INQUIRY || cdb[0] == OP_REPORT_LUNS || cdb[0] == OP_REQUEST_SENSE;
 }
 
+bool scsi_changes_lu_metadata(const uint8_t *cdb)
+{
+    return cdb[0] == OP_PR_OUT || cdb[0] == OP_MODE_SELECT_6 || cdb[0] == OP_MODE_SELECT_10;
+}
+
 bool scsi_data_out_exact(const uint8_t *cdb)
 {
     switch (cdb[0]) {

@@ -282,12 +282,12 @@ static void abort_msg_on_thread(struct remote_done *d)
     free(m);
 }
 
-void server_abort_elsewhere(struct conn *from, uint32_t lun, const struct pr_ua *sel)
+void server_abort_nexuses(struct tgt_server *srv, const struct tgt_target *target,
+                          const struct conn *except, uint32_t lun, const struct pr_ua *sel)
 {
-    struct tgt_server *srv = from->thr->srv;
     pthread_mutex_lock(&srv->sessions_lock);
     for (struct conn *o = srv->sessions; o; o = o->sess_next) {
-        if (o == from || o->target != from->target)
+        if (o == except || o->target != target)
             continue;
         if (sel) {
             struct pr_nexus n = {.initiator_name = o->initiator,
@@ -298,8 +298,7 @@ void server_abort_elsewhere(struct conn *from, uint32_t lun, const struct pr_ua 
         }
         struct abort_msg *m = malloc(sizeof(*m));
         if (m == NULL) {
-            TWL_ERROR(PART, "%s: out of memory: tasks of %s on LUN %u not aborted", from->peer,
-                      o->peer, lun);
+            TWL_ERROR(PART, "out of memory: tasks of %s on LUN %u not aborted", o->peer, lun);
             continue;
         }
         m->d.fn = abort_msg_on_thread;
@@ -311,6 +310,11 @@ void server_abort_elsewhere(struct conn *from, uint32_t lun, const struct pr_ua 
         thread_post_done(o->thr, &m->d);
     }
     pthread_mutex_unlock(&srv->sessions_lock);
+}
+
+void server_abort_elsewhere(struct conn *from, uint32_t lun, const struct pr_ua *sel)
+{
+    server_abort_nexuses(from->thr->srv, from->target, from, lun, sel);
 }
 
 /* ---------------- login ---------------- */

@@ -258,5 +258,9 @@ void server_job_submit(struct tgt_server *srv, struct tgt_job *job);
  * those whose nexus matches sel, when not NULL) has its tasks for lun (ALL_LUNS: every LUN)
  * aborted, on its own thread, with TASK ABORTED status (TAS 1). */
 void server_abort_elsewhere(struct conn *from, uint32_t lun, const struct pr_ua *sel);
+/* The same for a command that came in on the partner's port (except: NULL, or a connection
+ * left alone). */
+void server_abort_nexuses(struct tgt_server *srv, const struct tgt_target *target,
+                          const struct conn *except, uint32_t lun, const struct pr_ua *sel);
 
 #endif

@@ -9,8 +9,9 @@
 #                    copies are identical
 #   giveback         'twinlunctl giveback' on node b: node a serves again
 #   pr-before        initiator X registers (ALL_TG_PT) and reserves Write Exclusive -
-#                    Registrants Only through node a; node b (standby) reports the same keys,
-#                    generation and holder
+#                    Registrants Only through node a; initiator Z registers through node b,
+#                    which stands by and has node a carry it out; both nodes report the same
+#                    keys, generation and holder
 #   pr-takeover      'twinlunctl takeover' on node b, idle
 #   pr-after         node b reports what node a did before; initiator Y (not registered) is
 #                    fenced through node b (RESERVATION CONFLICT), X writes through node b, and
@@ -41,6 +42,7 @@ url_a="iscsi://127.0.0.1:3261/$iqn/0"
 url_b="iscsi://127.0.0.1:3262/$iqn/0"
 x=iqn.2026-11.io.twinlun:host-x
 y=iqn.2026-11.io.twinlun:host-y
+z=iqn.2026-11.io.twinlun:host-z
 
 pair_config a b 3261 7481 7482 >"$dir/a.conf"
 pair_config b a 3262 7482 7481 >"$dir/b.conf"
@@ -73,12 +75,15 @@ serves() { # NODE: NODE's LUN 0 is primary there
 }
 
 pr_before() {
-    "$prcheck" "$url_a" "$x" register 0xa1 && "$prcheck" "$url_a" "$x" reserve 0xa1 || return 1
+    "$prcheck" "$url_a" "$x" register 0xa1 && "$prcheck" "$url_b" "$z" register 0xc3 &&
+        "$prcheck" "$url_a" "$x" reserve 0xa1 || return 1
+    grep -h 'carried out here' "$dir/a/a.log" | tail -1 | grep -q "host-z through b's port 2" ||
+        { echo "node a did not carry out Z's registration"; return 1; }
     "$prcheck" "$url_a" "$x" show >"$dir/pr-a.txt" && "$prcheck" "$url_b" "$y" show >"$dir/pr-b.txt" ||
         return 1
     echo "a: $(cat "$dir/pr-a.txt")"
     echo "b: $(cat "$dir/pr-b.txt")"
-    grep -q 'keys a1 holder a1 type 5' "$dir/pr-a.txt" && cmp -s "$dir/pr-a.txt" "$dir/pr-b.txt"
+    grep -q 'keys a1,c3 holder a1 type 5' "$dir/pr-a.txt" && cmp -s "$dir/pr-a.txt" "$dir/pr-b.txt"
 }
 
 takeover_loaded() {

@@ -1,6 +1,6 @@
 /*
- * Handover records (handover.h): encoding round trips, every malformed shape is refused, and the
- * in-sync rule a takeover or giveback is judged by.
+ * Handover records and forwarded commands (handover.h): encoding round trips, every malformed
+ * shape is refused, and the in-sync rule a takeover or giveback is judged by.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -154,6 +154,80 @@ static void differing_copies_refuse_with_reason(void **state)
     }
 }
 
+static void forwarded_command_round_trips(void **state)
+{
+    (void)state;
+    struct forward_cmd f = {.lun = 4, .token = 77, .rel_port = 2, .param_len = 24};
+    memcpy(f.isid, "\x40\x01\x02\x03\x04\x05", 6);
+    f.cdb[0] = 0x5f;
+    f.cdb[8] = 24;
+    strcpy(f.initiator, "iqn.2026-11.io.twinlun:host-x");
+    uint8_t rec[FORWARD_HDR_LEN + FORWARD_NAME_MAX + 24];
+    int len = forward_encode(&f, rec);
+    assert_int_equal(len, FORWARD_HDR_LEN + strlen(f.initiator));
+    for (int i = 0; i < 24; i++)
+        rec[len + i] = (uint8_t)i; /* the parameter list follows the header */
+    struct forward_cmd got;
+    assert_int_equal(forward_decode(rec, (uint32_t)len + 24, &got), 0);
+    assert_int_equal(got.lun, 4);
+    assert_true(got.token == 77);
+    assert_int_equal(got.rel_port, 2);
+    assert_memory_equal(got.isid, f.isid, 6);
+    assert_memory_equal(got.cdb, f.cdb, 16);
+    assert_string_equal(got.initiator, f.initiator);
+    assert_int_equal(got.param_len, 24);
+    assert_ptr_equal(got.param, rec + len);
+
+    /* lengths that disagree, an empty or embedded-NUL name, another magic */
+    assert_int_equal(forward_decode(rec, (uint32_t)len + 23, &got), -EBADMSG);
+    assert_int_equal(forward_decode(rec, (uint32_t)len + 25, &got), -EBADMSG);
+    uint8_t bad[sizeof(rec)];
+    memcpy(bad, rec, sizeof(rec));
+    twl_put_be16(bad + 44, 0);
+    assert_int_equal(forward_decode(bad, FORWARD_HDR_LEN + 24, &got), -EBADMSG);
+    memcpy(bad, rec, sizeof(rec));
+    bad[FORWARD_HDR_LEN + 3] = '\0';
+    assert_int_equal(forward_decode(bad, (uint32_t)len + 24, &got), -EBADMSG);
+    memcpy(bad, rec, sizeof(rec));
+    bad[3] = 'Q';
+    assert_int_equal(forward_decode(bad, (uint32_t)len + 24, &got), -EBADMSG);
+
+    f.initiator[0] = '\0';
+    assert_int_equal(forward_encode(&f, rec), -EINVAL);
+    strcpy(f.initiator, "x");
+    f.param_len = FORWARD_PARAM_MAX + 1;
+    assert_int_equal(forward_encode(&f, rec), -EINVAL);
+}
+
+static void answer_round_trips(void **state)
+{
+    (void)state;
+    struct forward_answer a = {.lun = 4, .token = 77, .status = 0x02, .sense_len = 18};
+    a.sense[0] = 0x70;
+    a.sense[2] = 0x05;
+    a.sense[12] = 0x26;
+    uint8_t rec[ANSWER_MAX_LEN];
+    uint32_t len = answer_encode(&a, rec);
+    assert_int_equal(len, ANSWER_HDR_LEN + 18);
+    struct forward_answer got;
+    assert_int_equal(answer_decode(rec, len, &got), 0);
+    assert_int_equal(got.status, 0x02);
+    assert_int_equal(got.sense_len, 18);
+    assert_memory_equal(got.sense, a.sense, 18);
+    assert_int_equal(got.err, 0);
+
+    struct forward_answer e = {.lun = 4, .token = 78, .err = -EPERM};
+    len = answer_encode(&e, rec);
+    assert_int_equal(answer_decode(rec, len, &got), 0);
+    assert_int_equal(got.err, -EPERM);
+    assert_int_equal(answer_decode(rec, len - 1, &got), -EBADMSG);
+    twl_put_be32(rec + 16, 5); /* a positive error is not one */
+    assert_int_equal(answer_decode(rec, len, &got), -EBADMSG);
+    twl_put_be32(rec + 16, 0);
+    rec[21] = FORWARD_SENSE_MAX + 1;
+    assert_int_equal(answer_decode(rec, ANSWER_HDR_LEN + FORWARD_SENSE_MAX + 1, &got), -EBADMSG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -164,6 +238,8 @@ int main(void)
         cmocka_unit_test(in_sync_copies_may_move),
         cmocka_unit_test(away_partner_cannot_take_it),
         cmocka_unit_test(differing_copies_refuse_with_reason),
+        cmocka_unit_test(forwarded_command_round_trips),
+        cmocka_unit_test(answer_round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
