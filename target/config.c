@@ -56,9 +56,10 @@ struct ctx {
 static const char *const root_keys[] = {"node", "log",      "iscsi",   "targets",
                                         "pair", "throttle", "metrics", NULL};
 static const char *const pair_keys[] = {
-    "partner",     "listen",         "partner_address", "policy",    "ack",          "ring_file",
-    "data_crc",    "region_size",    "timeout_ms",      "ring_size", "heartbeat_ms", "dead_ms",
-    "buffer_pool", "alone_after_ms", "secret",          NULL};
+    "partner",       "listen",   "partner_address", "policy",         "ack",
+    "ring_file",     "data_crc", "region_size",     "timeout_ms",     "ring_size",
+    "heartbeat_ms",  "dead_ms",  "buffer_pool",     "alone_after_ms", "secret",
+    "explicit_alua", NULL};
 static const char *const throttle_keys[] = {"enabled", "burst",    "min_rate", "resync_share",
                                             "ewma_ms", "queue_ms", NULL};
 static const char *const node_keys[] = {"name", "state_dir", "admin_socket", NULL};
@@ -1188,7 +1189,8 @@ static int parse_pair(struct ctx *c, const config_setting_t *root, struct tgt_co
     else
         snprintf(p->ring_file, sizeof(p->ring_file), "%.*s/inflight-ring", PATH_MAX - 32,
                  cfg->state_dir);
-    if ((rc = get_bool(c, g, "pair", "data_crc", &p->data_crc)))
+    if ((rc = get_bool(c, g, "pair", "data_crc", &p->data_crc)) ||
+        (rc = get_bool(c, g, "pair", "explicit_alua", &p->explicit_alua)))
         return rc;
     if ((rc = get_u32(c, g, "pair", "timeout_ms", 100, 600000, &p->replica_timeout_ms)) ||
         (rc = get_u32(c, g, "pair", "heartbeat_ms", 10, 10000, &p->heartbeat_ms)) ||

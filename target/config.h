@@ -110,6 +110,7 @@ struct tgt_pair_config {
     char ring_file[PATH_MAX];    /* ack received: the ring's persistent file */
     bool data_crc;               /* the partner checks a CRC32C of every record's data (always
                                     so with ack received) */
+    bool explicit_alua;          /* initiators may move LUs (SET TARGET PORT GROUPS, TPGS 11b) */
     uint32_t replica_timeout_ms; /* a replica not done by then counts as failed */
     uint64_t ring_bytes;         /* the inflight ring the partner writes into */
     uint64_t pool_bytes;         /* registered command buffers: replicated data is sent from

@@ -1354,6 +1354,7 @@ static const struct scsi_target_view *target_view(struct conn *c, struct tgt_lun
     v->groups = srv->groups;
     v->group_count = srv->group_count;
     v->alua_state = server_alua_state(srv, lun);
+    v->explicit_alua = srv->cfg->pair.enabled && srv->cfg->pair.explicit_alua;
     v->pending_ua = pending_ua;
     return v;
 }

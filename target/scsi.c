@@ -208,16 +208,17 @@ static void copy_padded(uint8_t *dst, const char *src, size_t width)
     memcpy(dst, src, n < width ? n : width);
 }
 
-static size_t inquiry_standard(const struct scsi_lun *lun, uint8_t *d)
+static size_t inquiry_standard(const struct scsi_lun *lun, bool explicit_alua, uint8_t *d)
 {
     memset(d, 0, STD_INQUIRY_LEN);
     d[0] = lun ? 0x00 : 0x7f; /* qualifier 3 / type 1Fh: no LU at this LUN */
     d[2] = 0x06;              /* SPC-4 */
     d[3] = 0x10 | 0x02;       /* HISUP, response data format 2 */
     d[4] = STD_INQUIRY_LEN - 5;
-    d[5] = 0x30 | 0x08; /* TPGS 11b: implicit ALUA (the nodes move LUs themselves: takeover,
-                           giveback) and explicit (SET TARGET PORT GROUPS); 3PC: EXTENDED COPY */
-    d[7] = 0x02;        /* CMDQUE */
+    /* TPGS 01b: implicit ALUA, the nodes move LUs themselves (takeover, giveback); 11b when
+     * initiators may move them too (SET TARGET PORT GROUPS). 3PC: EXTENDED COPY */
+    d[5] = (explicit_alua ? 0x30 : 0x10) | 0x08;
+    d[7] = 0x02; /* CMDQUE */
     copy_padded(d + 8, "TWINLUN", 8);
     copy_padded(d + 16, "twinlun disk", 16);
     copy_padded(d + 32, "0001", 4);
@@ -361,7 +362,7 @@ static void cmd_inquiry(const struct cmd *c, struct scsi_plan *plan)
             invalid_field(plan, 2, -1);
             return;
         }
-        len = inquiry_standard(c->lun, d);
+        len = inquiry_standard(c->lun, c->view && c->view->explicit_alua, d);
         respond(c, plan, d, len, alloc);
         return;
     }
@@ -1221,9 +1222,11 @@ static void cdb_usage(const struct opcode_info *op, uint8_t *u)
 }
 
 /* UNMAP exists only on thin LUs. */
-static bool opcode_supported(const struct scsi_lun *lun, const struct opcode_info *op)
+static bool opcode_supported(const struct cmd *c, const struct opcode_info *op)
 {
-    return op->opcode != OP_UNMAP || (lun && lun->thin);
+    if (op->opcode == OP_MAINT_OUT)
+        return c->view && c->view->explicit_alua;
+    return op->opcode != OP_UNMAP || (c->lun && c->lun->thin);
 }
 
 static size_t timeouts_descriptor(uint8_t *p)
@@ -1250,7 +1253,7 @@ static void report_opcodes(const struct cmd *c, struct scsi_plan *plan)
         off = 4;
         for (size_t i = 0; i < opcode_count; i++) {
             const struct opcode_info *op = &opcodes[i];
-            if (!opcode_supported(c->lun, op))
+            if (!opcode_supported(c, op))
                 continue;
             uint8_t *p = d + off;
             memset(p, 0, 8);
@@ -1271,7 +1274,7 @@ static void report_opcodes(const struct cmd *c, struct scsi_plan *plan)
         return;
     }
     const struct opcode_info *op = find_opcode(req_op, (uint8_t)req_sa);
-    if (op && !opcode_supported(c->lun, op))
+    if (op && !opcode_supported(c, op))
         op = NULL;
     const struct opcode_info *any = find_opcode(req_op, 0xff);
     bool has_sa = any != NULL && any->sa != NO_SA;
@@ -1319,6 +1322,11 @@ static void cmd_maintenance_in(const struct cmd *c, struct scsi_plan *plan)
 static void cmd_set_target_port_groups(const struct cmd *c, struct scsi_plan *plan)
 {
     uint32_t len = twl_get_be32(c->cdb + 6);
+    if (!c->view || !c->view->explicit_alua) {
+        /* implicit ALUA only (pair.explicit_alua): as if the command did not exist */
+        scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_OPCODE);
+        return;
+    }
     if (len > MAX_PARAM_LIST) {
         scsi_plan_check_condition(plan, SCSI_SENSE_ILLEGAL_REQUEST,
                                   SCSI_ASC_PARAM_LIST_LENGTH_ERROR);

@@ -113,7 +113,8 @@ struct scsi_target_view {
                                              target_port_group is this port's */
     size_t group_count;
     enum scsi_alua_state alua_state; /* of this port's group: gates medium access */
-    uint16_t pending_ua;             /* a unit attention REQUEST SENSE reports (0 none) */
+    bool explicit_alua;  /* SET TARGET PORT GROUPS accepted (TPGS 11b); else implicit (01b) */
+    uint16_t pending_ua; /* a unit attention REQUEST SENSE reports (0 none) */
 };
 
 /* SET TARGET PORT GROUPS (explicit ALUA): which of the two groups (view->groups, this port's

@@ -36,6 +36,9 @@ struct fixture {
     int lun;
 };
 
+/* more keys for the next fixture's pair section */
+static const char *extra_pair_keys = "";
+
 static void *run_server(void *arg)
 {
     tgt_server_run(arg);
@@ -55,10 +58,11 @@ static struct fixture *start_node(const char *node, const char *policy, unsigned
              "node = { name = \"%s\"; state_dir = \"%s\"; };\n"
              "iscsi = { listen = \"127.0.0.1:3260\"; threads = 1; };\n"
              "pair = { partner = \"%s\"; listen = \"127.0.0.1:7491\"; partner_address = "
-             "\"127.0.0.1:7492\"; policy = \"%s\"; alone_after_ms = %u; };\n"
+             "\"127.0.0.1:7492\"; policy = \"%s\"; alone_after_ms = %u; %s };\n"
              "targets = ( { iqn = \"iqn.2026-11.io.twinlun:pair\"; luns = ( { id = 0; path = "
              "\"lun0.img\"; size = \"16M\"; create = true; owner = \"a\"; } ); } );\n",
-             node, f->dir, strcmp(node, "a") == 0 ? "b" : "a", policy, alone_after_ms);
+             node, f->dir, strcmp(node, "a") == 0 ? "b" : "a", policy, alone_after_ms,
+             extra_pair_keys);
     assert_int_equal(tgt_config_load_string(text, "test", &f->cfg, err, sizeof(err)), 0);
     f->cfg.listen_port = 0;
     assert_int_equal(tgt_server_create(&f->cfg, &f->srv), 0);
@@ -314,6 +318,7 @@ static int set_groups(struct fixture *f, uint16_t active, int *key, int *ascq)
 static void explicit_alua_needs_the_partner(void **state)
 {
     (void)state;
+    extra_pair_keys = "explicit_alua = true;";
     struct fixture *f = start("available");
     int key, ascq;
     assert_int_equal(set_groups(f, 1, &key, &ascq), SCSI_STATUS_GOOD);
@@ -330,6 +335,14 @@ static void explicit_alua_needs_the_partner(void **state)
     assert_int_equal(set_groups(f, 1, &key, &ascq), SCSI_STATUS_GOOD); /* a serves: as asked */
     assert_int_equal(set_groups(f, 2, &key, &ascq), SCSI_STATUS_CHECK_CONDITION);
     assert_int_equal(key, SCSI_SENSE_HARDWARE_ERROR);
+    stop(f);
+
+    /* by default initiators cannot move LUs: the command does not exist */
+    extra_pair_keys = "";
+    f = start("available");
+    assert_int_equal(set_groups(f, 2, &key, &ascq), SCSI_STATUS_CHECK_CONDITION);
+    assert_int_equal(key, SCSI_SENSE_ILLEGAL_REQUEST);
+    assert_int_equal(ascq, 0x2000);
     stop(f);
 }
 

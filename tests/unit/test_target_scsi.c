@@ -40,6 +40,7 @@ static int setup(void **state)
     view.target_port_group = 5;
     view.lun_ids = lun_ids;
     view.lun_count = 3;
+    view.explicit_alua = true; /* implicit only: implicit_alua_only */
 
     /* Garbage everywhere the code under test must overwrite or leave alone. */
     memset(buf, 0xee, sizeof(buf));
@@ -2521,6 +2522,33 @@ static void stpg_list(uint8_t *p, uint8_t state0, uint16_t id0, uint8_t state1, 
     twl_put_be16(p + 10, id1);
 }
 
+/* With pair.explicit_alua off: TPGS 01b, and SET TARGET PORT GROUPS is neither accepted nor
+ * listed. */
+static void implicit_alua_only(void **state)
+{
+    (void)state;
+    view.explicit_alua = false;
+    const uint8_t inq[6] = {0x12, 0, 0, 0, 96, 0};
+    run(inq, sizeof(inq));
+    assert_good();
+    assert_int_equal(buf[5] & 0x30, 0x10);
+    const uint8_t stpg[12] = {0xa4, 0x0a, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0};
+    run(stpg, sizeof(stpg));
+    assert_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_OPCODE);
+    uint8_t cdb[12] = {0xa3, 0x0c, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0}; /* all commands */
+    run(cdb, sizeof(cdb));
+    assert_good();
+    uint32_t n = twl_get_be32(buf);
+    for (uint32_t off = 4; off < 4 + n; off += 8)
+        assert_int_not_equal(buf[off], 0xa4);
+    cdb[2] = 0x02; /* one command, with its service action */
+    cdb[3] = 0xa4;
+    cdb[5] = 0x0a;
+    run(cdb, sizeof(cdb));
+    assert_good();
+    assert_int_equal(buf[1] & 0x07, 0x01); /* not supported */
+}
+
 static void set_target_port_groups_parsed(void **state)
 {
     (void)state;
@@ -2912,6 +2940,7 @@ int main(void)
         T(report_target_port_groups_partner_serves),
         T(set_target_port_groups_planned),
         T(set_target_port_groups_parsed),
+        T(implicit_alua_only),
         T(report_target_port_groups_none),
         T(alua_standby_gates_medium_access),
         T(alua_unavailable_and_transitioning),
