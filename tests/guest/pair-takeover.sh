@@ -374,6 +374,10 @@ if [ $rxe_failed = 0 ]; then
     rxe_check dmesg-paths dmesg_clean paths
 fi
 [ -n "$map" ] && initiator_down
+# kernel warnings (the whole run, the teardown included) are printed, not asserted
+dmesg >"$dir/dmesg-end.log"
+echo "kernel: $(grep -cE 'WARNING:|BUG:|Call Trace:' "$dir/dmesg-end.log") warning/trace lines in dmesg$(
+    grep -m1 -E 'WARNING:|BUG:' "$dir/dmesg-end.log" | sed 's/^/, the first: /')"
 rxe_check in-sync in_sync
 rxe_check sha256 pair_same_sha
 rxe_check stop pair_stop_both
