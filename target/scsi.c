@@ -1179,7 +1179,9 @@ static void report_target_port_groups(const struct cmd *c, struct scsi_plan *pla
         enum scsi_alua_state state = g->id == c->view->target_port_group
                                          ? c->view->alua_state
                                          : partner_state(c->view->alua_state);
-        p[0] = 0x80 | (uint8_t)state;            /* PREF: each node prefers its own port */
+        /* no PREF: a preferred standby group outranks an active one in multipath's alua
+         * prioritizer (standby 1 + 80 against active/optimized 50) */
+        p[0] = (uint8_t)state;
         p[1] = 0x80 | 0x08 | 0x04 | 0x02 | 0x01; /* T_SUP U_SUP S_SUP AN_SUP AO_SUP */
         twl_put_be16(p + 2, g->id);
         p[5] = 0x02; /* status: altered by implicit asymmetric access behaviour */
@@ -1501,14 +1503,21 @@ uint16_t scsi_alua_denies(enum scsi_alua_state state, const uint8_t *cdb)
     if (state == SCSI_ALUA_ACTIVE_OPTIMIZED || state == SCSI_ALUA_ACTIVE_NON_OPTIMIZED)
         return 0;
     /* SPC-4 5.15.2.4.4-6: what a port in standby, unavailable or transitioning still
-     * serves: identification, sense, reservations management and the ALUA reports. */
+     * serves: identification, sense, reservations management and the ALUA reports; and the
+     * capacity, which an initiator reads once when it finds the path (Linux's sd would see a
+     * standby path as 0 blocks, and fail its I/O as beyond the end once the path serves). */
     switch (cdb[0]) {
     case OP_INQUIRY:
     case OP_REPORT_LUNS:
     case OP_REQUEST_SENSE:
     case OP_MAINT_IN:
+    case OP_READ_CAPACITY:
     case OP_MAINT_OUT: /* SET TARGET PORT GROUPS: how an initiator makes a standby port serve */
         return 0;
+    case OP_SAI_16:
+        if ((cdb[1] & 0x1f) == SAI_READ_CAPACITY_16)
+            return 0;
+        break;
     case OP_MODE_SENSE_6:
     case OP_MODE_SENSE_10:
     case OP_MODE_SELECT_6:

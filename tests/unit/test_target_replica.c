@@ -232,10 +232,10 @@ static void owner_reports_both_groups(void **state)
     report_groups(f, id, st, port);
     assert_int_equal(id[0], 1);
     assert_int_equal(port[0], 1);
-    assert_int_equal(st[0], 0x80 | 0x00); /* PREF, active/optimized */
+    assert_int_equal(st[0], 0x00); /* active/optimized, not preferred */
     assert_int_equal(id[1], 2);
     assert_int_equal(port[1], 2);
-    assert_int_equal(st[1], 0x80 | 0x02); /* standby */
+    assert_int_equal(st[1], 0x02); /* standby */
     stop(f);
 }
 
@@ -249,10 +249,10 @@ static void standby_node_reports_partner_active(void **state)
     uint8_t st[2];
     report_groups(f, id, st, port);
     assert_int_equal(id[0], 2); /* this port's group first */
-    assert_int_equal(st[0], 0x80 | 0x02);
+    assert_int_equal(st[0], 0x02);
     assert_int_equal(id[1], 1);
     assert_int_equal(port[1], 1);
-    assert_int_equal(st[1], 0x80 | 0x00);
+    assert_int_equal(st[1], 0x00);
     int key;
     assert_int_equal(write_status(f, 0x11, &key), SCSI_STATUS_CHECK_CONDITION);
     assert_int_equal(key, SCSI_SENSE_NOT_READY);

@@ -2411,8 +2411,8 @@ static void report_target_port_groups(void **state)
     assert_good();
     const uint8_t want[] = {
         0,    0,    0, 24,                            /* return data length */
-        0x80, 0x8f, 0, 1,  0, 0x02, 0, 1, 0, 0, 0, 1, /* PREF, AO; group 1, port 1 */
-        0x82, 0x8f, 0, 2,  0, 0x02, 0, 1, 0, 0, 0, 2, /* PREF, standby; group 2 */
+        0x00, 0x8f, 0, 1,  0, 0x02, 0, 1, 0, 0, 0, 1, /* no PREF, AO; group 1, port 1 */
+        0x02, 0x8f, 0, 2,  0, 0x02, 0, 1, 0, 0, 0, 2, /* no PREF, standby; group 2 */
     };
     assert_int_equal(plan.data_len, sizeof(want));
     assert_memory_equal(buf, want, sizeof(want));
@@ -2432,9 +2432,9 @@ static void report_target_port_groups_extended(void **state)
     const uint8_t hdr[8] = {0, 0, 0, 28, 0x10, 10, 0, 0};
     assert_int_equal(plan.data_len, 8 + 24);
     assert_memory_equal(buf, hdr, sizeof(hdr));
-    assert_int_equal(buf[8], 0x80);
+    assert_int_equal(buf[8], 0x00);
     assert_int_equal(twl_get_be16(buf + 8 + 2), 1);
-    assert_int_equal(buf[20], 0x82);
+    assert_int_equal(buf[20], 0x02);
     assert_int_equal(twl_get_be16(buf + 20 + 10), 2);
 
     cdb[8] = 0;
@@ -2463,9 +2463,9 @@ static void report_target_port_groups_own_group_live_state(void **state)
     run(cdb, sizeof(cdb));
     assert_good();
     assert_int_equal(plan.data_len, 28);
-    assert_int_equal(buf[4], 0x8f);
+    assert_int_equal(buf[4], 0x0f);
     assert_int_equal(twl_get_be16(buf + 4 + 2), 1);
-    assert_int_equal(buf[16], 0x82);
+    assert_int_equal(buf[16], 0x02);
     assert_int_equal(twl_get_be16(buf + 16 + 2), 2);
 }
 
@@ -2484,9 +2484,9 @@ static void report_target_port_groups_partner_serves(void **state)
         assert_good();
         assert_int_equal(plan.data_len, 28);
         assert_int_equal(twl_get_be16(buf + 4 + 2), 1);
-        assert_int_equal(buf[4], 0x80); /* group 1: active/optimized */
+        assert_int_equal(buf[4], 0x00); /* group 1: active/optimized */
         assert_int_equal(twl_get_be16(buf + 16 + 2), 2);
-        assert_int_equal(buf[16], 0x80 | (i ? 0x03 : 0x02));
+        assert_int_equal(buf[16], i ? 0x03 : 0x02);
     }
 }
 
@@ -2665,7 +2665,7 @@ static void alua_unavailable_and_transitioning(void **state)
 static void alua_denies_table(void **state)
 {
     (void)state;
-    static const uint8_t allowed_everywhere[] = {0x12, 0xa0, 0x03, 0xa3};
+    static const uint8_t allowed_everywhere[] = {0x12, 0xa0, 0x03, 0xa3, 0xa4, 0x25};
     static const uint8_t allowed_in_standby[] = {0x1a, 0x5a, 0x15, 0x55, 0x5e, 0x5f};
     static const uint8_t medium[] = {0x00, 0x28, 0x2a, 0x89, 0x93, 0x42, 0x35, 0x16, 0x9e};
     uint8_t cdb[16] = {0};
@@ -2683,6 +2683,14 @@ static void alua_denies_table(void **state)
         assert_int_equal(scsi_alua_denies(SCSI_ALUA_TRANSITIONING, cdb),
                          SCSI_ASC_ALUA_TRANSITIONING);
     }
+    /* READ CAPACITY(16): SERVICE ACTION IN(16) 0x10 only */
+    cdb[0] = 0x9e;
+    cdb[1] = 0x10;
+    assert_int_equal(scsi_alua_denies(SCSI_ALUA_STANDBY, cdb), 0);
+    assert_int_equal(scsi_alua_denies(SCSI_ALUA_TRANSITIONING, cdb), 0);
+    cdb[1] = 0x12; /* GET LBA STATUS */
+    assert_int_equal(scsi_alua_denies(SCSI_ALUA_STANDBY, cdb), SCSI_ASC_ALUA_STANDBY);
+    cdb[1] = 0;
     for (size_t i = 0; i < sizeof(medium); i++) {
         cdb[0] = medium[i];
         assert_int_equal(scsi_alua_denies(SCSI_ALUA_ACTIVE_OPTIMIZED, cdb), 0);
