@@ -1097,6 +1097,21 @@ static bool task_admit(struct tgt_task *t)
     return throttle_admit(thr, &t->admission, twl_now_ns());
 }
 
+/* The ALUA states as this task's nexus knows them: REPORT TARGET PORT GROUPS reads them, and
+ * until a nexus has read them after a change (lu_nexus_alua_unseen), a refusal as standby is
+ * told as transitioning, which initiators retry after reading them. */
+static void task_alua_told(struct tgt_task *t)
+{
+    const uint8_t *s = t->plan.sense;
+    if (scsi_reads_alua_states(t->cdb) && t->plan.status == SCSI_STATUS_GOOD)
+        lu_nexus_alua_seen(t->nexus);
+    else if (t->plan.status == SCSI_STATUS_CHECK_CONDITION && t->plan.sense_len >= 14 &&
+             (s[2] & 0x0f) == SCSI_SENSE_NOT_READY &&
+             twl_get_be16(s + 12) == SCSI_ASC_ALUA_STANDBY &&
+             lu_nexus_alua_unseen(t->nexus, twl_now_ns()))
+        scsi_plan_check_condition(&t->plan, SCSI_SENSE_NOT_READY, SCSI_ASC_ALUA_TRANSITIONING);
+}
+
 /* A change to the medium starts: the ALUA state is checked again, since the command may have
  * waited for its Data-Out while a handover began (which then waits for it to answer). Counted
  * first and checked after, so that a handover that sees no change in flight is not passed by
@@ -1111,6 +1126,7 @@ static bool task_enter_change(struct tgt_task *t)
         return true;
     task_leave_change(t);
     scsi_plan_check_condition(&t->plan, SCSI_SENSE_NOT_READY, asc);
+    task_alua_told(t);
     task_respond(t);
     return false;
 }
@@ -1467,10 +1483,13 @@ static void scsi_cmd_header(struct conn *c)
         }
         struct scsi_target_view view;
         uint8_t scratch[EMULATED_BUF];
-        if (admitted)
+        if (admitted) {
             scsi_plan_command(t->lun ? &t->lun->info : NULL,
                               target_view(c, t->lun, &view, pending_ua), t->cdb, 16, scratch,
                               sizeof(scratch), &t->plan);
+            if (t->nexus)
+                task_alua_told(t);
+        }
         if (t->plan.action == SCSI_ACTION_COMPLETE && t->plan.data_len) {
             if (!task_alloc_buf(t, t->plan.data_len))
                 return;

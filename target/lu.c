@@ -275,6 +275,27 @@ void lu_ua_all(struct lu *lu, uint16_t asc_ascq, const struct lu_nexus *except)
     pthread_mutex_unlock(&lu->lock);
 }
 
+void lu_alua_changed(struct lu *lu)
+{
+    uint64_t now = twl_now_ns();
+    pthread_mutex_lock(&lu->lock);
+    for (struct lu_nexus *n = lu->nexuses; n; n = n->next)
+        atomic_store(&n->alua_changed_ns, now);
+    ua_all_locked(lu, SCSI_ASC_ALUA_STATE_CHANGED, NULL);
+    pthread_mutex_unlock(&lu->lock);
+}
+
+void lu_nexus_alua_seen(struct lu_nexus *n)
+{
+    atomic_store(&n->alua_changed_ns, 0);
+}
+
+bool lu_nexus_alua_unseen(const struct lu_nexus *n, uint64_t now_ns)
+{
+    uint64_t t = atomic_load(&n->alua_changed_ns);
+    return t && now_ns - t < LU_ALUA_UNSEEN_NS;
+}
+
 static struct pr_nexus pr_nexus_of(const struct lu_nexus *n)
 {
     struct pr_nexus p;

@@ -195,7 +195,7 @@ static struct lun_copy *copy_find(struct replica *r, uint32_t id)
 static void announce_alua(struct lun_copy *c, int state)
 {
     atomic_store(&c->lun->lu.alua_state, state);
-    lu_ua_all(&c->lun->lu, SCSI_ASC_ALUA_STATE_CHANGED, NULL);
+    lu_alua_changed(&c->lun->lu);
 }
 
 /* This node starts or stops writing a LUN: its ALUA state here follows (standby rejects media

@@ -1450,6 +1450,11 @@ bool scsi_ua_passes(const uint8_t *cdb)
     return cdb[0] == OP_INQUIRY || cdb[0] == OP_REPORT_LUNS || cdb[0] == OP_REQUEST_SENSE;
 }
 
+bool scsi_reads_alua_states(const uint8_t *cdb)
+{
+    return cdb[0] == OP_MAINT_IN && (cdb[1] & 0x1f) == MI_REPORT_TPGS;
+}
+
 bool scsi_changes_lu_metadata(const uint8_t *cdb)
 {
     return cdb[0] == OP_PR_OUT || cdb[0] == OP_MODE_SELECT_6 || cdb[0] == OP_MODE_SELECT_10;

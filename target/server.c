@@ -1234,7 +1234,7 @@ int tgt_server_set_alua_state(struct tgt_server *srv, int state)
         return 0;
     for (size_t i = 0; i < srv->target_count; i++)
         for (size_t j = 0; j < srv->targets[i].lun_count; j++)
-            lu_ua_all(&srv->targets[i].luns[j].lu, SCSI_ASC_ALUA_STATE_CHANGED, NULL);
+            lu_alua_changed(&srv->targets[i].luns[j].lu);
     TWL_INFO(PART, "target port group %u: asymmetric access state %d -> %d", srv->groups[0].id, old,
              state);
     return 0;
