@@ -1097,18 +1097,15 @@ static bool task_admit(struct tgt_task *t)
     return throttle_admit(thr, &t->admission, twl_now_ns());
 }
 
-/* The ALUA states as this task's nexus knows them: REPORT TARGET PORT GROUPS reads them, and
- * until a nexus has read them after a change (lu_nexus_alua_unseen), a refusal as standby is
- * told as transitioning, which initiators retry after reading them. */
+/* While a change of the ALUA states settles for this task's nexus (lu_nexus_alua_settling), a
+ * refusal as standby is told as transitioning, which initiators retry once they have read the
+ * states again. */
 static void task_alua_told(struct tgt_task *t)
 {
     const uint8_t *s = t->plan.sense;
-    if (scsi_reads_alua_states(t->cdb) && t->plan.status == SCSI_STATUS_GOOD)
-        lu_nexus_alua_seen(t->nexus);
-    else if (t->plan.status == SCSI_STATUS_CHECK_CONDITION && t->plan.sense_len >= 14 &&
-             (s[2] & 0x0f) == SCSI_SENSE_NOT_READY &&
-             twl_get_be16(s + 12) == SCSI_ASC_ALUA_STANDBY &&
-             lu_nexus_alua_unseen(t->nexus, twl_now_ns()))
+    if (t->plan.status == SCSI_STATUS_CHECK_CONDITION && t->plan.sense_len >= 14 &&
+        (s[2] & 0x0f) == SCSI_SENSE_NOT_READY && twl_get_be16(s + 12) == SCSI_ASC_ALUA_STANDBY &&
+        lu_nexus_alua_settling(t->nexus, twl_now_ns()))
         scsi_plan_check_condition(&t->plan, SCSI_SENSE_NOT_READY, SCSI_ASC_ALUA_TRANSITIONING);
 }
 

@@ -285,15 +285,10 @@ void lu_alua_changed(struct lu *lu)
     pthread_mutex_unlock(&lu->lock);
 }
 
-void lu_nexus_alua_seen(struct lu_nexus *n)
-{
-    atomic_store(&n->alua_changed_ns, 0);
-}
-
-bool lu_nexus_alua_unseen(const struct lu_nexus *n, uint64_t now_ns)
+bool lu_nexus_alua_settling(const struct lu_nexus *n, uint64_t now_ns)
 {
     uint64_t t = atomic_load(&n->alua_changed_ns);
-    return t && now_ns - t < LU_ALUA_UNSEEN_NS;
+    return t && now_ns - t < LU_ALUA_SETTLE_NS;
 }
 
 static struct pr_nexus pr_nexus_of(const struct lu_nexus *n)

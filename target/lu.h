@@ -53,10 +53,8 @@ struct lu_nexus {
     char initiator[TGT_NAME_MAX];
     uint8_t isid[6];
     uint16_t rel_port;
-    atomic_uint ua_count; /* read without the lock on the I/O path */
-    /* when the LU's ALUA states last changed, until this nexus reads them again (REPORT TARGET
-     * PORT GROUPS); 0 when it has */
-    atomic_uint_fast64_t alua_changed_ns;
+    atomic_uint ua_count;                 /* read without the lock on the I/O path */
+    atomic_uint_fast64_t alua_changed_ns; /* when the LU's ALUA states last changed; 0 never */
     uint16_t ua[LU_UA_MAX];
     struct xcopy_history xcopy; /* EXTENDED COPY lists for COPY STATUS (under the lock) */
 };
@@ -100,16 +98,15 @@ void lu_nexus_put(struct lu *lu, struct lu_nexus *n);
 void lu_ua_all(struct lu *lu, uint16_t asc_ascq, const struct lu_nexus *except);
 
 /* The LU's ALUA states changed: the unit attention ASYMMETRIC ACCESS STATE CHANGED for every
- * nexus, each of which counts as not having read the new states until lu_nexus_alua_seen. */
+ * nexus, and each is told of the change as it settles (lu_nexus_alua_settling). */
 void lu_alua_changed(struct lu *lu);
-/* n read the ALUA states (REPORT TARGET PORT GROUPS). */
-void lu_nexus_alua_seen(struct lu_nexus *n);
-/* Whether n has not read the ALUA states since they changed, at most LU_ALUA_UNSEEN_NS ago (the
- * implicit transition time REPORT TARGET PORT GROUPS gives). A refusal as standby is then told
- * as transitioning: initiators retry that after reading the states again, where standby is an
- * error on the path (Linux's ALUA handler logs it as an I/O error). */
-#define LU_ALUA_UNSEEN_NS 10000000000ull
-bool lu_nexus_alua_unseen(const struct lu_nexus *n, uint64_t now_ns);
+/* Whether the LU's ALUA states changed less than LU_ALUA_SETTLE_NS ago for n (a nexus that
+ * existed then). A refusal as standby is then told as transitioning: Linux's ALUA handler holds
+ * the I/O of a transitioning path and reads the states again, and fails it quietly over to the
+ * other path once it reads standby, where a standby refusal of a command already sent is an
+ * I/O error on the path (logged). The commands in flight at a move are the ones it concerns. */
+#define LU_ALUA_SETTLE_NS 1000000000ull
+bool lu_nexus_alua_settling(const struct lu_nexus *n, uint64_t now_ns);
 
 /* Admission of a command from nexus n (SAM-5 / SPC-4 order: unit attention first, then
  * reservations). Returns true to go on planning it; false with plan set to the status to

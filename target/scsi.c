@@ -1150,12 +1150,20 @@ static void cmd_receive_copy_results(const struct cmd *c, struct scsi_plan *plan
 }
 
 /* The partner's port for a LUN, seen from this port's state: standby while this one serves,
- * active/optimized while this one stands by or is unavailable, and standby while this one is
- * transitioning (the partner takes over only when the handover reaches it). */
+ * active/optimized while this one stands by or is unavailable, and transitioning while this one
+ * is (a handover: the partner is about to serve; an initiator that read standby there would
+ * hold its I/O off a path that is about to work). */
 static enum scsi_alua_state partner_state(enum scsi_alua_state mine)
 {
-    return mine == SCSI_ALUA_STANDBY || mine == SCSI_ALUA_UNAVAILABLE ? SCSI_ALUA_ACTIVE_OPTIMIZED
-                                                                      : SCSI_ALUA_STANDBY;
+    switch (mine) {
+    case SCSI_ALUA_STANDBY:
+    case SCSI_ALUA_UNAVAILABLE:
+        return SCSI_ALUA_ACTIVE_OPTIMIZED;
+    case SCSI_ALUA_TRANSITIONING:
+        return SCSI_ALUA_TRANSITIONING;
+    default:
+        return SCSI_ALUA_STANDBY;
+    }
 }
 
 static void report_target_port_groups(const struct cmd *c, struct scsi_plan *plan)
@@ -1448,11 +1456,6 @@ static const struct opcode_info *find_opcode(uint8_t opcode, uint8_t sa)
 bool scsi_ua_passes(const uint8_t *cdb)
 {
     return cdb[0] == OP_INQUIRY || cdb[0] == OP_REPORT_LUNS || cdb[0] == OP_REQUEST_SENSE;
-}
-
-bool scsi_reads_alua_states(const uint8_t *cdb)
-{
-    return cdb[0] == OP_MAINT_IN && (cdb[1] & 0x1f) == MI_REPORT_TPGS;
 }
 
 bool scsi_changes_lu_metadata(const uint8_t *cdb)

@@ -220,8 +220,6 @@ bool scsi_ua_passes(const uint8_t *cdb);
 /* Whether cdb changes what lu_meta_encode carries (reservations, mode parameters): PERSISTENT
  * RESERVE OUT and MODE SELECT. */
 bool scsi_changes_lu_metadata(const uint8_t *cdb);
-/* Whether cdb is REPORT TARGET PORT GROUPS. */
-bool scsi_reads_alua_states(const uint8_t *cdb);
 
 /* Commands whose Data-Out must be exactly what the CDB describes (a parameter list, compare
  * data, a pattern block): any other expected data transfer length is an error, unlike READ and

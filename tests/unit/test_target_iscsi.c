@@ -22,6 +22,7 @@
 #include <iscsi/scsi-lowlevel.h>
 
 #include "iscsi_session.h"
+#include "lu.h"
 #include "target.h"
 #include "twl_common.h"
 
@@ -270,29 +271,32 @@ static void alua_state_change_reaches_every_nexus(void **state)
         assert_int_equal(t->sense.key, SCSI_SENSE_UNIT_ATTENTION);
         assert_int_equal(t->sense.ascq, 0x2a06); /* ASYMMETRIC ACCESS STATE CHANGED */
         scsi_free_scsi_task(t);
-        /* until the nexus reads the new states, the refusal says transitioning (retried) */
+        /* while the change settles, the refusal says transitioning (held and retried) */
         t = iscsi_read16_sync(both[i], lun, 0, BLOCK, BLOCK, 0, 0, 0, 0, 0);
         assert_non_null(t);
         assert_int_equal(t->status, SCSI_STATUS_CHECK_CONDITION);
         assert_int_equal(t->sense.key, SCSI_SENSE_NOT_READY);
         assert_int_equal(t->sense.ascq, 0x040a); /* ASYMMETRIC ACCESS STATE TRANSITION */
         scsi_free_scsi_task(t);
-        /* REPORT TARGET PORT GROUPS: MAINTENANCE IN, service action 0x0a */
-        t = calloc(1, sizeof(*t));
-        assert_non_null(t);
-        t->cdb[0] = 0xa3;
-        t->cdb[1] = 0x0a;
-        twl_put_be32(t->cdb + 6, 1024);
-        t->cdb_size = 12;
-        t->xfer_dir = SCSI_XFER_READ;
-        t->expxferlen = 1024;
-        assert_non_null(iscsi_scsi_command_sync(both[i], lun, t, NULL));
-        assert_int_equal(t->status, SCSI_STATUS_GOOD);
-        assert_true(t->datain.size >= 16);
-        assert_int_equal(t->datain.data[4] & 0x0f, 2); /* group 1: standby */
-        assert_int_equal(twl_get_be16(t->datain.data + 6), 1);
-        scsi_free_scsi_task(t);
-        /* read: now standby, as the nexus knows */
+    }
+    /* REPORT TARGET PORT GROUPS: MAINTENANCE IN, service action 0x0a */
+    struct scsi_task *t = calloc(1, sizeof(*t));
+    assert_non_null(t);
+    t->cdb[0] = 0xa3;
+    t->cdb[1] = 0x0a;
+    twl_put_be32(t->cdb + 6, 1024);
+    t->cdb_size = 12;
+    t->xfer_dir = SCSI_XFER_READ;
+    t->expxferlen = 1024;
+    assert_non_null(iscsi_scsi_command_sync(a, lun, t, NULL));
+    assert_int_equal(t->status, SCSI_STATUS_GOOD);
+    assert_true(t->datain.size >= 16);
+    assert_int_equal(t->datain.data[4] & 0x0f, 2); /* group 1: standby */
+    assert_int_equal(twl_get_be16(t->datain.data + 6), 1);
+    scsi_free_scsi_task(t);
+    /* once it has settled: standby */
+    usleep(LU_ALUA_SETTLE_NS / 1000 + 100000);
+    for (int i = 0; i < 2; i++) {
         t = iscsi_read16_sync(both[i], lun, 0, BLOCK, BLOCK, 0, 0, 0, 0, 0);
         assert_non_null(t);
         assert_int_equal(t->status, SCSI_STATUS_CHECK_CONDITION);
@@ -300,7 +304,6 @@ static void alua_state_change_reaches_every_nexus(void **state)
         assert_int_equal(t->sense.ascq, 0x040b); /* TARGET PORT IN STANDBY STATE */
         scsi_free_scsi_task(t);
     }
-    struct scsi_task *t;
 
     assert_int_equal(tgt_server_set_alua_state(f->srv, 0), 0);
     t = tur(a, lun);

@@ -2454,7 +2454,7 @@ static void report_target_port_groups_own_group_live_state(void **state)
 {
     (void)state;
     /* this port's group (target_port_group) reports the state that gates its commands; the
-     * partner's stays standby until the handover reaches it */
+     * partner's is transitioning too (a handover: it is about to serve) */
     view.groups = port_groups;
     view.group_count = 2;
     view.target_port_group = 1;
@@ -2465,7 +2465,7 @@ static void report_target_port_groups_own_group_live_state(void **state)
     assert_int_equal(plan.data_len, 28);
     assert_int_equal(buf[4], 0x0f);
     assert_int_equal(twl_get_be16(buf + 4 + 2), 1);
-    assert_int_equal(buf[16], 0x02);
+    assert_int_equal(buf[16], 0x0f);
     assert_int_equal(twl_get_be16(buf + 16 + 2), 2);
 }
 
