@@ -191,6 +191,12 @@ static struct lun_copy *copy_find(struct replica *r, uint32_t id)
     return NULL;
 }
 
+/* This node serves the LUN: it writes it, and its port is active for it. */
+static bool serving(struct lun_copy *c)
+{
+    return atomic_load(&c->primary) && !atomic_load(&c->held);
+}
+
 /* The LUN's ALUA state here changes (-1: the port group's, active): every nexus hears of it. */
 static void announce_alua(struct lun_copy *c, int state)
 {
@@ -858,16 +864,23 @@ static bool all_zero(const uint8_t *p, size_t len)
     return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
 }
 
-/* With resync_lock held: waits up to ns for resync_cond (a stop, a region turned dirty). */
-static void resync_sleep_locked(struct replica *r, uint64_t ns)
+/* The CLOCK_REALTIME deadline ns from now, for pthread_cond_timedwait. */
+static struct timespec realtime_after(uint64_t ns)
 {
-    if (r->resync_stop)
-        return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t nsec = (uint64_t)ts.tv_nsec + ns % 1000000000ull;
     ts.tv_sec += (time_t)(ns / 1000000000ull + nsec / 1000000000ull);
     ts.tv_nsec = (long)(nsec % 1000000000ull);
+    return ts;
+}
+
+/* With resync_lock held: waits up to ns for resync_cond (a stop, a region turned dirty). */
+static void resync_sleep_locked(struct replica *r, uint64_t ns)
+{
+    if (r->resync_stop)
+        return;
+    struct timespec ts = realtime_after(ns);
     pthread_cond_timedwait(&r->resync_cond, &r->resync_lock, &ts);
 }
 
@@ -1461,7 +1474,7 @@ int replica_promote(struct replica *r, long id, char *msg, size_t msg_len)
         if (id >= 0 && c->lun->info.id != (uint32_t)id)
             continue;
         n++;
-        if (atomic_load(&c->primary) && !atomic_load(&c->held))
+        if (serving(c))
             continue;
         /* its writes have no replica from now on: a new generation first */
         if (!atomic_load(&c->primary))
@@ -1605,7 +1618,7 @@ static int hand_over(struct replica *r, struct lun_copy *c, bool force, uint64_t
     uint32_t id = c->lun->info.id;
     const char *partner = r->cfg->pair.partner;
     char gap[160];
-    if (!atomic_load(&c->primary) || atomic_load(&c->held)) {
+    if (!serving(c)) {
         snprintf(why, why_len, "LUN %u: not handed over: %s does not serve it", id,
                  r->cfg->node_name);
         return -EPERM;
@@ -1779,7 +1792,7 @@ static void run_forwarded(struct replica *r, const struct forward_run *run)
     struct forward_answer a = {.lun = f.lun, .token = f.token};
     struct lun_copy *c = copy_find(r, f.lun);
     pthread_mutex_lock(&r->move_lock); /* the LUN is not handed over meanwhile */
-    if (c == NULL || !atomic_load(&c->primary) || atomic_load(&c->held)) {
+    if (c == NULL || !serving(c)) {
         a.err = c ? -EPERM : -ENOENT;
     } else {
         struct lu *lu = &c->lun->lu;
@@ -1895,19 +1908,22 @@ int replica_forward_lu(struct replica *r, uint32_t lun, const char *initiator,
                        const uint8_t *param, uint32_t param_len, replica_forward_done_fn done,
                        void *cookie)
 {
-    struct forward_wait *w = calloc(1, sizeof(*w));
-    if (w == NULL)
-        return -ENOMEM;
     struct forward_cmd f = {.lun = lun, .rel_port = rel_port, .param_len = param_len};
     memcpy(f.isid, isid, 6);
     memcpy(f.cdb, cdb, 16);
     snprintf(f.initiator, sizeof(f.initiator), "%s", initiator);
     uint8_t hdr[FORWARD_HDR_LEN + FORWARD_NAME_MAX];
+    struct forward_wait *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return -ENOMEM;
     pthread_mutex_lock(&r->fwd_lock);
     f.token = ++r->fwd_tokens;
-    *w = (struct forward_wait){
-        .token = f.token, .sent_ns = twl_now_ns(), .lun = lun, .done = done, .cookie = cookie};
-    w->next = r->forwards;
+    *w = (struct forward_wait){.next = r->forwards,
+                               .token = f.token,
+                               .sent_ns = twl_now_ns(),
+                               .lun = lun,
+                               .done = done,
+                               .cookie = cookie};
     r->forwards = w;
     pthread_mutex_unlock(&r->fwd_lock);
     int len = forward_encode(&f, hdr);
@@ -1918,37 +1934,41 @@ int replica_forward_lu(struct replica *r, uint32_t lun, const char *initiator,
                                        NULL);
         pthread_mutex_unlock(&r->order);
     }
-    if (rc) {
-        /* not sent: the caller answers the command; the waiter goes */
-        struct forward_wait *taken = forward_take(r, f.token);
-        free(taken);
-    }
+    if (rc)
+        free(forward_take(r, f.token)); /* not sent: the caller answers the command */
     return rc;
 }
 
 static int ask_for(struct replica *r, struct lun_copy *c, bool force, char *why, size_t why_len);
+
+/* Moves one LUN here (to_here: asks the partner) or to the partner (hands it over); a LUN
+ * already served here needs no takeover. */
+static int move_one(struct replica *r, struct lun_copy *c, bool to_here, bool force, char *why,
+                    size_t why_len)
+{
+    if (to_here && serving(c)) {
+        snprintf(why, why_len, "LUN %u: served here already", c->lun->info.id);
+        return 0;
+    }
+    if (to_here)
+        return ask_for(r, c, force, why, why_len);
+    pthread_mutex_lock(&r->move_lock);
+    int rc = hand_over(r, c, force, 0, why, why_len);
+    pthread_mutex_unlock(&r->move_lock);
+    return rc;
+}
 
 /* An initiator's SET TARGET PORT GROUPS, on the handover thread. */
 static void run_move(struct replica *r, struct move_request *m)
 {
     struct lun_copy *c = copy_find(r, m->id);
     char why[WHY_LEN];
-    int rc = 0;
+    int rc;
     if (c == NULL) {
         rc = -ENOENT;
         snprintf(why, sizeof(why), "no LUN %u here", m->id);
-    } else if (m->to_here) {
-        if (!atomic_load(&c->primary) || atomic_load(&c->held))
-            rc = ask_for(r, c, false, why, sizeof(why));
-        else
-            snprintf(why, sizeof(why), "LUN %u: served here already", m->id);
     } else {
-        pthread_mutex_lock(&r->move_lock);
-        if (atomic_load(&c->primary) && !atomic_load(&c->held))
-            rc = hand_over(r, c, false, 0, why, sizeof(why));
-        else
-            snprintf(why, sizeof(why), "LUN %u: served by %s already", m->id, r->cfg->pair.partner);
-        pthread_mutex_unlock(&r->move_lock);
+        rc = move_one(r, c, m->to_here, false, why, sizeof(why));
     }
     TWL_WARN(RPART, "SET TARGET PORT GROUPS (%s): %s", m->to_here ? "takeover" : "giveback", why);
     m->done(m->cookie, rc);
@@ -2034,7 +2054,7 @@ int replica_move_async(struct replica *r, uint32_t id, bool to_here, replica_mov
 bool replica_serves(struct replica *r, uint32_t id)
 {
     struct lun_copy *c = copy_find(r, id);
-    return c && atomic_load(&c->primary) && !atomic_load(&c->held);
+    return c && serving(c);
 }
 
 /* Asks the partner for LUN c and waits for its answer: 0 when the LUN is served here. */
@@ -2065,13 +2085,7 @@ static int ask_for(struct replica *r, struct lun_copy *c, bool force, char *why,
     pthread_mutex_lock(&r->handover_lock);
     while (!atomic_load(&c->primary) && r->refused_token != h.token && twl_now_ns() < end &&
            !r->handover_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = realtime_after(50000000ull);
         pthread_cond_timedwait(&r->handover_cond, &r->handover_lock, &ts);
     }
     if (atomic_load(&c->primary)) {
@@ -2095,33 +2109,21 @@ static int ask_for(struct replica *r, struct lun_copy *c, bool force, char *why,
 static int move_luns(struct replica *r, long id, bool to_here, bool all, bool force, char *msg,
                      size_t msg_len)
 {
-    size_t off = 0, n = 0, moved = 0;
+    size_t off = 0, n = 0;
     int first = 0;
     msg[0] = '\0';
     for (size_t i = 0; i < r->copy_count; i++) {
         struct lun_copy *c = &r->copies[i];
         bool owner_here = strcmp(c->lun->cfg->owner, r->cfg->node_name) == 0;
-        bool here = atomic_load(&c->primary) && !atomic_load(&c->held);
+        bool here = serving(c);
         if (id >= 0 ? c->lun->info.id != (uint32_t)id
                     : (to_here ? here : !here || (!all && owner_here)))
             continue;
         n++;
         char why[WHY_LEN];
-        int rc;
-        if (to_here && here) {
-            rc = 0;
-            snprintf(why, sizeof(why), "LUN %u: served here already", c->lun->info.id);
-        } else if (to_here) {
-            rc = ask_for(r, c, force, why, sizeof(why));
-        } else {
-            pthread_mutex_lock(&r->move_lock);
-            rc = hand_over(r, c, force, 0, why, sizeof(why));
-            pthread_mutex_unlock(&r->move_lock);
-        }
+        int rc = move_one(r, c, to_here, force, why, sizeof(why));
         TWL_WARN(RPART, "%s: %s", to_here ? "takeover" : "giveback", why);
-        if (rc == 0)
-            moved++;
-        else if (first == 0)
+        if (rc && first == 0)
             first = rc;
         if (off < msg_len)
             off += (size_t)snprintf(msg + off, msg_len - off, "%s%s", off ? "; " : "", why);
