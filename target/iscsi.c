@@ -73,7 +73,6 @@ struct tgt_task {
     bool aborted;
     bool aborted_by_other; /* task management of another I_T nexus: answer TASK ABORTED */
     bool change_entered;   /* counted in the LUN's changes_active (task_enter_change) */
-    int move_err;          /* SET TARGET PORT GROUPS: how the pair's move ended */
     struct tmf_wait *tmf;
     int pending; /* local write + replica */
     int first_error;
@@ -1097,18 +1096,6 @@ static bool task_admit(struct tgt_task *t)
     return throttle_admit(thr, &t->admission, twl_now_ns());
 }
 
-/* While a change of the ALUA states settles for this task's nexus (lu_nexus_alua_settling), a
- * refusal as standby is told as transitioning, which initiators retry once they have read the
- * states again. */
-static void task_alua_told(struct tgt_task *t)
-{
-    const uint8_t *s = t->plan.sense;
-    if (t->plan.status == SCSI_STATUS_CHECK_CONDITION && t->plan.sense_len >= 14 &&
-        (s[2] & 0x0f) == SCSI_SENSE_NOT_READY && twl_get_be16(s + 12) == SCSI_ASC_ALUA_STANDBY &&
-        lu_nexus_alua_settling(t->nexus, twl_now_ns()))
-        scsi_plan_check_condition(&t->plan, SCSI_SENSE_NOT_READY, SCSI_ASC_ALUA_TRANSITIONING);
-}
-
 /* A change to the medium starts: the ALUA state is checked again, since the command may have
  * waited for its Data-Out while a handover began (which then waits for it to answer). Counted
  * first and checked after, so that a handover that sees no change in flight is not passed by
@@ -1118,23 +1105,25 @@ static bool task_enter_change(struct tgt_task *t)
     struct tgt_lun *lun = t->lun;
     atomic_fetch_add(&lun->changes_active, 1);
     t->change_entered = true;
-    uint16_t asc = scsi_alua_denies(server_alua_state(t->conn->thr->srv, lun), t->cdb);
+    uint16_t asc =
+        scsi_alua_refusal(server_alua_state(t->conn->thr->srv, lun),
+                          lu_nexus_alua_settling(t->nexus, t->conn->thr->loop_ns), t->cdb);
     if (asc == 0)
         return true;
     task_leave_change(t);
     scsi_plan_check_condition(&t->plan, SCSI_SENSE_NOT_READY, asc);
-    task_alua_told(t);
     task_respond(t);
     return false;
 }
 
 /* ---- reservations and mode parameters of a LU the partner serves ---- */
 
-static void forwarded_on_thread(struct remote_done *d)
+/* A pair thread (forward, SET TARGET PORT GROUPS) set the task's outcome: answer it. */
+static void answered_on_thread(struct remote_done *d)
 {
     struct tgt_task *t = TASK_OF(d, wake);
     task_respond(t);
-    iscsi_task_put(t); /* the forward's reference */
+    iscsi_task_put(t); /* the pair thread's reference */
 }
 
 /* On a pair thread: the partner's outcome becomes the command's. */
@@ -1153,7 +1142,7 @@ static void forwarded(void *cookie, const struct replica_lu_outcome *o)
         memcpy(t->plan.sense, o->sense, t->plan.sense_len);
         t->plan.data_len = 0;
     }
-    t->wake.fn = forwarded_on_thread;
+    t->wake.fn = answered_on_thread;
     thread_post_done(t->conn->thr, &t->wake);
 }
 
@@ -1182,21 +1171,13 @@ static bool task_forward_lu(struct tgt_task *t)
 
 /* ---- SET TARGET PORT GROUPS: an initiator moves the LU between the nodes ---- */
 
-static void port_groups_set_on_thread(struct remote_done *d)
-{
-    struct tgt_task *t = TASK_OF(d, wake);
-    if (t->move_err)
-        scsi_plan_check_condition(&t->plan, SCSI_SENSE_HARDWARE_ERROR, SCSI_ASC_SET_TPGS_FAILED);
-    task_respond(t);
-    iscsi_task_put(t); /* the move's reference */
-}
-
 /* On the pair's handover thread. */
 static void port_groups_set(void *cookie, int rc)
 {
     struct tgt_task *t = cookie;
-    t->move_err = rc;
-    t->wake.fn = port_groups_set_on_thread;
+    if (rc)
+        scsi_plan_check_condition(&t->plan, SCSI_SENSE_HARDWARE_ERROR, SCSI_ASC_SET_TPGS_FAILED);
+    t->wake.fn = answered_on_thread;
     thread_post_done(t->conn->thr, &t->wake);
 }
 
@@ -1356,6 +1337,7 @@ static void fail_data_phase(struct tgt_task *t, uint8_t key, uint16_t asc)
 /* ---------------- commands ---------------- */
 
 static const struct scsi_target_view *target_view(struct conn *c, struct tgt_lun *lun,
+                                                  const struct lu_nexus *nexus,
                                                   struct scsi_target_view *v, uint16_t pending_ua)
 {
     struct tgt_server *srv = c->thr->srv;
@@ -1368,6 +1350,7 @@ static const struct scsi_target_view *target_view(struct conn *c, struct tgt_lun
     v->group_count = srv->group_count;
     v->alua_state = server_alua_state(srv, lun);
     v->explicit_alua = srv->cfg->pair.enabled && srv->cfg->pair.explicit_alua;
+    v->alua_settling = nexus && lu_nexus_alua_settling(nexus, c->thr->loop_ns);
     v->pending_ua = pending_ua;
     return v;
 }
@@ -1482,10 +1465,8 @@ static void scsi_cmd_header(struct conn *c)
         uint8_t scratch[EMULATED_BUF];
         if (admitted) {
             scsi_plan_command(t->lun ? &t->lun->info : NULL,
-                              target_view(c, t->lun, &view, pending_ua), t->cdb, 16, scratch,
-                              sizeof(scratch), &t->plan);
-            if (t->nexus)
-                task_alua_told(t);
+                              target_view(c, t->lun, t->nexus, &view, pending_ua), t->cdb, 16,
+                              scratch, sizeof(scratch), &t->plan);
         }
         if (t->plan.action == SCSI_ACTION_COMPLETE && t->plan.data_len) {
             if (!task_alloc_buf(t, t->plan.data_len))

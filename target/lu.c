@@ -288,7 +288,8 @@ void lu_alua_changed(struct lu *lu)
 bool lu_nexus_alua_settling(const struct lu_nexus *n, uint64_t now_ns)
 {
     uint64_t t = atomic_load(&n->alua_changed_ns);
-    return t && now_ns - t < LU_ALUA_SETTLE_NS;
+    /* now_ns may be a thread's loop time, taken just before the change */
+    return t && (now_ns < t || now_ns - t < LU_ALUA_SETTLE_NS);
 }
 
 static struct pr_nexus pr_nexus_of(const struct lu_nexus *n)

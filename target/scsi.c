@@ -1543,6 +1543,12 @@ uint16_t scsi_alua_denies(enum scsi_alua_state state, const uint8_t *cdb)
                                             : SCSI_ASC_ALUA_TRANSITIONING;
 }
 
+uint16_t scsi_alua_refusal(enum scsi_alua_state state, bool settling, const uint8_t *cdb)
+{
+    uint16_t asc = scsi_alua_denies(state, cdb);
+    return settling && asc == SCSI_ASC_ALUA_STANDBY ? SCSI_ASC_ALUA_TRANSITIONING : asc;
+}
+
 void scsi_plan_command(const struct scsi_lun *lun, const struct scsi_target_view *view,
                        const uint8_t *cdb, size_t cdb_len, uint8_t *buf, size_t buflen,
                        struct scsi_plan *plan)
@@ -1578,7 +1584,7 @@ void scsi_plan_command(const struct scsi_lun *lun, const struct scsi_target_view
         return;
     }
     if (lun && view) {
-        uint16_t asc = scsi_alua_denies(view->alua_state, cdb);
+        uint16_t asc = scsi_alua_refusal(view->alua_state, view->alua_settling, cdb);
         if (asc) {
             scsi_plan_check_condition(plan, SCSI_SENSE_NOT_READY, asc);
             return;

@@ -114,6 +114,7 @@ struct scsi_target_view {
     size_t group_count;
     enum scsi_alua_state alua_state; /* of this port's group: gates medium access */
     bool explicit_alua;  /* SET TARGET PORT GROUPS accepted (TPGS 11b); else implicit (01b) */
+    bool alua_settling;  /* the states changed moments ago for this nexus (scsi_alua_refusal) */
     uint16_t pending_ua; /* a unit attention REQUEST SENSE reports (0 none) */
 };
 
@@ -212,6 +213,11 @@ int scsi_mode_select_parse(const struct scsi_lun *lun, const uint8_t *cdb, const
 
 /* Where ALUA lets the command through (SPC-4 5.15.2.4): 0 or the NOT READY asc to report. */
 uint16_t scsi_alua_denies(enum scsi_alua_state state, const uint8_t *cdb);
+/* The refusal a command gets: scsi_alua_denies's, except that standby is told as transitioning
+ * while a change settles for the nexus (lu_nexus_alua_settling): Linux's ALUA handler holds the
+ * I/O of a transitioning path and reads the states again, where a standby refusal of a command
+ * already sent is an I/O error on the path. */
+uint16_t scsi_alua_refusal(enum scsi_alua_state state, bool settling, const uint8_t *cdb);
 
 /* Commands a pending unit attention does not stop (SPC-4 / SAM-5: INQUIRY, REPORT LUNS,
  * REQUEST SENSE, which reports it). */

@@ -2702,6 +2702,29 @@ static void alua_denies_table(void **state)
     }
 }
 
+/* While a change settles, standby is told as transitioning; nothing else changes. */
+static void alua_refusal_while_settling(void **state)
+{
+    (void)state;
+    uint8_t cdb[16] = {0x2a};
+    assert_int_equal(scsi_alua_refusal(SCSI_ALUA_STANDBY, true, cdb), SCSI_ASC_ALUA_TRANSITIONING);
+    assert_int_equal(scsi_alua_refusal(SCSI_ALUA_STANDBY, false, cdb), SCSI_ASC_ALUA_STANDBY);
+    assert_int_equal(scsi_alua_refusal(SCSI_ALUA_UNAVAILABLE, true, cdb),
+                     SCSI_ASC_ALUA_UNAVAILABLE);
+    assert_int_equal(scsi_alua_refusal(SCSI_ALUA_ACTIVE_OPTIMIZED, true, cdb), 0);
+    cdb[0] = 0x12; /* INQUIRY passes either way */
+    assert_int_equal(scsi_alua_refusal(SCSI_ALUA_STANDBY, true, cdb), 0);
+    /* through planning: the view carries it */
+    const uint8_t wr[10] = {0x2a, 0, 0, 0, 0, 1, 0, 0, 1, 0};
+    view.alua_state = SCSI_ALUA_STANDBY;
+    view.alua_settling = true;
+    run(wr, sizeof(wr));
+    assert_check(SCSI_SENSE_NOT_READY, SCSI_ASC_ALUA_TRANSITIONING);
+    view.alua_settling = false;
+    run(wr, sizeof(wr));
+    assert_check(SCSI_SENSE_NOT_READY, SCSI_ASC_ALUA_STANDBY);
+}
+
 /* ---- REQUEST SENSE reporting a unit attention ---- */
 
 static void request_sense_reports_unit_attention(void **state)
@@ -2953,6 +2976,7 @@ int main(void)
         T(alua_standby_gates_medium_access),
         T(alua_unavailable_and_transitioning),
         T(alua_denies_table),
+        T(alua_refusal_while_settling),
         T(request_sense_reports_unit_attention),
         T(first_difference),
         T(miscompare_sense),
