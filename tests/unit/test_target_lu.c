@@ -725,6 +725,22 @@ static void aptpl_reservation_survives_lu_init(void **state)
     assert_admitted(b, READ_10);
 }
 
+/* The same LU on the partner node: its own state files, in a directory of its own. */
+struct partner_lu {
+    char dir[64], base[128];
+    struct scsi_lun info;
+    struct lu lu;
+};
+
+static void partner_open(struct partner_lu *p)
+{
+    snprintf(p->dir, sizeof(p->dir), "/var/tmp/twl-lu-partner-XXXXXX");
+    assert_non_null(mkdtemp(p->dir));
+    snprintf(p->base, sizeof(p->base), "%s/iqn.2026-01.test:disk.lun0", p->dir);
+    info_defaults(&p->info);
+    assert_int_equal(lu_init(&p->lu, &p->info, p->base), 0);
+}
+
 /* The partner gets the owner's metadata as one image: after applying it, its reservations
  * (registrations, reservation, generation) and mode parameters are the owner's, and a
  * damaged image changes nothing. */
@@ -743,37 +759,31 @@ static void metadata_image_makes_the_partner_equal(void **state)
     assert_true(len > 16 && len <= sizeof(image));
     assert_int_equal(lu_meta_encode(&f->lu, image, 8), len); /* too small: the size, no bytes */
 
-    char dir[64], base[128];
-    snprintf(dir, sizeof(dir), "/var/tmp/twl-lu-partner-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    snprintf(base, sizeof(base), "%s/iqn.2026-01.test:disk.lun0", dir);
-    struct scsi_lun info;
-    info_defaults(&info);
-    struct lu partner;
-    assert_int_equal(lu_init(&partner, &info, base), 0);
+    struct partner_lu p;
+    partner_open(&p);
 
     uint8_t bad[LU_META_MAX];
     memcpy(bad, image, len);
     bad[len / 2] ^= 0x01;
-    assert_int_equal(lu_meta_apply(&partner, bad, len), -EINVAL);
-    assert_false(atomic_load(&partner.reserved));
-    assert_int_equal(lu_meta_apply(&partner, image, len), 0);
-    assert_true(atomic_load(&partner.reserved));
-    assert_false(info.write_cache);
+    assert_int_equal(lu_meta_apply(&p.lu, bad, len), -EINVAL);
+    assert_false(atomic_load(&p.lu.reserved));
+    assert_int_equal(lu_meta_apply(&p.lu, image, len), 0);
+    assert_true(atomic_load(&p.lu.reserved));
+    assert_false(p.info.write_cache);
 
     /* both encode the same image now */
     static uint8_t again[LU_META_MAX];
-    assert_int_equal(lu_meta_encode(&partner, again, sizeof(again)), len);
+    assert_int_equal(lu_meta_encode(&p.lu, again, sizeof(again)), len);
     assert_memory_equal(again, image, len);
     /* and APTPL made the partner save it, as the owner did */
     char path[160];
-    snprintf(path, sizeof(path), "%s.pr", base);
+    snprintf(path, sizeof(path), "%s.pr", p.base);
     assert_int_equal(access(path, F_OK), 0);
-    lu_destroy(&partner);
+    lu_destroy(&p.lu);
     unlink(path);
-    snprintf(path, sizeof(path), "%s.mode", base);
+    snprintf(path, sizeof(path), "%s.mode", p.base);
     unlink(path);
-    assert_int_equal(rmdir(dir), 0);
+    assert_int_equal(rmdir(p.dir), 0);
 }
 
 /* Whether the partner's LU admits cdb from n, once the nexus's first unit attention (power
@@ -810,30 +820,24 @@ static void registrations_hold_through_the_partner_port(void **state)
     static uint8_t image[LU_META_MAX];
     size_t len = lu_meta_encode(&f->lu, image, sizeof(image));
 
-    char dir[64], base[128];
-    snprintf(dir, sizeof(dir), "/var/tmp/twl-lu-port2-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    snprintf(base, sizeof(base), "%s/iqn.2026-01.test:disk.lun0", dir);
-    struct scsi_lun info;
-    info_defaults(&info);
-    struct lu partner;
-    assert_int_equal(lu_init(&partner, &info, base), 0);
-    assert_int_equal(lu_meta_apply(&partner, image, len), 0);
+    struct partner_lu p;
+    partner_open(&p);
+    assert_int_equal(lu_meta_apply(&p.lu, image, len), 0);
 
-    struct lu_nexus *a2 = lu_nexus_get(&partner, NAME_A, ISID_A, 2);
-    struct lu_nexus *b2 = lu_nexus_get(&partner, NAME_B, ISID_B, 2);
-    struct lu_nexus *b1 = lu_nexus_get(&partner, NAME_B, ISID_B, 1);
-    assert_true(partner_admits(&partner, a2, WRITE_10));
-    assert_false(partner_admits(&partner, b2, WRITE_10));
-    assert_true(partner_admits(&partner, b2, READ_10));
-    assert_true(partner_admits(&partner, b1, WRITE_10));
+    struct lu_nexus *a2 = lu_nexus_get(&p.lu, NAME_A, ISID_A, 2);
+    struct lu_nexus *b2 = lu_nexus_get(&p.lu, NAME_B, ISID_B, 2);
+    struct lu_nexus *b1 = lu_nexus_get(&p.lu, NAME_B, ISID_B, 1);
+    assert_true(partner_admits(&p.lu, a2, WRITE_10));
+    assert_false(partner_admits(&p.lu, b2, WRITE_10));
+    assert_true(partner_admits(&p.lu, b2, READ_10));
+    assert_true(partner_admits(&p.lu, b1, WRITE_10));
 
-    lu_nexus_put(&partner, a2);
-    lu_nexus_put(&partner, b2);
-    lu_nexus_put(&partner, b1);
-    lu_destroy(&partner);
+    lu_nexus_put(&p.lu, a2);
+    lu_nexus_put(&p.lu, b2);
+    lu_nexus_put(&p.lu, b1);
+    lu_destroy(&p.lu);
     char cmd[96];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p.dir);
     assert_int_equal(system(cmd), 0);
 }
 
